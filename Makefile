@@ -1,0 +1,37 @@
+# codex-gateway: `make run` for a working demo, `make test` for the whole suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CODEX_VERSION := 0.169.0
+CODEX := .codex-cli/node_modules/.bin/codex
+
+.PHONY: venv run test codex bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	touch $@
+
+# The real Codex CLI for the end-to-end tests, in a git-ignored folder (never global).
+codex: $(CODEX)
+
+$(CODEX):
+	npm install --prefix .codex-cli --no-fund --no-audit --no-save @openai/codex@$(CODEX_VERSION)
+	test -x $(CODEX)
+
+run: venv
+	$(PY) manage.py serve
+
+# The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
+# TEST_POSTGRES_URL is set (.ci/run sets it).
+test: venv codex
+	$(PY) -m pytest
+	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
+
+bench: venv
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .codex-cli .test-db.sqlite3*

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class BridgeConfig(AppConfig):
+    name = "bridge"
+    verbose_name = "API bridge"

@@ -1,0 +1,136 @@
+"""The audit record of one request: gathered while it runs, written once when it ends.
+
+Rows are written in a background task so the client's stream is never held up by the
+database; ``drain()`` waits for the ones in flight (shutdown, tests).
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from django.http import HttpRequest
+
+from bridge.errors import BridgeError, GatewayError, InvalidRequestError
+from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
+
+logger = logging.getLogger("gateway.audit")
+_pending: set[asyncio.Task[None]] = set()
+
+
+def _request_id(request: HttpRequest) -> str:
+    given = request.headers.get("x-request-id", "").strip()
+    # A client's id is kept when it is sane; anything else gets a fresh one.
+    if given and len(given) <= 128 and given.isprintable():
+        return given
+    return f"req_{uuid.uuid4().hex}"
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+@dataclass
+class Exchange:
+    """Everything the audit log keeps about one request, filled in as it goes."""
+
+    request_id: str
+    endpoint: str
+    client_ip: str | None
+    request_bytes: int
+    started: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    t0: float = field(default_factory=time.perf_counter)
+    key: ClientKey | None = None
+    model: str = ""
+    upstream: Upstream | None = None
+    upstream_model: str = ""
+    mode: str = ""
+    stream: bool = False
+    status: int | None = None
+    upstream_status: int | None = None
+    outcome: str = Outcome.OK
+    error_type: str = ""
+    error_message: str = ""
+    first_byte: float | None = None
+    tokens: dict[str, int | None] = field(default_factory=dict)
+    tool_calls: int = 0
+    response_bytes: int = 0
+    passed_headers: dict[str, str] = field(default_factory=dict)
+    recorded: bool = False
+
+    @classmethod
+    def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
+        length = request.META.get("CONTENT_LENGTH") or "0"
+        return cls(request_id=_request_id(request), endpoint=endpoint, client_ip=_client_ip(request),
+                   request_bytes=int(length) if length.isdigit() else 0)
+
+    def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
+        self.upstream, self.upstream_model = upstream, model
+        self.mode = Mode.BRIDGE if bridged else Mode.PASSTHROUGH
+
+    def mark_first_byte(self) -> None:
+        if self.first_byte is None:
+            self.first_byte = time.perf_counter()
+
+    def fail(self, exc: BridgeError, outcome: str | None = None) -> None:
+        if outcome is None:
+            if isinstance(exc, GatewayError):
+                outcome = Outcome.GATEWAY_ERROR
+            elif isinstance(exc, InvalidRequestError):
+                outcome = Outcome.REJECTED
+            else:
+                outcome = Outcome.UPSTREAM_ERROR
+        self.outcome = outcome
+        self.error_type = exc.code or exc.type
+        self.error_message = exc.message[:2000]
+
+    def record(self) -> None:
+        """Write this request's one audit row, in the background; later calls do nothing."""
+        if self.recorded:
+            return
+        self.recorded = True
+        fields = self._fields()
+        try:
+            task = asyncio.get_running_loop().create_task(_write(fields))
+        except RuntimeError:  # no loop: called from a finalizer outside the server loop
+            logger.error("audit row for %s could not be scheduled", self.request_id)
+            return
+        _pending.add(task)
+        task.add_done_callback(_pending.discard)
+
+    def _fields(self) -> dict[str, Any]:
+        now = time.perf_counter()
+        return {
+            "request_id": self.request_id, "started": self.started,
+            "finished": datetime.now(timezone.utc),
+            "client_key": self.key, "key_name": self.key.name if self.key else "",
+            "client_ip": self.client_ip, "endpoint": self.endpoint, "model": self.model[:200],
+            "upstream": self.upstream, "upstream_name": self.upstream.name if self.upstream else "",
+            "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream,
+            "status": self.status, "upstream_status": self.upstream_status, "outcome": self.outcome,
+            "error_type": self.error_type[:64], "error_message": self.error_message,
+            "ttfb_ms": (self.first_byte - self.t0) * 1000 if self.first_byte else None,
+            "duration_ms": (now - self.t0) * 1000,
+            "input_tokens": self.tokens.get("input_tokens"), "output_tokens": self.tokens.get("output_tokens"),
+            "reasoning_tokens": self.tokens.get("reasoning_tokens"),
+            "cached_tokens": self.tokens.get("cached_tokens"),
+            "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
+            "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
+        }
+
+
+async def _write(fields: dict[str, Any]) -> None:
+    try:
+        await RequestLog.objects.arecord(**fields)
+    except Exception:
+        logger.exception("could not write the audit row for %s", fields["request_id"])
+
+
+async def drain() -> None:
+    """Wait until every audit row scheduled so far is written."""
+    while _pending:
+        await asyncio.gather(*list(_pending), return_exceptions=True)

@@ -1,0 +1,177 @@
+"""Errors the gateway reports, and the one place they become OpenAI-shaped JSON.
+
+    BridgeError                      base: message, code, param, status, headers
+    ├── InvalidRequestError          the client's fault (400 unless said otherwise)
+    │   ├── AuthenticationError      401 invalid_api_key
+    │   ├── RateLimitError           429 rate_limit_exceeded
+    │   ├── RequestTooLargeError     413 request_too_large
+    │   └── ModelNotFoundError       404 model_not_found
+    ├── UpstreamError                the upstream's fault (502 unless said otherwise)
+    │   ├── UpstreamUnavailableError 502 upstream_unavailable
+    │   ├── UpstreamTimeoutError     504 upstream_timeout
+    │   └── UpstreamProtocolError    502 upstream_protocol_error (broken or malformed stream)
+    └── GatewayError                 ours (500 internal_error)
+
+See ../shared/spec/contract.md, "Errors".
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, TypedDict
+
+
+class ErrorDetail(TypedDict):
+    message: str
+    type: str
+    param: str | None
+    code: str | None
+
+
+class ErrorBody(TypedDict):
+    error: ErrorDetail
+
+
+class BridgeError(Exception):
+    """An error with everything needed to answer the client in OpenAI's shape."""
+
+    status: int = 400
+    type: str = "invalid_request_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        status: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status is not None:
+            self.status = status
+        self.param = param
+        self.headers = headers or {}
+
+    def to_dict(self) -> ErrorBody:
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class InvalidRequestError(BridgeError):
+    """The request is malformed: a client that retries it unchanged fails again."""
+
+
+class AuthenticationError(InvalidRequestError):
+    """No client key, or one the gateway does not know or has revoked."""
+
+    status = 401
+    code = "invalid_api_key"
+
+
+class RateLimitError(InvalidRequestError):
+    """The client key spent its budget; `Retry-After` says when to come back."""
+
+    status = 429
+    type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+
+class RequestTooLargeError(InvalidRequestError):
+    """The body is larger than GATEWAY_MAX_BODY_BYTES."""
+
+    status = 413
+    code = "request_too_large"
+
+
+class ModelNotFoundError(InvalidRequestError):
+    """No enabled upstream serves the requested model."""
+
+    status = 404
+    code = "model_not_found"
+
+
+class UpstreamError(BridgeError):
+    """The upstream failed us; the client may retry later."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailableError(UpstreamError):
+    """The upstream refused the connection or its name did not resolve."""
+
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeoutError(UpstreamError):
+    """The upstream did not answer (or went quiet) within its timeout."""
+
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamError):
+    """The upstream's answer broke off or could not be parsed."""
+
+    code = "upstream_protocol_error"
+
+
+class GatewayError(BridgeError):
+    """A bug or misconfiguration on our side."""
+
+    status = 500
+    type = "server_error"
+    code = "internal_error"
+
+
+def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
+    """Return an upstream's error body in OpenAI's shape.
+
+    Upstreams answer errors as OpenAI JSON, as ``{"error": "text"}`` (llama.cpp, older
+    vLLM), as ``{"detail": ...}`` (FastAPI) or as HTML from a proxy in front of them.
+    Clients parse only the first form, so every other one is wrapped, keeping its text.
+    """
+    text = raw.decode("utf-8", errors="replace").strip()
+    try:
+        data: Any = json.loads(text) if text else None
+    except ValueError:
+        data = None
+    error_type = "invalid_request_error" if 400 <= status < 500 else "upstream_error"
+    if isinstance(data, dict) and isinstance(data.get("error"), dict):
+        detail = data["error"]
+        message = detail.get("message")
+        code = detail.get("code")
+        return {
+            "error": {
+                "message": message if isinstance(message, str) else json.dumps(message),
+                "type": detail.get("type") if isinstance(detail.get("type"), str) else error_type,
+                "param": detail.get("param") if isinstance(detail.get("param"), str) else None,
+                "code": str(code) if code is not None else None,
+            }
+        }
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if key in data:
+                value = data[key]
+                text = value if isinstance(value, str) else json.dumps(value)
+                break
+    message = text[:2000] or f"upstream answered HTTP {status}"
+    return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+class UpstreamStatusError(UpstreamError):
+    """The upstream answered 4xx/5xx: relayed with its status, body and back-off headers."""
+
+    def __init__(self, status: int, body: ErrorBody, headers: dict[str, str]) -> None:
+        detail = body["error"]
+        super().__init__(detail["message"], code=detail["code"], param=detail["param"], status=status,
+                         headers=headers)
+        self.type = detail["type"]
+        self.body = body
+
+    def to_dict(self) -> ErrorBody:
+        return self.body

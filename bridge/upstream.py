@@ -1,0 +1,93 @@
+"""Talking to upstreams over HTTP: one pooled client per process, errors mapped once."""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import orjson
+
+from bridge.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    normalize_error_body,
+)
+from upstreams.models import Upstream
+
+MAX_ERROR_BODY = 64 * 1024
+# Headers that tell a client when to come back; relayed under their own names (seed E3).
+BACKOFF_HEADERS = ("retry-after", "retry-after-ms")
+BACKOFF_PREFIX = "x-ratelimit-"
+
+_client: httpx.AsyncClient | None = None
+
+
+def client() -> httpx.AsyncClient:
+    """Return this process's shared client: pooled keep-alive connections to every upstream."""
+    global _client
+    if _client is None:
+        _client = httpx.AsyncClient(
+            limits=httpx.Limits(max_connections=2000, max_keepalive_connections=200, keepalive_expiry=30),
+            # Upstream keys come from the Upstream row only, never from the environment.
+            trust_env=False,
+            follow_redirects=False,
+        )
+    return _client
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Turn httpx's exceptions into the gateway's, keeping the cause for the logs."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamUnavailableError(f"Could not connect to the upstream: {exc}.") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamProtocolError(f"The upstream connection broke: {type(exc).__name__}.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"Upstream request failed: {type(exc).__name__}.") from exc
+
+
+async def send(upstream: Upstream, endpoint: str, body: dict, request_id: str) -> httpx.Response:
+    """POST ``body`` to the upstream and return the response with its body still unread."""
+    headers = {"content-type": "application/json", "accept": "text/event-stream, application/json",
+               "x-request-id": request_id}
+    if upstream.api_key:
+        headers["authorization"] = f"Bearer {upstream.api_key}"
+    timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout,
+                            write=upstream.connect_timeout, pool=upstream.connect_timeout)
+    request = client().build_request("POST", upstream.url(endpoint), content=orjson.dumps(body),
+                                     headers=headers, timeout=timeout)
+    with mapped_errors():
+        return await client().send(request, stream=True)
+
+
+def backoff_headers(response: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items()
+            if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
+
+
+async def status_error(response: httpx.Response) -> UpstreamStatusError:
+    """Read an upstream's error answer (bounded) and close it."""
+    raw = b""
+    try:
+        with mapped_errors():
+            async for chunk in response.aiter_raw():
+                raw += chunk
+                if len(raw) > MAX_ERROR_BODY:
+                    break
+    except UpstreamError:
+        pass
+    finally:
+        await response.aclose()
+    return UpstreamStatusError(response.status_code, normalize_error_body(raw, response.status_code),
+                               backoff_headers(response))
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("text/event-stream")

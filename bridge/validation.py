@@ -1,0 +1,56 @@
+"""Checks on client request bodies before anything is sent upstream (contract: "Errors")."""
+from __future__ import annotations
+
+from typing import Any
+
+from bridge.errors import InvalidRequestError
+
+
+def require_object(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidRequestError("The request body must be a JSON object.")
+    return body
+
+
+def _check_common(body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if "model" not in body:
+        raise InvalidRequestError("Missing required parameter: 'model'.", param="model",
+                                  code="missing_required_parameter")
+    if not isinstance(model, str) or not model.strip():
+        raise InvalidRequestError("Invalid type for 'model': expected a non-empty string.", param="model",
+                                  code="invalid_type")
+    if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
+        raise InvalidRequestError("Invalid type for 'stream': expected a boolean.", param="stream",
+                                  code="invalid_type")
+
+
+def validate_chat(body: Any) -> dict[str, Any]:
+    """Return a Chat Completions body that has a model and a list of messages."""
+    body = require_object(body)
+    _check_common(body)
+    if "messages" not in body:
+        raise InvalidRequestError("Missing required parameter: 'messages'.", param="messages",
+                                  code="missing_required_parameter")
+    messages = body["messages"]
+    if not isinstance(messages, list):
+        raise InvalidRequestError("Invalid type for 'messages': expected an array.", param="messages",
+                                  code="invalid_type")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidRequestError("Invalid type for a message: expected an object.",
+                                      param=f"messages[{index}]", code="invalid_type")
+    return body
+
+
+def validate_responses(body: Any) -> dict[str, Any]:
+    """Return a Responses body that has a model and an input (a string or a list of items)."""
+    body = require_object(body)
+    _check_common(body)
+    if "input" not in body:
+        raise InvalidRequestError("Missing required parameter: 'input'.", param="input",
+                                  code="missing_required_parameter")
+    if not isinstance(body["input"], (str, list)):
+        raise InvalidRequestError("Invalid type for 'input': expected a string or an array of items.",
+                                  param="input", code="invalid_type")
+    return body

@@ -1,0 +1,180 @@
+"""The OpenAI-compatible endpoints: parse, authenticate, choose upstream, stream, record."""
+from __future__ import annotations
+
+import weakref
+from collections.abc import AsyncIterator
+
+import httpx
+import orjson
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
+from asgiref.sync import sync_to_async
+
+from bridge import upstream as upstream_io
+from bridge.audit import Exchange
+from bridge.decorators import ApiRequest, api_view
+from bridge.errors import BridgeError, GatewayError, ModelNotFoundError, UpstreamError
+from bridge.tap import StreamTap, failure_trailer
+from bridge.validation import validate_chat, validate_responses
+from upstreams.models import Outcome, Upstream
+
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+async def choose_upstream(request: ApiRequest, model: str) -> Upstream:
+    """Return the upstream for ``model``: read fresh each request, so admin edits apply at once."""
+    request.exchange.model = model
+    candidates = await Upstream.objects.afor_model(model)
+    if not candidates:
+        raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
+    return candidates[0]
+
+
+@api_view("chat/completions")
+async def chat_completions(request: ApiRequest) -> HttpResponseBase:
+    body = validate_chat(request.json)
+    upstream = await choose_upstream(request, body["model"])
+    return await passthrough(request, upstream, "chat/completions", body)
+
+
+@api_view("responses")
+async def responses(request: ApiRequest) -> HttpResponseBase:
+    body = validate_responses(request.json)
+    upstream = await choose_upstream(request, body["model"])
+    if upstream.supports_responses:
+        return await passthrough(request, upstream, "responses", body)
+    raise BridgeError("Bridging /v1/responses to Chat Completions upstreams is not available yet.",
+                      status=501, code="not_implemented")
+
+
+async def passthrough(request: ApiRequest, upstream: Upstream, endpoint: str, body: dict) -> HttpResponseBase:
+    """Relay the request to an upstream that speaks this API, bytes in, bytes out."""
+    exchange = request.exchange
+    exchange.stream = bool(body.get("stream"))
+    target = upstream.upstream_model(body["model"])
+    exchange.route(upstream, target, bridged=False)
+    upstream_response = await open_upstream(upstream, endpoint, {**body, "model": target}, exchange)
+    tap = StreamTap("chat" if endpoint.startswith("chat") else "responses",
+                    sse=upstream_io.is_event_stream(upstream_response))
+    chunks = upstream_response.aiter_raw()
+    try:
+        with upstream_io.mapped_errors():
+            first = await anext(chunks, b"")
+    except BaseException:
+        await upstream_response.aclose()
+        raise
+    exchange.mark_first_byte()
+    relay = _relay(first, chunks, tap, upstream_response, exchange)
+    return streaming_response(relay, upstream_response, exchange)
+
+
+async def open_upstream(upstream: Upstream, endpoint: str, body: dict, exchange: Exchange) -> httpx.Response:
+    """Send the request and return the answer, or raise the upstream's error with its back-off headers."""
+    response = await upstream_io.send(upstream, endpoint, body, exchange.request_id)
+    exchange.upstream_status = response.status_code
+    exchange.passed_headers = upstream_io.backoff_headers(response)
+    if response.status_code >= 400:
+        raise await upstream_io.status_error(response)
+    return response
+
+
+async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
+                 exchange: Exchange) -> AsyncIterator[bytes]:
+    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read."""
+    exchange.outcome = Outcome.CLIENT_DISCONNECTED  # until the last byte is out
+    try:
+        chunk = first
+        try:
+            with upstream_io.mapped_errors():
+                while chunk:
+                    tap.feed(chunk)
+                    exchange.response_bytes += len(chunk)
+                    yield chunk
+                    chunk = await anext(chunks, b"")
+            tap.close()
+            if not tap.complete:
+                raise UpstreamError("The upstream stream ended before it was complete.",
+                                    code="upstream_protocol_error")
+            if tap.error:
+                exchange.outcome = Outcome.UPSTREAM_ERROR
+                exchange.error_type = str(tap.error.get("code") or tap.error.get("type") or "upstream_error")
+                exchange.error_message = str(tap.error.get("message", ""))[:2000]
+            else:
+                exchange.outcome = Outcome.OK
+        except UpstreamError as exc:
+            exchange.fail(exc)
+            if tap.sse:
+                trailer = failure_trailer(tap, exc.code or "upstream_error", exc.message)
+                exchange.response_bytes += len(trailer)
+                yield trailer
+    finally:
+        exchange.tokens, exchange.tool_calls = tap.tokens, tap.tool_calls
+        await upstream_response.aclose()
+        exchange.record()
+
+
+def streaming_response(content: AsyncIterator[bytes], upstream_response: httpx.Response,
+                       exchange: Exchange) -> StreamingHttpResponse:
+    content_type = upstream_response.headers.get("content-type", "text/event-stream")
+    response = StreamingHttpResponse(content, status=upstream_response.status_code, content_type=content_type,
+                                     headers={**STREAM_HEADERS, **exchange.passed_headers})
+    exchange.status = upstream_response.status_code
+    # If the client leaves before the stream starts, Django drops the response unread:
+    # the finalizer still closes the upstream and writes the audit row.
+    weakref.finalize(response, _abandoned, exchange, upstream_response)
+    return response
+
+
+def _abandoned(exchange: Exchange, upstream_response: httpx.Response) -> None:
+    if exchange.recorded:
+        return
+    exchange.outcome = Outcome.CLIENT_DISCONNECTED
+    exchange.record()
+    if not upstream_response.is_closed:
+        try:
+            import asyncio
+
+            asyncio.get_running_loop().create_task(upstream_response.aclose())
+        except RuntimeError:
+            pass
+
+
+@api_view("models", body=False)
+async def models(request: ApiRequest) -> HttpResponseBase:
+    """List the models the enabled upstreams name; globs are patterns, not models, so they are left out."""
+    seen: dict[str, str] = {}
+    async for upstream in Upstream.objects.filter(enabled=True).order_by("-priority", "name"):
+        names = [p for p in upstream.patterns if not any(c in p for c in "*?[")] + list(upstream.aliases)
+        for name in names:
+            seen.setdefault(name, upstream.name)
+    data = [{"id": name, "object": "model", "created": 0, "owned_by": owner} for name, owner in seen.items()]
+    return JsonResponse({"object": "list", "data": data})
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    try:
+        await sync_to_async(_ping_database)()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        from django.core.cache import cache
+
+        try:
+            await cache.aset("readyz", "1", 5)
+            checks["redis"] = "ok" if await cache.aget("readyz") == "1" else "error: no value"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

@@ -1,0 +1,23 @@
+"""ASGI entry point: ``daphne gatewaysite.asgi:application``.
+
+HTTP goes to Django; the ProtocolTypeRouter leaves room for WebSockets (the live log tail).
+"""
+from __future__ import annotations
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "gatewaysite.settings")
+django_asgi_app = get_asgi_application()
+
+from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set up)
+from django.conf import settings  # noqa: E402
+from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
+
+from upstreams.bootstrap import on_server_start  # noqa: E402
+
+on_server_start()
+
+http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+application = ProtocolTypeRouter({"http": http_app})

@@ -1,0 +1,14 @@
+"""URL map: the OpenAI-compatible API, health probes and the admin."""
+from django.contrib import admin
+from django.urls import path
+
+from bridge import views
+
+urlpatterns = [
+    path("v1/responses", views.responses, name="responses"),
+    path("v1/chat/completions", views.chat_completions, name="chat-completions"),
+    path("v1/models", views.models, name="models"),
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]

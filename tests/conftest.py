@@ -1,0 +1,105 @@
+"""Fixtures: real daphne servers (gateway, mock upstream) and persona data (keys, upstreams)."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from django.db import connection
+
+from tests.servers import Gateway, MockUpstream
+from upstreams.models import ClientKey, RequestLog, Upstream
+
+DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "gateway", "start_gateway"}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark every test that touches the database, so `-m database` reruns them on PostgreSQL."""
+    for item in items:
+        if DB_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("django_db"):
+            item.add_marker(pytest.mark.database)
+
+
+def database_url() -> str:
+    """Return the URL of the test database, for servers started in other processes."""
+    s = connection.settings_dict
+    if s["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def mock() -> Iterator[MockUpstream]:
+    server = MockUpstream("scripted")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def scripted(mock: MockUpstream) -> MockUpstream:
+    """The mock upstream, reset: each test scripts its own answers."""
+    mock.use("scripted")
+    return mock
+
+
+@pytest.fixture(scope="session")
+def gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Gateway]:
+    with django_db_blocker.unblock():
+        url = database_url()
+    server = Gateway(url)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def start_gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Callable[..., Gateway]]:
+    """Start another gateway process with its own environment (stopped after the test)."""
+    started: list[Gateway] = []
+
+    def start(**env: str) -> Gateway:
+        with django_db_blocker.unblock():
+            url = database_url()
+        started.append(Gateway(url, env))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def active_key(transactional_db: None) -> str:
+    """Alice's client key, as the raw secret a client sends."""
+    _, secret = ClientKey.objects.create_key("alice")
+    return secret
+
+
+@pytest.fixture
+def revoked_key(transactional_db: None) -> str:
+    _, secret = ClientKey.objects.create_key("mallory", active=False)
+    return secret
+
+
+@pytest.fixture
+def chat_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
+    """A Chat-Completions-only catch-all upstream, served by the scripted mock."""
+    return Upstream.objects.create(name="chat-mock", base_url=scripted.base_url, api_key="sk-upstream-SECRET-123")
+
+
+@pytest.fixture
+def responses_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
+    return Upstream.objects.create(name="responses-mock", base_url=scripted.url, supports_responses=True,
+                                   api_key="sk-upstream-SECRET-456")
+
+
+def wait_for_log(request_id: str, timeout: float = 10.0) -> RequestLog:
+    """Return the audit row of a request; rows are written just after the response ends."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = RequestLog.objects.filter(request_id=request_id).first()
+        if row is not None or time.monotonic() > deadline:
+            assert row is not None, f"no audit row for {request_id}"
+            return row
+        time.sleep(0.02)

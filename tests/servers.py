@@ -1,0 +1,104 @@
+"""Real servers for the tests: daphne running the gateway, daphne running the mock upstream."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """A child process serving HTTP on a loopback port; stopped and reaped on ``stop()``."""
+
+    def __init__(self, args: list[str], port: int, env: dict[str, str] | None = None, name: str = "server") -> None:
+        self.port = port
+        self.name = name
+        self.log_path = ROOT / "test-artifacts" / f"{name}-{port}.log"
+        self.log_path.parent.mkdir(exist_ok=True)
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(args, cwd=ROOT, env={**os.environ, **(env or {})},
+                                        stdout=self._log, stderr=subprocess.STDOUT)
+        self._wait()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _wait(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log()}")
+
+    def log(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self._log.close()
+
+
+class MockUpstream(ServerProcess):
+    """``manage.py mockupstream`` in a child process, scripted over HTTP."""
+
+    def __init__(self, scenario: str = "scripted") -> None:
+        port = free_port()
+        super().__init__([sys.executable, "manage.py", "mockupstream", "--scenario", scenario, "--port", str(port)],
+                         port, name=f"mock-{scenario}")
+
+    @property
+    def base_url(self) -> str:
+        return f"{self.url}/v1"
+
+    def script(self, *steps: dict[str, Any]) -> None:
+        """Answer the next requests with these steps (the last one repeats)."""
+        httpx.post(f"{self.url}/_mock/script", json={"steps": list(steps)}).raise_for_status()
+
+    def use(self, scenario: str) -> None:
+        """Answer with a bundled scenario from its first step."""
+        httpx.post(f"{self.url}/_mock/script", json={"scenario": scenario}).raise_for_status()
+
+    def requests(self) -> list[dict[str, Any]]:
+        return httpx.get(f"{self.url}/_mock/requests").json()
+
+    def release(self) -> None:
+        httpx.post(f"{self.url}/_mock/release").raise_for_status()
+
+
+class Gateway(ServerProcess):
+    """``daphne gatewaysite.asgi:application`` in a child process, as users run it."""
+
+    def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
+        port = free_port()
+        defaults = {"DATABASE_URL": database_url, "DEBUG": "true", "GATEWAY_ALLOW_ANONYMOUS": "false",
+                    "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO"}
+        super().__init__([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+                          "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")

@@ -1,0 +1,104 @@
+"""Admin for upstreams (edited live), client keys (shown once) and the read-only audit log."""
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.http import HttpRequest
+
+from upstreams.models import ClientKey, RequestLog, Upstream
+
+
+def mask(secret: str) -> str:
+    """Return a secret's shape without the secret: enough to tell two keys apart."""
+    if not secret:
+        return "—"
+    return f"{secret[:3]}…{secret[-2:]}" if len(secret) > 12 else "••••"
+
+
+class UpstreamForm(forms.ModelForm):
+    # Write-only: the current key is never rendered into the page.
+    api_key = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Leave empty to keep the current key.",
+    )
+    clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+
+    class Meta:
+        model = Upstream
+        fields = "__all__"
+
+    def clean_api_key(self) -> str:
+        new = self.cleaned_data.get("api_key", "")
+        return new if new else (self.instance.api_key if self.instance.pk else "")
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        if cleaned.get("clear_api_key"):
+            cleaned["api_key"] = ""
+        return cleaned
+
+
+@admin.register(Upstream)
+class UpstreamAdmin(admin.ModelAdmin):
+    form = UpstreamForm
+    list_display = ["name", "base_url", "supports_responses", "models", "priority", "enabled", "masked_key"]
+    list_editable = ["enabled", "priority"]
+    list_filter = ["enabled", "supports_responses"]
+    search_fields = ["name", "base_url", "models"]
+    fieldsets = [
+        (None, {"fields": ["name", "base_url", "supports_responses", "api_key", "clear_api_key",
+                           "models", "model_map", "enabled", "priority"]}),
+        ("Timeouts", {"fields": ["connect_timeout", "read_timeout"]}),
+        ("Chat Completions compatibility (bridge)", {
+            "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",
+                       "send_stream_options", "send_reasoning_effort"],
+        }),
+    ]
+
+    @admin.display(description="API key")
+    def masked_key(self, obj: Upstream) -> str:
+        return mask(obj.api_key)
+
+
+class ClientKeyForm(forms.ModelForm):
+    class Meta:
+        model = ClientKey
+        fields = ["name", "active", "rate_limit"]
+
+
+@admin.register(ClientKey)
+class ClientKeyAdmin(admin.ModelAdmin):
+    form = ClientKeyForm
+    list_display = ["name", "prefix", "active", "rate_limit", "created", "last_used"]
+    list_filter = ["active"]
+    search_fields = ["name", "prefix"]
+    readonly_fields = ["prefix", "created", "last_used"]
+
+    def save_model(self, request: HttpRequest, obj: ClientKey, form: forms.Form, change: bool) -> None:
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        key, secret = ClientKey.objects.create_key(obj.name, active=obj.active, rate_limit=obj.rate_limit)
+        obj.pk, obj.prefix, obj.hashed, obj.created = key.pk, key.prefix, key.hashed, key.created
+        obj._state.adding = False
+        # Shown once, on the next page; only the hash is stored.
+        messages.warning(request, f"New key for {key.name}: {secret} — copy it now, it is not shown again.")
+
+
+@admin.register(RequestLog)
+class RequestLogAdmin(admin.ModelAdmin):
+    list_display = ["started", "request_id", "key_name", "endpoint", "model", "upstream_name", "mode",
+                    "status", "outcome", "ttfb_ms", "duration_ms", "input_tokens", "output_tokens"]
+    list_filter = ["outcome", "mode", "endpoint", "stream", "upstream_name", "status"]
+    search_fields = ["request_id", "model", "key_name", "error_message"]
+    date_hierarchy = "started"
+    list_per_page = 100
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

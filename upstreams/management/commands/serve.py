@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from upstreams.models import ClientKey, Upstream
+
+STATE_DIR = Path(settings.BASE_DIR) / ".gateway"  # git-ignored: local credentials of this checkout
+DEMO_UPSTREAM = "demo"
+
+
+class Command(BaseCommand):
+    help = ("Set up and serve the gateway for a first run: migrate, admin user, demo client key, "
+            "demo upstream (unless UPSTREAM_BASE_URL is set), then daphne. Used by `make run`.")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8000)
+        parser.add_argument("--demo-port", type=int, default=8001)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        host, port = options["host"], options["port"]
+        call_command("migrate", verbosity=0, interactive=False)
+        STATE_DIR.mkdir(exist_ok=True)
+        username, password = self.admin_user()
+        secret = self.demo_key()
+        children: list[subprocess.Popen[bytes]] = []
+        manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
+        if not settings.UPSTREAM_BASE_URL:
+            demo_port = options["demo_port"]
+            children.append(subprocess.Popen([*manage, "mockupstream", "--scenario", "demo", "--port", str(demo_port)],
+                                             stdout=subprocess.DEVNULL))
+            Upstream.objects.update_or_create(name=DEMO_UPSTREAM, defaults={
+                "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
+                "priority": -100, "models": ""})
+            _wait_for_port("127.0.0.1", demo_port, children[-1])
+        children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                                          "gatewaysite.asgi:application"], env=os.environ.copy()))
+        try:
+            _wait_for_port(host, port, children[-1])
+            self.stdout.write(banner(host, port, username, password, secret, demo=not settings.UPSTREAM_BASE_URL))
+            self.stdout.flush()
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+            children[-1].wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for child in children:
+                child.terminate()
+            for child in children:
+                child.wait(timeout=15)
+
+    def admin_user(self) -> tuple[str, str]:
+        """Create the admin user on the first run; later runs read the stored credentials."""
+        path = STATE_DIR / "admin.txt"
+        User = get_user_model()
+        if path.exists():
+            username, password = path.read_text().split(":", 1)
+            if User.objects.filter(username=username).exists():
+                return username, password.strip()
+        username, password = "admin", secrets.token_urlsafe(12)
+        user, _ = User.objects.get_or_create(username=username, defaults={"is_staff": True, "is_superuser": True})
+        user.is_staff = user.is_superuser = True
+        user.set_password(password)
+        user.save()
+        path.write_text(f"{username}:{password}\n")
+        path.chmod(0o600)
+        return username, password
+
+    def demo_key(self) -> str:
+        path = STATE_DIR / "demo-key.txt"
+        if path.exists():
+            secret = path.read_text().strip()
+            if ClientKey.objects.for_secret(secret):
+                return secret
+        _, secret = ClientKey.objects.create_key("demo")
+        path.write_text(secret + "\n")
+        path.chmod(0o600)
+        return secret
+
+
+def _wait_for_port(host: str, port: int, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.poll() is not None:
+            raise CommandError(f"the server meant for port {port} exited with code {child.returncode}")
+        try:
+            socket.create_connection((host, port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise CommandError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def banner(host: str, port: int, username: str, password: str, secret: str, *, demo: bool) -> str:
+    base = f"http://{host}:{port}"
+    model = "demo-text" if demo else "YOUR-MODEL"
+    return f"""
+codex-gateway is running.
+
+  Gateway     {base}/v1
+  Admin       {base}/admin/   user {username}   password {password}
+  Client key  {secret}
+  {"Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5, demo-errors)" if demo else
+   "Upstream    " + settings.UPSTREAM_BASE_URL}
+
+Try it:
+  curl -sN {base}/v1/responses -H "Authorization: Bearer {secret}" \\
+       -H "Content-Type: application/json" -d '{{"model": "{model}", "input": "Say hello", "stream": true}}'
+  curl -sN {base}/v1/chat/completions -H "Authorization: Bearer {secret}" \\
+       -H "Content-Type: application/json" \\
+       -d '{{"model": "{model}", "stream": true, "messages": [{{"role": "user", "content": "Say hello"}}]}}'
+
+Codex CLI: put this in ~/.codex/config.toml, then `export CODEX_GATEWAY_KEY={secret}`:
+
+  model = "{model}"
+  model_provider = "codex-gateway"
+
+  [model_providers.codex-gateway]
+  name = "codex-gateway"
+  base_url = "{base}/v1"
+  env_key = "CODEX_GATEWAY_KEY"
+  wire_api = "responses"
+
+Stop with Ctrl-C.
+"""

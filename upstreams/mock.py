@@ -1,0 +1,283 @@
+"""Mock LLM servers on loopback: the seed's scenarios (E1 text, E2 tools, E3 errors) and a scripted one.
+
+An ASGI app, served by ``manage.py mockupstream``. It speaks Chat Completions (and, for
+passthrough tests, a minimal Responses stream). A scenario is a list of *steps*; each
+request to ``/chat/completions`` plays the next step, the last one repeating. Tests post
+their own steps to ``/_mock/script`` and read what the mock received from
+``/_mock/requests``. A step is a dict:
+
+    status, headers, content_type   the HTTP answer (200, {}, text/event-stream)
+    chunks    Chat chunks, streamed as ``data:`` lines then ``data: [DONE]``; shorthands:
+              {"text"}, {"reasoning"}, {"tool": {index, id, name, arguments}},
+              {"finish": reason}, {"usage": {...}}; a dict with "choices" goes as is
+    raw       strings written verbatim instead (CRLF framing, comments, broken JSON)
+    body      a JSON value or string sent as the whole body (errors, non-stream answers)
+    done      false leaves out ``data: [DONE]``;  delay: seconds between pieces
+    gate      true: after the first piece, wait until POST /_mock/release
+    hang      true: after the pieces, keep the connection open and silent
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+Step = dict[str, Any]
+
+E1_TEXT = ["Hello", " world", "! 你好世界！"]
+
+E2_TOOLS: list[dict[str, Any]] = [
+    {"tool": {"index": 0, "id": "call_apply_123", "name": "apply_patch", "arguments": ""}},
+    {"tool": {"index": 1, "id": "call_shell_456", "name": "local_shell", "arguments": ""}},
+    {"tool": {"index": 0, "arguments": '{"files":[{"path":"test.js",'}},
+    {"tool": {"index": 1, "arguments": '{"command":'}},
+    {"tool": {"index": 0, "arguments": '"content":"console.log(\'Hello World\')"}]}'}},
+    {"tool": {"index": 1, "arguments": '"ls -la /tmp"}'}},
+    {"finish": "tool_calls"},
+]
+
+
+def _tools5() -> list[dict[str, Any]]:
+    """Five calls, 3-5 fragments each, interleaved round-robin (the seed's E2 stress case)."""
+    calls = [
+        ("read_file", '{"path": "src/main.py"}'),
+        ("write_file", '{"path": "out.txt", "content": "line one\\nline two"}'),
+        ("shell", '{"command": ["bash", "-lc", "ls -la"]}'),
+        ("web_search", '{"query": "codex gateway \\u4f60\\u597d"}'),
+        ("apply_patch", '{"input": "*** Begin Patch\\n*** End Patch"}'),
+    ]
+    pieces = []
+    for index, (_, args) in enumerate(calls):
+        n = 3 + index % 3
+        size = -(-len(args) // n)
+        pieces.append([args[i : i + size] for i in range(0, len(args), size)])
+    chunks: list[dict[str, Any]] = [
+        {"tool": {"index": i, "id": f"call_{name}_{i}", "name": name, "arguments": ""}}
+        for i, (name, _) in enumerate(calls)
+    ]
+    for round_ in range(max(len(p) for p in pieces)):
+        for index, parts in enumerate(pieces):
+            if round_ < len(parts):
+                chunks.append({"tool": {"index": index, "arguments": parts[round_]}})
+    return chunks + [{"finish": "tool_calls"}]
+
+
+SCENARIOS: dict[str, list[Step]] = {
+    "text": [{"chunks": [*({"text": t} for t in E1_TEXT), {"finish": "stop"}]}],
+    "tools": [{"chunks": E2_TOOLS}],
+    "tools5": [{"chunks": _tools5()}],
+    "errors": [
+        {"status": 429, "headers": {"Retry-After": "3", "X-RateLimit-Remaining": "0",
+                                    "X-RateLimit-Reset": "3s", "X-RateLimit-Limit-Requests": "60"},
+         "body": {"error": {"message": "Rate limit reached, try again in 3s", "type": "rate_limit_error",
+                            "param": None, "code": "rate_limit_exceeded"}}},
+        {"status": 429, "headers": {"Retry-After": "3", "X-RateLimit-Remaining": "0",
+                                    "X-RateLimit-Reset": "3s", "X-RateLimit-Limit-Requests": "60"},
+         "body": {"error": {"message": "Rate limit reached, try again in 3s", "type": "rate_limit_error",
+                            "param": None, "code": "rate_limit_exceeded"}}},
+        {"status": 500, "headers": {"Retry-After": "5"}, "body": "upstream exploded"},
+        {"chunks": [*({"text": t} for t in E1_TEXT), {"finish": "stop"}]},
+    ],
+    "scripted": [{"chunks": [{"text": "no script posted"}, {"finish": "stop"}]}],
+}
+# `make run`'s demo serves every scenario from one port: the model name picks it
+# (demo-tools, demo-tools5, demo-errors; anything else gets the E1 text).
+DEMO = "demo"
+
+
+def expand_chunk(piece: dict[str, Any], model: str, created: int) -> dict[str, Any]:
+    """Turn a shorthand piece into a real Chat completion chunk."""
+    if "choices" in piece or "error" in piece:
+        return piece
+    chunk: dict[str, Any] = {"id": "chatcmpl-mock", "object": "chat.completion.chunk",
+                             "created": created, "model": model}
+    delta: dict[str, Any] = {}
+    finish = None
+    if "text" in piece:
+        delta["content"] = piece["text"]
+    if "reasoning" in piece:
+        delta["reasoning_content"] = piece["reasoning"]
+    if "tool" in piece:
+        tool = piece["tool"]
+        call: dict[str, Any] = {"index": tool.get("index", 0)}
+        if tool.get("id"):
+            call.update(id=tool["id"], type="function")
+        fn = {k: tool[k] for k in ("name", "arguments") if k in tool}
+        call["function"] = fn
+        delta["tool_calls"] = [call]
+    if "finish" in piece:
+        finish = piece["finish"]
+    if "usage" in piece:
+        chunk["usage"] = piece["usage"]
+        if not delta and finish is None:
+            chunk["choices"] = []
+            return chunk
+    chunk["choices"] = [{"index": 0, "delta": delta, "finish_reason": finish}]
+    return chunk
+
+
+def completion_from_chunks(chunks: list[dict[str, Any]], model: str, created: int) -> dict[str, Any]:
+    """Assemble the non-streaming answer the chunks stand for."""
+    content, reasoning, calls, finish, usage = "", "", {}, "stop", None
+    for piece in chunks:
+        chunk = expand_chunk(piece, model, created)
+        usage = chunk.get("usage") or usage
+        for choice in chunk.get("choices", []):
+            delta = choice.get("delta", {})
+            content += delta.get("content") or ""
+            reasoning += delta.get("reasoning_content") or ""
+            for call in delta.get("tool_calls", []):
+                slot = calls.setdefault(call["index"], {"id": "", "type": "function",
+                                                        "function": {"name": "", "arguments": ""}})
+                slot["id"] = call.get("id") or slot["id"]
+                fn = call.get("function", {})
+                slot["function"]["name"] = fn.get("name") or slot["function"]["name"]
+                slot["function"]["arguments"] += fn.get("arguments") or ""
+            finish = choice.get("finish_reason") or finish
+    message: dict[str, Any] = {"role": "assistant", "content": content or None}
+    if reasoning:
+        message["reasoning_content"] = reasoning
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return {"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": usage or {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+
+
+def responses_events(text: str, model: str) -> list[dict[str, Any]]:
+    """A canonical Responses text stream, for testing passthrough to Responses-speaking upstreams."""
+    rid, mid = "resp_mock", "msg_mock"
+    base = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model, "output": []}
+    item = {"id": mid, "type": "message", "role": "assistant", "status": "completed",
+            "content": [{"type": "output_text", "text": text, "annotations": []}]}
+    usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
+             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14}
+    events = [
+        {"type": "response.created", "response": {**base, "status": "in_progress"}},
+        {"type": "response.output_item.added", "output_index": 0,
+         "item": {**item, "status": "in_progress", "content": []}},
+        {"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0, "delta": text},
+        {"type": "response.output_item.done", "output_index": 0, "item": item},
+        {"type": "response.completed",
+         "response": {**base, "status": "completed", "output": [item], "usage": usage}},
+    ]
+    return [{**e, "sequence_number": n} for n, e in enumerate(events)]
+
+
+class MockUpstream:
+    """The ASGI app of one mock server; its state lives as long as the process."""
+
+    def __init__(self, scenario: str) -> None:
+        if scenario not in SCENARIOS and scenario != DEMO:
+            raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join([*SCENARIOS, DEMO])}")
+        self.demo = scenario == DEMO
+        self.steps: list[Step] = list(SCENARIOS["text" if self.demo else scenario])
+        self.calls = 0
+        self.demo_calls: dict[str, int] = {}
+        self.requests: list[dict[str, Any]] = []
+        self.release = asyncio.Event()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        while True:
+            message = await receive()
+            body += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        path, method = scope["path"], scope["method"]
+        if path == "/_mock/requests":
+            return await _send_json(send, 200, self.requests)
+        if path == "/_mock/script" and method == "POST":
+            script = json.loads(body)
+            steps = SCENARIOS[script["scenario"]] if "scenario" in script else script["steps"]
+            self.steps, self.calls, self.requests = list(steps), 0, []
+            self.release = asyncio.Event()
+            return await _send_json(send, 200, {"ok": True})
+        if path == "/_mock/release":
+            self.release.set()
+            return await _send_json(send, 200, {"ok": True})
+        if path.endswith("/models"):
+            return await _send_json(send, 200, {"object": "list", "data": [
+                {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})
+        try:
+            request = json.loads(body) if body else {}
+        except ValueError:
+            request = {"_raw": body.decode("utf-8", "replace")}
+        headers = {k.decode("latin1"): v.decode("latin1") for k, v in scope["headers"]}
+        self.requests.append({"path": path, "headers": headers, "body": request})
+        step = self.next_step(request)
+        if path.endswith("/responses"):
+            step = _as_responses_step(step, request)
+        await self.play(step, request if isinstance(request, dict) else {}, send)
+
+    def next_step(self, request: Any) -> Step:
+        steps, calls = self.steps, self.calls
+        self.calls += 1
+        if self.demo:
+            model = str(request.get("model", "")) if isinstance(request, dict) else ""
+            name = next((n for n in ("tools5", "tools", "errors") if f"demo-{n}" in model), "text")
+            steps, calls = SCENARIOS[name], self.demo_calls.get(name, 0)
+            self.demo_calls[name] = calls + 1
+        return steps[min(calls, len(steps) - 1)]
+
+    async def play(self, step: Step, request: dict[str, Any], send: Any) -> None:
+        status = step.get("status", 200)
+        headers = dict(step.get("headers", {}))
+        model = str(request.get("model", "mock-model"))
+        created = int(time.time())
+        if "body" in step:
+            payload = step["body"]
+            raw = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+            ctype = step.get("content_type", "text/plain" if isinstance(payload, str) else "application/json")
+            await _start(send, status, ctype, headers)
+            await send({"type": "http.response.body", "body": raw})
+            return
+        chunks = step.get("chunks", [])
+        if not request.get("stream", False) and "raw" not in step:
+            return await _send_json(send, status, completion_from_chunks(chunks, model, created), headers)
+        if "raw" in step:
+            pieces = [p.encode() for p in step["raw"]]
+        else:
+            wants_usage = (request.get("stream_options") or {}).get("include_usage")
+            if wants_usage and not any("usage" in c for c in chunks):
+                chunks = [*chunks, {"usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}]
+            pieces = [b"data: " + json.dumps(expand_chunk(c, model, created), ensure_ascii=False).encode()
+                      + b"\n\n" for c in chunks]
+            if step.get("done", True):
+                pieces.append(b"data: [DONE]\n\n")
+        await _start(send, status, step.get("content_type", "text/event-stream"), headers)
+        for n, piece in enumerate(pieces):
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if n == 0 and step.get("gate"):
+                await self.release.wait()
+            elif step.get("delay"):
+                await asyncio.sleep(step["delay"])
+        if step.get("hang"):
+            await asyncio.sleep(3600)
+        await send({"type": "http.response.body", "body": b""})
+
+
+def _as_responses_step(step: Step, request: dict[str, Any]) -> Step:
+    """Answer a Responses request with the text the Chat step would have streamed."""
+    if "body" in step or "raw" in step:
+        return step
+    text = "".join(c.get("text", "") for c in step.get("chunks", []))
+    events = responses_events(text, str(request.get("model", "mock-model")))
+    if not request.get("stream", False):
+        return {"body": events[-1]["response"]}
+    raw = [f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events]
+    return {**step, "raw": raw}
+
+
+async def _start(send: Any, status: int, content_type: str, headers: dict[str, str]) -> None:
+    pairs = [(b"content-type", content_type.encode())]
+    pairs += [(k.lower().encode(), str(v).encode()) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": pairs})
+
+
+async def _send_json(send: Any, status: int, value: Any, headers: dict[str, str] | None = None) -> None:
+    await _start(send, status, "application/json", headers or {})
+    await send({"type": "http.response.body", "body": json.dumps(value, ensure_ascii=False).encode()})
