@@ -103,3 +103,11 @@ def wait_for_log(request_id: str, timeout: float = 10.0) -> RequestLog:
             assert row is not None, f"no audit row for {request_id}"
             return row
         time.sleep(0.02)
+
+
+def wait_for_logs(count: int, timeout: float = 10.0) -> list[RequestLog]:
+    """Return the audit rows once there are ``count`` of them, oldest first."""
+    deadline = time.monotonic() + timeout
+    while RequestLog.objects.count() < count and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return list(RequestLog.objects.order_by("started"))
