@@ -34,4 +34,4 @@ bench: venv
 	$(PY) -m bench
 
 clean:
-	rm -rf $(VENV) .codex-cli .test-db.sqlite3*
+	rm -rf $(VENV) .codex-cli .test-db*

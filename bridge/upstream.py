@@ -1,11 +1,15 @@
 """Talking to upstreams over HTTP: one pooled client per process, errors mapped once."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import httpx
 import orjson
+from httpx_sse import EventSource
+
+from bridge.chat import parse_chunk, parse_completion
 
 from bridge.errors import (
     UpstreamError,
@@ -15,6 +19,7 @@ from bridge.errors import (
     UpstreamUnavailableError,
     normalize_error_body,
 )
+from bridge.events import ChatEvent
 from upstreams.models import Upstream
 
 MAX_ERROR_BODY = 64 * 1024
@@ -91,3 +96,29 @@ async def status_error(response: httpx.Response) -> UpstreamStatusError:
 
 def is_event_stream(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+async def chat_events(response: httpx.Response) -> AsyncIterator[ChatEvent]:
+    """Yield the events of a Chat answer: an SSE stream, or one JSON body from servers that ignore ``stream``."""
+    if response.headers.get("content-type", "").startswith("application/json"):
+        for event in parse_completion(_loads(await response.aread())):
+            yield event
+        return
+    if not is_event_stream(response):
+        # httpx-sse refuses other content types; some servers mislabel their streams
+        # (text/plain, none at all), and the frames decide, not the label.
+        response.headers["content-type"] = "text/event-stream"
+    async for sse in EventSource(response).aiter_sse():
+        if sse.data == "[DONE]":
+            return
+        if not sse.data:
+            continue
+        for event in parse_chunk(_loads(sse.data)):
+            yield event
+
+
+def _loads(raw: str | bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # not an object: parse_chunk reports it as a protocol error

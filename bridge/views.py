@@ -1,24 +1,31 @@
 """The OpenAI-compatible endpoints: parse, authenticate, choose upstream, stream, record."""
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
 import weakref
 from collections.abc import AsyncIterator
 
 import httpx
-import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
-from asgiref.sync import sync_to_async
 
 from bridge import upstream as upstream_io
 from bridge.audit import Exchange
 from bridge.decorators import ApiRequest, api_view
-from bridge.errors import BridgeError, GatewayError, ModelNotFoundError, UpstreamError
-from bridge.tap import StreamTap, failure_trailer
+from bridge.errors import GatewayError, ModelNotFoundError, UpstreamError
+from bridge.events import ChatEvent
+from bridge.request import UpstreamOptions, to_chat_request
+from bridge.sse import encode_event
+from bridge.stream import TERMINAL, Phase, ResponseStream
+from bridge.tap import StreamTap, failure_trailer, responses_tokens
 from bridge.validation import validate_chat, validate_responses
 from upstreams.models import Outcome, Upstream
 
+logger = logging.getLogger("gateway")
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
@@ -44,8 +51,7 @@ async def responses(request: ApiRequest) -> HttpResponseBase:
     upstream = await choose_upstream(request, body["model"])
     if upstream.supports_responses:
         return await passthrough(request, upstream, "responses", body)
-    raise BridgeError("Bridging /v1/responses to Chat Completions upstreams is not available yet.",
-                      status=501, code="not_implemented")
+    return await bridge(request, upstream, body)
 
 
 async def passthrough(request: ApiRequest, upstream: Upstream, endpoint: str, body: dict) -> HttpResponseBase:
@@ -67,6 +73,72 @@ async def passthrough(request: ApiRequest, upstream: Upstream, endpoint: str, bo
     exchange.mark_first_byte()
     relay = _relay(first, chunks, tap, upstream_response, exchange)
     return streaming_response(relay, upstream_response, exchange)
+
+
+async def bridge(request: ApiRequest, upstream: Upstream, body: dict) -> HttpResponseBase:
+    """Answer a Responses request from a Chat-only upstream, translating both ways (bridge/)."""
+    exchange = request.exchange
+    exchange.stream = bool(body.get("stream"))
+    target = upstream.upstream_model(body["model"])
+    exchange.route(upstream, target, bridged=True)
+    chat = to_chat_request(body, bridge_options(upstream, target))
+    upstream_response = await open_upstream(upstream, "chat/completions", chat.body, exchange)
+    machine = ResponseStream(model=body["model"], tools=chat.tools, request=body, created_at=time.time())
+    translated = _translate(machine, upstream_io.chat_events(upstream_response), upstream_response, exchange)
+    if exchange.stream:
+        return streaming_response(translated, upstream_response, exchange, content_type="text/event-stream")
+    async for _ in translated:
+        pass
+    if machine.phase is Phase.FAILED:
+        error = machine.response["error"]
+        raise UpstreamError(error["message"], code=error["code"])
+    return JsonResponse(machine.response)
+
+
+def bridge_options(upstream: Upstream, model: str) -> UpstreamOptions:
+    return UpstreamOptions(
+        model=model, accepts_developer_role=upstream.accepts_developer_role,
+        replay_reasoning=upstream.replay_reasoning, max_tokens_field=upstream.max_tokens_field,
+        send_stream_options=upstream.send_stream_options, send_reasoning_effort=upstream.send_reasoning_effort)
+
+
+async def _translate(machine: ResponseStream, events: AsyncIterator[ChatEvent], upstream_response: httpx.Response,
+                     exchange: Exchange) -> AsyncIterator[bytes]:
+    """Yield the Responses stream for the upstream's Chat stream; it always ends in a terminal event."""
+    exchange.outcome = Outcome.CLIENT_DISCONNECTED  # until the terminal event is out
+    try:
+        yield encode_events(machine.start())
+        try:
+            with upstream_io.mapped_errors():
+                async for event in events:
+                    exchange.mark_first_byte()
+                    out = machine.feed(event)
+                    if out:
+                        yield encode_events(out)
+                    if machine.phase in TERMINAL:
+                        break
+            if machine.phase not in TERMINAL:
+                yield encode_events(machine.finish())
+        except UpstreamError as exc:
+            yield encode_events(machine.fail(exc.code or "upstream_error", exc.message))
+        except Exception as exc:  # a bug of ours: still end the stream properly
+            logger.exception("bridge failed on request %s", exchange.request_id)
+            yield encode_events(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
+            exchange.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
+            return
+        if machine.phase is Phase.FAILED:
+            error = machine.response["error"]
+            exchange.fail(UpstreamError(error["message"], code=error["code"]))
+        else:
+            exchange.outcome = Outcome.OK
+    finally:
+        exchange.tokens = responses_tokens(machine.usage or {})
+        exchange.tool_calls = machine.tool_call_count
+        await upstream_response.aclose()
+
+
+def encode_events(events: list[dict]) -> bytes:
+    return b"".join(encode_event(e) for e in events)
 
 
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict, exchange: Exchange) -> httpx.Response:
@@ -111,19 +183,29 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
     finally:
         exchange.tokens, exchange.tool_calls = tap.tokens, tap.tool_calls
         await upstream_response.aclose()
-        exchange.record()
 
 
-def streaming_response(content: AsyncIterator[bytes], upstream_response: httpx.Response,
-                       exchange: Exchange) -> StreamingHttpResponse:
-    content_type = upstream_response.headers.get("content-type", "text/event-stream")
-    response = StreamingHttpResponse(content, status=upstream_response.status_code, content_type=content_type,
+def streaming_response(content: AsyncIterator[bytes], upstream_response: httpx.Response, exchange: Exchange,
+                       content_type: str | None = None) -> StreamingHttpResponse:
+    content_type = content_type or upstream_response.headers.get("content-type", "text/event-stream")
+    response = StreamingHttpResponse(_recorded(content, exchange), status=upstream_response.status_code,
+                                     content_type=content_type,
                                      headers={**STREAM_HEADERS, **exchange.passed_headers})
     exchange.status = upstream_response.status_code
     # If the client leaves before the stream starts, Django drops the response unread:
     # the finalizer still closes the upstream and writes the audit row.
     weakref.finalize(response, _abandoned, exchange, upstream_response)
     return response
+
+
+async def _recorded(content: AsyncIterator[bytes], exchange: Exchange) -> AsyncIterator[bytes]:
+    """Yield ``content``, then write the audit row however the stream ended (done, broken, client gone)."""
+    try:
+        async for chunk in content:
+            yield chunk
+    finally:
+        await content.aclose()  # type: ignore[attr-defined]
+        exchange.record()
 
 
 def _abandoned(exchange: Exchange, upstream_response: httpx.Response) -> None:
@@ -133,8 +215,6 @@ def _abandoned(exchange: Exchange, upstream_response: httpx.Response) -> None:
     exchange.record()
     if not upstream_response.is_closed:
         try:
-            import asyncio
-
             asyncio.get_running_loop().create_task(upstream_response.aclose())
         except RuntimeError:
             pass

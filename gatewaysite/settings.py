@@ -6,6 +6,7 @@ ImproperlyConfigured at start rather than misbehave later.
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import environ
@@ -102,8 +103,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
          "transaction_mode": "IMMEDIATE", "timeout": 20}
     )
-    # Tests start real servers in other processes: they need a file, not :memory:.
-    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / ".test-db.sqlite3")}
+    # Tests start real servers in other processes: they need a file, not :memory:; one
+    # per test run, so two runs on one checkout do not delete each other's database.
+    DATABASES["default"]["TEST"] = {"NAME": str(BASE_DIR / f".test-db-{os.getpid()}.sqlite3")}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:

@@ -1,0 +1,65 @@
+"""What a Chat Completions upstream can tell us, as plain values (the machine's input).
+
+``chat.py`` turns raw chunks into these; ``stream.py`` turns these into Responses events.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TypeAlias
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TextDelta:
+    """A piece of the assistant's visible answer."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning (`reasoning_content` or `reasoning` upstream)."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ToolCallDelta:
+    """A fragment of the tool call at upstream position `index`.
+
+    `call_id` and `name` are set on the first fragment and may be repeated on later ones;
+    the machine keeps the first value it sees. `arguments` fragments are concatenated.
+    """
+
+    index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Finished:
+    """The upstream gave a `finish_reason` (None: it ended the answer without naming one)."""
+
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UsageReported:
+    """Token counts; None for a detail the upstream did not report."""
+
+    input_tokens: int
+    output_tokens: int
+    total_tokens: int
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamFailed:
+    """The upstream reported an error mid-stream, or sent something we cannot read."""
+
+    code: str
+    message: str
+
+
+ChatEvent: TypeAlias = TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed

@@ -1,0 +1,485 @@
+"""The state machine that turns ChatEvents into Responses stream events (responses-bridge.md §3).
+
+One class, ``ResponseStream``; it does no IO and reads no clock.
+"""
+from __future__ import annotations
+
+import copy
+import enum
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from bridge.events import ChatEvent, Finished, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFailed, UsageReported
+from bridge.request import ToolMap, ToolTarget
+
+# Rule 1: everything that decides the next Responses event lives in this file. Callers
+# only move events: ChatEvents in through feed(), Responses events out of every verb.
+#
+# Theory of operation. A bridged answer is always this sequence (§3):
+#
+#   response.created, response.in_progress
+#   per item, in the order the upstream starts them:
+#     message    output_item.added, content_part.added, output_text.delta*, output_text.done,
+#                content_part.done, output_item.done
+#     reasoning  output_item.added, reasoning_summary_part.added, reasoning_summary_text.delta*,
+#                reasoning_summary_text.done, reasoning_summary_part.done, output_item.done
+#     function   output_item.added, function_call_arguments.delta*, function_call_arguments.done,
+#                output_item.done
+#     custom     output_item.added, custom_tool_call_input.delta, .done, output_item.done (at finish)
+#     shell      output_item.added, output_item.done (at finish)
+#   exactly one of response.completed, response.incomplete, response.failed
+#
+# At most one text item (message or reasoning) is open at a time: a new kind of text, or a
+# tool call, closes it. Tool calls stay open until finish() because the upstream may
+# interleave their fragments; they close in upstream index order. Custom and local_shell
+# calls are announced only at finish(), since their payload must be parsed whole.
+#
+# Legal transitions (anything else raises BridgeStateError):
+#
+#   phase       start()     feed()               finish()                       fail()
+#   CREATED     STREAMING   -                    -                              FAILED (start events first)
+#   STREAMING   -           STREAMING | FAILED   COMPLETED | INCOMPLETE | FAILED  FAILED
+#   terminal    -           -                    -                              -
+
+
+class Phase(enum.Enum):
+    CREATED = "created"
+    STREAMING = "streaming"
+    COMPLETED = "completed"
+    INCOMPLETE = "incomplete"
+    FAILED = "failed"
+
+
+TERMINAL = (Phase.COMPLETED, Phase.INCOMPLETE, Phase.FAILED)
+# finish_reason values that end the answer short; everything else non-error is a completion.
+INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
+# Request fields the Response object echoes, with the value the official API shows when the
+# client sent none. `store` defaults to false: the gateway keeps no responses.
+ECHOED_FIELDS: dict[str, Any] = {
+    "instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
+    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
+    "temperature": None, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
+    "truncation": "disabled", "user": None,
+}
+
+
+class BridgeStateError(RuntimeError):
+    """A verb was called in a phase that does not allow it: a bug in the caller."""
+
+
+def _uuid_id(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex}"
+
+
+@dataclass(slots=True)
+class _Text:
+    """An open message or reasoning item."""
+
+    id: str
+    output_index: int
+    chunks: list[str] = field(default_factory=list)
+
+    def ref(self) -> dict[str, Any]:
+        return {"item_id": self.id, "output_index": self.output_index}
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+@dataclass(slots=True)
+class _Call:
+    """One upstream tool call, keyed by its upstream index."""
+
+    index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    target: ToolTarget | None = None
+    id: str | None = None  # item id, once announced
+    output_index: int | None = None
+
+    def ref(self) -> dict[str, Any]:
+        return {"item_id": self.id, "output_index": self.output_index}
+
+
+class ResponseStream:
+    """Turn one Chat stream into one Responses stream.
+
+    `created_at` is the Unix time the IO side read when the request arrived (pass
+    `int(time.time())`); it defaults to 0 only so tests stay deterministic. `new_id(prefix)`
+    makes every id, so tests can pass a counter.
+    """
+
+    def __init__(self, *, model: str, tools: ToolMap | None = None, request: dict[str, Any] | None = None,
+                 new_id: Callable[[str], str] = _uuid_id, created_at: float | None = None) -> None:
+        self.phase = Phase.CREATED
+        self._model = model
+        self._tools = tools or {}
+        self._request = request or {}
+        self._new_id = new_id
+        self._created_at = int(created_at or 0)
+        self._id = new_id("resp_")
+        self._sequence_number = 0
+        self._next_output_index = 0
+        self._output: dict[int, dict[str, Any]] = {}  # done items by output_index
+        self._message: _Text | None = None
+        self._reasoning: _Text | None = None
+        self._calls: dict[int, _Call] = {}
+        self._finish_reason: str | None = None
+        self._finished = False
+        self._usage: dict[str, Any] | None = None
+        self._error: dict[str, str] | None = None
+        self._incomplete_reason: str | None = None
+
+    # -- public verbs ------------------------------------------------------------------
+
+    def start(self) -> list[dict[str, Any]]:
+        """Return the events that open the response."""
+        self._require(Phase.CREATED, "start")
+        self.phase = Phase.STREAMING
+        return [self._created(), self._in_progress()]
+
+    def feed(self, event: ChatEvent) -> list[dict[str, Any]]:
+        """Return the Responses events one upstream event causes."""
+        self._require(Phase.STREAMING, f"feed({type(event).__name__})")
+        if isinstance(event, TextDelta):
+            return self._on_text(event.text)
+        if isinstance(event, ReasoningDelta):
+            return self._on_reasoning(event.text)
+        if isinstance(event, ToolCallDelta):
+            return self._on_tool_call(event)
+        if isinstance(event, Finished):
+            # The last reason wins; None means the upstream ended without naming one.
+            self._finished, self._finish_reason = True, event.reason
+            return []
+        if isinstance(event, UsageReported):
+            self._usage = _usage(event)
+            return []
+        if isinstance(event, UpstreamFailed):
+            return self.fail(event.code, event.message)
+        raise TypeError(f"feed() takes a ChatEvent, not {event!r}")
+
+    def finish(self) -> list[dict[str, Any]]:
+        """Return the closing events once the upstream stream has ended, [DONE] or not.
+
+        An upstream that stopped before a finish_reason broke off: that is reported as a
+        failure, never as a (truncated) completion.
+        """
+        self._require(Phase.STREAMING, "finish")
+        if not self._finished:
+            return self.fail("upstream_protocol_error", "The upstream stream ended before a finish_reason was sent.")
+        nameless = sorted(call.index for call in self._calls.values() if not call.name)
+        if nameless:
+            return self.fail("upstream_protocol_error", f"The upstream sent tool call {nameless[0]} without a name.")
+        self._incomplete_reason = INCOMPLETE_REASONS.get(self._finish_reason or "")
+        status = "incomplete" if self._incomplete_reason else "completed"
+        events = self._close_text(status)
+        for index in sorted(self._calls):
+            events += self._close_call(self._calls[index], status)
+        if self._incomplete_reason:
+            self.phase = Phase.INCOMPLETE
+            return [*events, self._incomplete()]
+        self.phase = Phase.COMPLETED
+        return [*events, self._completed()]
+
+    def fail(self, code: str, message: str) -> list[dict[str, Any]]:
+        """Return the events that end the response as failed, closing open items as incomplete.
+
+        Before start() the opening events come first, so the client still sees a whole stream.
+        """
+        events = self.start() if self.phase is Phase.CREATED else []
+        self._require(Phase.STREAMING, "fail")
+        events += self._close_text("incomplete")
+        for index in sorted(self._calls):
+            call = self._calls[index]
+            if call.output_index is not None:  # calls never announced are dropped
+                events += self._close_call(call, "incomplete")
+        self._error = {"code": code, "message": message}
+        self.phase = Phase.FAILED
+        return [*events, self._failed()]
+
+    @property
+    def response(self) -> dict[str, Any]:
+        """Return the Response object as it stands (complete once the phase is terminal)."""
+        status = self.phase.value if self.phase in TERMINAL else "in_progress"
+        response: dict[str, Any] = {
+            "id": self._id,
+            "object": "response",
+            "created_at": self._created_at,
+            "status": status,
+            "model": self._model,
+            "output": [self._output[index] for index in sorted(self._output)],
+            "usage": self._usage if status != "in_progress" else None,
+            "error": self._error,
+            "incomplete_details": {"reason": self._incomplete_reason} if self._incomplete_reason else None,
+        }
+        for key, default in ECHOED_FIELDS.items():
+            value = self._request.get(key)
+            response[key] = value if value is not None else copy.deepcopy(default)
+        return response
+
+    @property
+    def usage(self) -> dict[str, Any] | None:
+        """Return the usage in Responses shape, or None if the upstream reported none."""
+        return self._usage
+
+    @property
+    def tool_call_count(self) -> int:
+        """Return how many tool calls have been announced to the client."""
+        return sum(1 for call in self._calls.values() if call.output_index is not None)
+
+    # -- transitions -------------------------------------------------------------------
+
+    def _require(self, phase: Phase, verb: str) -> None:
+        if self.phase is not phase:
+            raise BridgeStateError(f"{verb} is not allowed in phase {self.phase.name}")
+
+    def _on_text(self, text: str) -> list[dict[str, Any]]:
+        if not text:
+            return []
+        events = self._close_reasoning("completed")
+        if self._message is None:
+            self._message = _Text(id=self._new_id("msg_"), output_index=self._take_output_index())
+            events += [self._item_added(self._message_item(self._message, "in_progress"), self._message.output_index)]
+            events += [self._content_part_added(self._message)]
+        self._message.chunks.append(text)
+        return [*events, self._output_text_delta(self._message, text)]
+
+    def _on_reasoning(self, text: str) -> list[dict[str, Any]]:
+        if not text:
+            return []
+        events = self._close_message("completed")
+        if self._reasoning is None:
+            self._reasoning = _Text(id=self._new_id("rs_"), output_index=self._take_output_index())
+            events += [self._item_added(self._reasoning_item(self._reasoning, None), self._reasoning.output_index)]
+            events += [self._summary_part_added(self._reasoning)]
+        self._reasoning.chunks.append(text)
+        return [*events, self._summary_text_delta(self._reasoning, text)]
+
+    def _on_tool_call(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
+        # A new call ends the open text item; a late fragment of a known call does not.
+        events = self._close_text("completed") if delta.index not in self._calls else []
+        call = self._calls.setdefault(delta.index, _Call(index=delta.index))
+        # id and name are set once: servers that repeat them on every fragment must not
+        # produce "read_fileread_file".
+        if delta.call_id and call.call_id is None:
+            call.call_id = delta.call_id
+        if delta.name and call.name is None:
+            call.name = delta.name
+            call.target = self._tools.get(delta.name)  # unknown names stay plain function calls
+        call.arguments.append(delta.arguments)
+        if call.name is None or (call.target and call.target.kind != "function"):
+            return events  # announced once the name is known, or at finish()
+        pending = delta.arguments
+        if call.output_index is None:
+            events.append(self._announce_function(call))
+            pending = "".join(call.arguments)  # fragments that came before the name
+        return [*events, self._arguments_delta(call, pending)] if pending else events
+
+    def _announce_function(self, call: _Call) -> dict[str, Any]:
+        index = self._announce(call, "fc_")
+        return self._item_added(self._function_item(call, "", "in_progress"), index)
+
+    def _announce(self, call: _Call, prefix: str) -> int:
+        """Give a call its item id, output_index and (if the upstream sent none) call_id."""
+        call.id = self._new_id(prefix)
+        call.output_index = self._take_output_index()
+        if call.call_id is None:
+            call.call_id = self._new_id("call_")
+        return call.output_index
+
+    def _close_text(self, status: str) -> list[dict[str, Any]]:
+        return self._close_reasoning(status) + self._close_message(status)
+
+    def _close_message(self, status: str) -> list[dict[str, Any]]:
+        message, self._message = self._message, None
+        if message is None:
+            return []
+        events = [self._output_text_done(message), self._content_part_done(message)]
+        return [*events, self._item_done(self._message_item(message, status), message.output_index)]
+
+    def _close_reasoning(self, status: str) -> list[dict[str, Any]]:
+        reasoning, self._reasoning = self._reasoning, None
+        if reasoning is None:
+            return []
+        item = self._reasoning_item(reasoning, status)
+        events = [self._summary_text_done(reasoning), self._summary_part_done(reasoning)]
+        return [*events, self._item_done(item, reasoning.output_index)]
+
+    def _close_call(self, call: _Call, status: str) -> list[dict[str, Any]]:
+        """Return the events that finish one call, announcing it first if it waited for finish()."""
+        arguments = "".join(call.arguments) or "{}"
+        target = call.target
+        if target and target.kind == "local_shell" and call.output_index is None:
+            action = _shell_action(arguments)
+            if action is not None:
+                index = self._announce(call, "lsh_")
+                item = {"id": call.id, "type": "local_shell_call", "call_id": call.call_id, "action": action}
+                added = self._item_added({**item, "status": "in_progress"}, index)
+                return [added, self._item_done({**item, "status": status}, index)]
+            call.target = None  # unreadable: pass it on as a plain function call rather than guess
+        elif target and target.kind == "custom" and call.output_index is None:
+            text = _custom_input(arguments)
+            index = self._announce(call, "ctc_")
+            item = {"id": call.id, "type": "custom_tool_call", "call_id": call.call_id, "name": target.name}
+            item |= {"namespace": target.namespace} if target.namespace else {}
+            return [
+                self._item_added({**item, "input": "", "status": "in_progress"}, index),
+                self._custom_input_delta(call, text),
+                self._custom_input_done(call, text),
+                self._item_done({**item, "input": text, "status": status}, index),
+            ]
+        # A local_shell call passed on as a function was not announced yet.
+        events = [self._announce_function(call)] if call.output_index is None else []
+        assert call.output_index is not None
+        item = self._function_item(call, arguments, status)
+        return [*events, self._arguments_done(call, item), self._item_done(item, call.output_index)]
+
+    def _take_output_index(self) -> int:
+        index, self._next_output_index = self._next_output_index, self._next_output_index + 1
+        return index
+
+    # -- items: the in-progress and done forms of messages, reasoning and function calls -
+
+    def _message_item(self, message: _Text, status: str) -> dict[str, Any]:
+        content = [] if status == "in_progress" else [_output_text(message.text())]
+        return {"id": message.id, "type": "message", "role": "assistant", "status": status, "content": content}
+
+    def _reasoning_item(self, reasoning: _Text, status: str | None) -> dict[str, Any]:
+        item: dict[str, Any] = {"id": reasoning.id, "type": "reasoning", "summary": []}
+        if status is None:
+            return item
+        text = reasoning.text()
+        item["summary"] = [{"type": "summary_text", "text": text}]
+        return {**item, "content": [{"type": "reasoning_text", "text": text}], "status": status}
+
+    def _function_item(self, call: _Call, arguments: str, status: str) -> dict[str, Any]:
+        # A namespaced tool must come back with its plain name and `namespace` set (§1):
+        # Codex answers "unsupported call" otherwise.
+        target = call.target
+        name = target.name if target else call.name
+        item = {"id": call.id, "type": "function_call", "call_id": call.call_id, "name": name, "arguments": arguments}
+        if target and target.namespace:
+            item["namespace"] = target.namespace
+        return {**item, "status": status}
+
+    # -- events: each Responses event type is built in exactly one place ---------------
+
+    def _event(self, type_: str, **fields: Any) -> dict[str, Any]:
+        event = {"type": type_, "sequence_number": self._sequence_number, **fields}
+        self._sequence_number += 1
+        return event
+
+    def _created(self) -> dict[str, Any]:
+        return self._event("response.created", response=self.response)
+
+    def _in_progress(self) -> dict[str, Any]:
+        return self._event("response.in_progress", response=self.response)
+
+    def _completed(self) -> dict[str, Any]:
+        return self._event("response.completed", response=self.response)
+
+    def _incomplete(self) -> dict[str, Any]:
+        return self._event("response.incomplete", response=self.response)
+
+    def _failed(self) -> dict[str, Any]:
+        return self._event("response.failed", response=self.response)
+
+    def _item_added(self, item: dict[str, Any], output_index: int) -> dict[str, Any]:
+        return self._event("response.output_item.added", output_index=output_index, item=item)
+
+    def _item_done(self, item: dict[str, Any], output_index: int) -> dict[str, Any]:
+        self._output[output_index] = item
+        return self._event("response.output_item.done", output_index=output_index, item=item)
+
+    def _content_part_added(self, message: _Text) -> dict[str, Any]:
+        return self._event("response.content_part.added", **message.ref(), content_index=0, part=_output_text(""))
+
+    def _output_text_delta(self, message: _Text, delta: str) -> dict[str, Any]:
+        return self._event("response.output_text.delta", **message.ref(), content_index=0, delta=delta, logprobs=[])
+
+    def _output_text_done(self, message: _Text) -> dict[str, Any]:
+        text = message.text()
+        return self._event("response.output_text.done", **message.ref(), content_index=0, text=text, logprobs=[])
+
+    def _content_part_done(self, message: _Text) -> dict[str, Any]:
+        part = _output_text(message.text())
+        return self._event("response.content_part.done", **message.ref(), content_index=0, part=part)
+
+    def _summary_part_added(self, reasoning: _Text) -> dict[str, Any]:
+        part = {"type": "summary_text", "text": ""}
+        return self._event("response.reasoning_summary_part.added", **reasoning.ref(), summary_index=0, part=part)
+
+    def _summary_text_delta(self, reasoning: _Text, delta: str) -> dict[str, Any]:
+        return self._event("response.reasoning_summary_text.delta", **reasoning.ref(), summary_index=0, delta=delta)
+
+    def _summary_text_done(self, reasoning: _Text) -> dict[str, Any]:
+        text = reasoning.text()
+        return self._event("response.reasoning_summary_text.done", **reasoning.ref(), summary_index=0, text=text)
+
+    def _summary_part_done(self, reasoning: _Text) -> dict[str, Any]:
+        part = {"type": "summary_text", "text": reasoning.text()}
+        return self._event("response.reasoning_summary_part.done", **reasoning.ref(), summary_index=0, part=part)
+
+    def _arguments_delta(self, call: _Call, delta: str) -> dict[str, Any]:
+        return self._event("response.function_call_arguments.delta", **call.ref(), delta=delta)
+
+    def _arguments_done(self, call: _Call, item: dict[str, Any]) -> dict[str, Any]:
+        name, arguments = item["name"], item["arguments"]
+        return self._event("response.function_call_arguments.done", **call.ref(), name=name, arguments=arguments)
+
+    def _custom_input_delta(self, call: _Call, delta: str) -> dict[str, Any]:
+        return self._event("response.custom_tool_call_input.delta", **call.ref(), delta=delta)
+
+    def _custom_input_done(self, call: _Call, text: str) -> dict[str, Any]:
+        return self._event("response.custom_tool_call_input.done", **call.ref(), input=text)
+
+
+def _output_text(text: str) -> dict[str, Any]:
+    return {"type": "output_text", "text": text, "annotations": []}
+
+
+def _usage(event: UsageReported) -> dict[str, Any]:
+    """Return Responses usage; Codex needs every count as an integer, so unknown is 0."""
+    return {
+        "input_tokens": event.input_tokens,
+        # cache_write_tokens: the openai SDK's InputTokensDetails requires it; Chat never reports it.
+        "input_tokens_details": {"cached_tokens": event.cached_tokens or 0, "cache_write_tokens": 0},
+        "output_tokens": event.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": event.reasoning_tokens or 0},
+        "total_tokens": event.total_tokens,
+    }
+
+
+def _custom_input(arguments: str) -> str:
+    """Return the freeform text of a custom tool call, or the raw arguments if not wrapped."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return arguments
+    if isinstance(parsed, dict) and isinstance(parsed.get("input"), str):
+        return parsed["input"]
+    return arguments
+
+
+def _shell_action(arguments: str) -> dict[str, Any] | None:
+    """Return a local_shell `exec` action from the function arguments, or None if unreadable."""
+    try:
+        parsed = json.loads(arguments)
+    except ValueError:
+        return None
+    command = parsed.get("command") if isinstance(parsed, dict) else None
+    if isinstance(command, str) and command:
+        command = ["bash", "-lc", command]  # models often send one shell string
+    if not isinstance(command, list) or not command or not all(isinstance(part, str) for part in command):
+        return None
+    action: dict[str, Any] = {"type": "exec", "command": command, "env": {}}
+    workdir = parsed.get("workdir") or parsed.get("working_directory")
+    if isinstance(workdir, str) and workdir:
+        action["working_directory"] = workdir
+    if isinstance(parsed.get("timeout_ms"), int) and not isinstance(parsed["timeout_ms"], bool):
+        action["timeout_ms"] = parsed["timeout_ms"]
+    return action

@@ -1,0 +1,176 @@
+"""POST /v1/responses bridged to a Chat-only upstream, through real daphne, read by the openai SDK."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import openai
+import pytest
+
+from tests.bridge.helpers import assert_valid_stream
+from tests.conftest import wait_for_log, wait_for_logs
+from tests.servers import Gateway, MockUpstream
+from upstreams.models import Upstream
+
+E1 = [{"text": "Hello"}, {"text": " world"}, {"text": "! 你好世界！"}, {"finish": "stop"}]
+CHAT_TOOLS = [{"type": "function", "function": {"name": "apply_patch", "parameters": {"type": "object"}}},
+              {"type": "local_shell"}]
+
+
+def sdk(gateway: Gateway, key: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=key, max_retries=0)
+
+
+def raw_events(gateway: Gateway, key: str, body: dict) -> tuple[httpx.Response, list[dict]]:
+    response = httpx.post(f"{gateway.url}/v1/responses", json={"stream": True, **body},
+                          headers={"authorization": f"Bearer {key}"}, timeout=30)
+    events = [json.loads(line[5:]) for line in response.text.splitlines() if line.startswith("data:")]
+    return response, events
+
+
+def test_e1_text_reaches_the_sdk_stream_accumulator(gateway: Gateway, scripted: MockUpstream,
+                                                    chat_upstream: Upstream, active_key: str) -> None:
+    scripted.script({"chunks": E1})
+    with sdk(gateway, active_key).responses.stream(model="mock-model", input="hi") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert deltas == ["Hello", " world", "! 你好世界！"]
+    assert final.output_text == "Hello world! 你好世界！"
+    assert final.status == "completed" and final.usage.total_tokens == 12
+    [seen] = scripted.requests()
+    assert seen["path"] == "/v1/chat/completions"
+    assert seen["body"]["stream"] is True and seen["body"]["stream_options"] == {"include_usage": True}
+    assert seen["body"]["messages"] == [{"role": "user", "content": "hi"}]
+    [row] = wait_for_logs(1)
+    assert (row.mode, row.outcome, row.stream, row.input_tokens, row.output_tokens) == ("bridge", "ok", True, 5, 7)
+
+
+def test_e1_raw_stream_is_the_canonical_sequence(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
+                                                 active_key: str) -> None:
+    scripted.script({"chunks": E1})
+    response, events = raw_events(gateway, active_key, {"model": "mock-model", "input": "hi"})
+    assert response.headers["content-type"].startswith("text/event-stream")
+    assert_valid_stream(events)
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.delta", "response.output_text.delta",
+        "response.output_text.done", "response.content_part.done", "response.output_item.done",
+        "response.completed"]
+    assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello world! 你好世界！"
+
+
+def test_non_streaming_response_via_the_sdk(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
+                                            active_key: str) -> None:
+    scripted.script({"chunks": E1})
+    raw = sdk(gateway, active_key).responses.with_raw_response.create(model="mock-model", input="hi")
+    response = raw.parse()
+    assert response.output_text == "Hello world! 你好世界！" and response.status == "completed"
+    assert scripted.requests()[0]["body"]["stream"] is True  # upstream is always streamed
+    row = wait_for_log(raw.headers["x-request-id"])
+    assert (row.stream, row.outcome, row.status) == (False, "ok", 200)
+
+
+def test_e2_interleaved_tool_calls_come_back_whole(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
+                                                   active_key: str) -> None:
+    scripted.use("tools")
+    # The seed declares Chat-shaped tools, which the SDK's own tool helper refuses: send them raw.
+    body = {"model": "mock-model", "input": "patch and list", "extra_body": {"tools": CHAT_TOOLS}}
+    with sdk(gateway, active_key).responses.stream(**body) as stream:
+        final = stream.get_final_response()
+    [patch, shell] = final.output
+    assert (patch.type, patch.call_id, patch.name) == ("function_call", "call_apply_123", "apply_patch")
+    assert json.loads(patch.arguments) == {"files": [{"path": "test.js", "content": "console.log('Hello World')"}]}
+    assert (shell.type, shell.call_id) == ("local_shell_call", "call_shell_456")
+    assert shell.action.command == ["bash", "-lc", "ls -la /tmp"]
+    sent_tools = scripted.requests()[0]["body"]["tools"]
+    assert [t["function"]["name"] for t in sent_tools] == ["apply_patch", "local_shell"]
+    [row] = wait_for_logs(1)
+    assert row.tool_calls == 2
+
+
+def test_e2_five_tool_stress_keeps_every_call_apart(gateway: Gateway, scripted: MockUpstream,
+                                                    chat_upstream: Upstream, active_key: str) -> None:
+    scripted.use("tools5")
+    names = ["read_file", "write_file", "shell", "web_search", "apply_patch"]
+    tools = [{"type": "function", "name": n, "parameters": {"type": "object"}} for n in names]
+    response, events = raw_events(gateway, active_key, {"model": "m", "input": "go", "tools": tools})
+    assert_valid_stream(events)
+    calls = events[-1]["response"]["output"]
+    assert [(c["name"], c["call_id"]) for c in calls] == [(n, f"call_{n}_{i}") for i, n in enumerate(names)]
+    assert json.loads(calls[1]["arguments"]) == {"path": "out.txt", "content": "line one\nline two"}
+    assert json.loads(calls[3]["arguments"]) == {"query": "codex gateway 你好"}
+
+
+def test_reasoning_streams_as_a_reasoning_item(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
+                                               active_key: str) -> None:
+    scripted.script({"chunks": [{"reasoning": "Think"}, {"reasoning": "ing."}, {"text": "42"}, {"finish": "stop"}]})
+    with sdk(gateway, active_key).responses.stream(model="m", input="q") as stream:
+        final = stream.get_final_response()
+    reasoning, message = final.output
+    assert reasoning.type == "reasoning" and reasoning.summary[0].text == "Thinking."
+    assert final.output_text == "42"
+
+
+LENGTH = pytest.param({"chunks": [{"text": "cut"}, {"finish": "length"}]}, "incomplete", None, id="length")
+DROP = pytest.param({"chunks": [{"text": "cut"}], "done": False}, "failed", "upstream_protocol_error", id="drop")
+ERROR_CHUNK = pytest.param({"chunks": [{"text": "a"}, {"error": {"message": "overloaded", "code": "server_busy"}}],
+                            "done": False}, "failed", "server_busy", id="error-chunk")
+GARBAGE = pytest.param({"raw": ['data: {"choices": [{"delta": {"content": "a"}}]}\n\n', "data: {oops\n\n"]},
+                       "failed", "upstream_protocol_error", id="unparsable-chunk")
+
+
+@pytest.mark.parametrize(("step", "status", "code"), [LENGTH, DROP, ERROR_CHUNK, GARBAGE])
+def test_a_stream_that_does_not_finish_cleanly_ends_with_a_terminal_event(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str, step: dict,
+        status: str, code: str | None) -> None:
+    scripted.script(step)
+    response, events = raw_events(gateway, active_key, {"model": "m", "input": "q"})
+    assert_valid_stream(events)
+    terminal = events[-1]["response"]
+    assert terminal["status"] == status
+    if code:
+        assert terminal["error"]["code"] == code
+    else:
+        assert terminal["incomplete_details"] == {"reason": "max_output_tokens"}
+    row = wait_for_log(response.headers["x-request-id"])
+    assert row.outcome == ("ok" if status == "incomplete" else "upstream_error")
+
+
+def test_an_upstream_that_goes_quiet_gets_response_failed(gateway: Gateway, scripted: MockUpstream,
+                                                          chat_upstream: Upstream, active_key: str) -> None:
+    Upstream.objects.filter(pk=chat_upstream.pk).update(read_timeout=0.5)
+    scripted.script({"chunks": [{"text": "a"}], "done": False, "hang": True})
+    response, events = raw_events(gateway, active_key, {"model": "m", "input": "q"})
+    assert events[-1]["type"] == "response.failed"
+    assert events[-1]["response"]["error"]["code"] == "upstream_timeout"
+
+
+def test_e3_on_responses_copies_status_and_back_off_headers(gateway: Gateway, scripted: MockUpstream,
+                                                            chat_upstream: Upstream, active_key: str) -> None:
+    scripted.use("errors")
+    url, headers = f"{gateway.url}/v1/responses", {"authorization": f"Bearer {active_key}"}
+    answers = [httpx.post(url, json={"model": "m", "input": "hi", "stream": True}, headers=headers)
+               for _ in range(4)]
+    assert [a.status_code for a in answers] == [429, 429, 500, 200]
+    assert (answers[0].headers["retry-after"], answers[0].headers["x-ratelimit-remaining"]) == ("3", "0")
+    assert answers[2].headers["retry-after"] == "5"
+    assert answers[2].json()["error"]["message"] == "upstream exploded"
+    assert "response.completed" in answers[3].text
+
+
+def test_codex_request_is_translated_for_a_strict_chat_server(gateway: Gateway, scripted: MockUpstream,
+                                                              chat_upstream: Upstream, active_key: str) -> None:
+    with open("../shared/spec/codex-0.169-request-after-tool-call.json") as f:
+        codex_body = json.load(f)
+    scripted.script({"chunks": [{"text": "done"}, {"finish": "stop"}]})
+    response, events = raw_events(gateway, active_key, codex_body)
+    assert events[-1]["type"] == "response.completed"
+    sent = scripted.requests()[0]["body"]
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles[0] == "system" and roles.count("system") == 1
+    call_at = next(i for i, m in enumerate(sent["messages"]) if m.get("tool_calls"))
+    assert sent["messages"][call_at + 1] == {"role": "tool", "tool_call_id": "call_1",
+                                             "content": codex_body["input"][-1]["output"]}
+    assert all(t["type"] == "function" for t in sent["tools"])
+    for key in ("store", "include", "prompt_cache_key", "client_metadata", "reasoning"):
+        assert key not in sent

@@ -1,0 +1,108 @@
+"""The real Codex CLI 0.169 against the gateway, bridged to a scripted Chat-only mock upstream.
+
+Installed by `make codex` (npm, into .codex-cli/); fully offline: Codex talks only to the
+gateway on loopback. These tests never skip: a missing CLI is a failure.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for_logs
+from tests.servers import ROOT, Gateway, MockUpstream
+from upstreams.models import Upstream
+
+pytestmark = pytest.mark.codex
+
+CODEX = ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex"
+# Retries off and a short idle timeout, so a gateway bug fails fast instead of retrying for minutes;
+# plugins off, or Codex tries to sync them from the internet.
+CONFIG = """\
+model = "mock-model"
+model_provider = "gateway"
+check_for_update_on_startup = false
+
+[features]
+plugins = false
+
+[analytics]
+enabled = false
+
+[model_providers.gateway]
+name = "gateway"
+base_url = "{base_url}"
+env_key = "GATEWAY_KEY"
+wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
+stream_idle_timeout_ms = 20000
+"""
+PROOF_ARGS = '{"cmd": "echo gateway-ok > proof.txt"}'
+
+
+def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str) -> tuple[subprocess.CompletedProcess, list]:
+    assert CODEX.exists(), "Codex CLI missing: run `make codex` (make test does)"
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
+    for folder in (home, codex_home, work):
+        folder.mkdir()
+    (codex_home / "config.toml").write_text(CONFIG.format(base_url=f"{gateway.url}/v1"))
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home), "GATEWAY_KEY": key,
+           "NO_COLOR": "1"}
+    result = subprocess.run(
+        [str(CODEX), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--ephemeral",
+         "--json", prompt],
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    return result, events
+
+
+def test_codex_runs_a_fragmented_tool_call_then_answers(tmp_path: Path, gateway: Gateway, scripted: MockUpstream,
+                                                        chat_upstream: Upstream, active_key: str) -> None:
+    pieces = [PROOF_ARGS[:5], PROOF_ARGS[5:17], PROOF_ARGS[17:30], PROOF_ARGS[30:]]
+    scripted.script(
+        {"chunks": [{"tool": {"index": 0, "id": "call_exec_1", "name": "exec_command", "arguments": ""}},
+                    *({"tool": {"index": 0, "arguments": p}} for p in pieces), {"finish": "tool_calls"}]},
+        {"chunks": [{"text": "All done: "}, {"text": "proof written."}, {"finish": "stop"}]},
+    )
+    result, events = run_codex(tmp_path, gateway, active_key, "make proof")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "work" / "proof.txt").read_text().strip() == "gateway-ok"
+    messages = [e["item"]["text"] for e in events if e.get("item", {}).get("type") == "agent_message"]
+    assert messages[-1] == "All done: proof written."
+    assert any(e["type"] == "turn.completed" for e in events)
+    commands = [e["item"] for e in events
+                if e["type"] == "item.completed" and e["item"].get("type") == "command_execution"]
+    assert commands[0]["exit_code"] == 0 and "echo gateway-ok > proof.txt" in commands[0]["command"]
+
+    first, second = scripted.requests()
+    assert first["body"]["messages"][0]["role"] == "system"
+    history = second["body"]["messages"]
+    call_at = next(i for i, m in enumerate(history) if m.get("tool_calls"))
+    [call] = history[call_at]["tool_calls"]
+    assert (call["id"], call["function"]["name"]) == ("call_exec_1", "exec_command")
+    assert json.loads(call["function"]["arguments"]) == json.loads(PROOF_ARGS)
+    tool_message = history[call_at + 1]
+    assert (tool_message["role"], tool_message["tool_call_id"]) == ("tool", "call_exec_1")
+    assert "Process exited with code 0" in tool_message["content"]
+    rows = wait_for_logs(2)
+    assert [(r.mode, r.outcome, r.tool_calls) for r in rows] == [("bridge", "ok", 1), ("bridge", "ok", 0)]
+
+
+def test_codex_shows_reasoning_and_the_answer(tmp_path: Path, gateway: Gateway, scripted: MockUpstream,
+                                              chat_upstream: Upstream, active_key: str) -> None:
+    scripted.script({"chunks": [{"reasoning": "**Planning** the"}, {"reasoning": " answer."},
+                                {"text": "Reasoned answer: "}, {"text": "42."}, {"finish": "stop"}]})
+    result, events = run_codex(tmp_path, gateway, active_key, "what is the answer?")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    items = [e["item"] for e in events if e["type"] == "item.completed"]
+    reasoning = [i["text"] for i in items if i.get("type") == "reasoning"]
+    assert reasoning and "Planning" in reasoning[0] and "answer." in reasoning[0]
+    assert [i["text"] for i in items if i.get("type") == "agent_message"][-1] == "Reasoned answer: 42."
+    [row] = wait_for_logs(1)
+    assert (row.mode, row.outcome, row.endpoint) == ("bridge", "ok", "responses")
