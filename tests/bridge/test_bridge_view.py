@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import httpx
 import openai
@@ -12,6 +13,7 @@ from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
 
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 E1 = [{"text": "Hello"}, {"text": " world"}, {"text": "! 你好世界！"}, {"finish": "stop"}]
 CHAT_TOOLS = [{"type": "function", "function": {"name": "apply_patch", "parameters": {"type": "object"}}},
               {"type": "local_shell"}]
@@ -160,8 +162,7 @@ def test_e3_on_responses_copies_status_and_back_off_headers(gateway: Gateway, sc
 
 def test_codex_request_is_translated_for_a_strict_chat_server(gateway: Gateway, scripted: MockUpstream,
                                                               chat_upstream: Upstream, active_key: str) -> None:
-    with open("../shared/spec/codex-0.169-request-after-tool-call.json") as f:
-        codex_body = json.load(f)
+    codex_body = json.loads((FIXTURES / "codex-0.169-request-after-tool-call.json").read_text())
     scripted.script({"chunks": [{"text": "done"}, {"finish": "stop"}]})
     response, events = raw_events(gateway, active_key, codex_body)
     assert events[-1]["type"] == "response.completed"

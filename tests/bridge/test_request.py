@@ -14,7 +14,8 @@ import pytest
 from bridge.errors import InvalidRequestError
 from bridge.request import NOT_EXECUTED, ChatRequest, ToolTarget, UpstreamOptions, to_chat_request
 
-SPEC = Path("/work/shared/spec")
+# Real requests captured from Codex CLI 0.169 (copied from the product spec).
+SPEC = Path(__file__).resolve().parents[1] / "fixtures"
 CHAT_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
 
 
