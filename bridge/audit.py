@@ -15,6 +15,7 @@ from typing import Any
 
 from django.http import HttpRequest
 
+from bridge import metrics
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
 
@@ -94,13 +95,29 @@ class Exchange:
             return
         self.recorded = True
         fields = self._fields()
+        self._count(fields)
         try:
             task = asyncio.get_running_loop().create_task(_write(fields))
         except RuntimeError:  # no loop: called from a finalizer outside the server loop
             logger.error("audit row for %s could not be scheduled", self.request_id)
             return
         _pending.add(task)
-        task.add_done_callback(_pending.discard)
+        metrics.audit_pending.set(len(_pending))
+        task.add_done_callback(_written)
+
+    def _count(self, fields: dict[str, Any]) -> None:
+        upstream = fields["upstream_name"] or "-"
+        labels = {"endpoint": self.endpoint, "mode": self.mode or "-"}
+        metrics.requests_total.labels(**labels, upstream=upstream, status=str(self.status or 0)).inc()
+        metrics.request_duration.labels(**labels).observe(fields["duration_ms"] / 1000)
+        if fields["ttfb_ms"] is not None and self.upstream is not None:
+            metrics.ttfb.labels(**labels).observe(fields["ttfb_ms"] / 1000)
+        if self.outcome == Outcome.UPSTREAM_ERROR:
+            metrics.upstream_errors_total.labels(upstream=upstream, kind=self.error_type or "unknown").inc()
+        for kind in ("input", "output", "reasoning", "cached"):
+            count = self.tokens.get(f"{kind}_tokens")
+            if count:
+                metrics.tokens_total.labels(upstream=upstream, kind=kind).inc(count)
 
     def _fields(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -121,6 +138,11 @@ class Exchange:
             "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
         }
+
+
+def _written(task: asyncio.Task[None]) -> None:
+    _pending.discard(task)
+    metrics.audit_pending.set(len(_pending))
 
 
 async def _write(fields: dict[str, Any]) -> None:

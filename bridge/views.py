@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 
+from bridge import metrics
 from bridge import upstream as upstream_io
 from bridge.audit import Exchange
 from bridge.decorators import ApiRequest, api_view
@@ -200,10 +201,12 @@ def streaming_response(content: AsyncIterator[bytes], upstream_response: httpx.R
 
 async def _recorded(content: AsyncIterator[bytes], exchange: Exchange) -> AsyncIterator[bytes]:
     """Yield ``content``, then write the audit row however the stream ended (done, broken, client gone)."""
+    metrics.active_streams.inc()
     try:
         async for chunk in content:
             yield chunk
     finally:
+        metrics.active_streams.dec()
         await content.aclose()  # type: ignore[attr-defined]
         exchange.record()
 
@@ -230,6 +233,11 @@ async def models(request: ApiRequest) -> HttpResponseBase:
             seen.setdefault(name, upstream.name)
     data = [{"id": name, "object": "model", "created": 0, "owned_by": owner} for name, owner in seen.items()]
     return JsonResponse({"object": "list", "data": data})
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
 
 
 async def healthz(request: HttpRequest) -> HttpResponse:

@@ -10,5 +10,6 @@ urlpatterns = [
     path("v1/models", views.models, name="models"),
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]

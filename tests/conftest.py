@@ -45,7 +45,7 @@ def scripted(mock: MockUpstream) -> MockUpstream:
 
 
 @pytest.fixture(scope="session")
-def gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Gateway]:
+def session_gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Gateway]:
     with django_db_blocker.unblock():
         url = database_url()
     server = Gateway(url)
@@ -54,7 +54,14 @@ def gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Gateway]:
 
 
 @pytest.fixture
-def start_gateway(django_db_setup: None, django_db_blocker: Any) -> Iterator[Callable[..., Gateway]]:
+def gateway(session_gateway: Gateway, transactional_db: None) -> Iterator[Gateway]:
+    """The gateway under daphne, shared by the session; settled after each test, before the database is flushed."""
+    yield session_gateway
+    session_gateway.settle()
+
+
+@pytest.fixture
+def start_gateway(transactional_db: None, django_db_blocker: Any) -> Iterator[Callable[..., Gateway]]:
     """Start another gateway process with its own environment (stopped after the test)."""
     started: list[Gateway] = []
 

@@ -55,7 +55,11 @@ class ServerProcess:
         self._log.flush()
         return self.log_path.read_text(errors="replace")
 
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the server has nothing in flight (see Gateway.settle)."""
+
     def stop(self) -> None:
+        self.settle()
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
             try:
@@ -95,6 +99,24 @@ class MockUpstream(ServerProcess):
 
 class Gateway(ServerProcess):
     """``daphne gatewaysite.asgi:application`` in a child process, as users run it."""
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until no stream is open and every audit row is written.
+
+        Rows are written after the response ends; a test that moves on (or flushes the
+        database) before that would race the server.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                text = httpx.get(f"{self.url}/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return  # not running: nothing left in flight
+            gauges = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
+                      if line.startswith(("gateway_audit_pending ", "gateway_active_streams "))}
+            if not any(gauges.values()):
+                return
+            time.sleep(0.02)
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
         port = free_port()

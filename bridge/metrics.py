@@ -1,0 +1,23 @@
+"""Prometheus metrics of this process, served at GET /metrics (prometheus_client)."""
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+
+requests_total = Counter("gateway_requests_total", "Requests answered, by endpoint, mode, upstream and status.",
+                         ["endpoint", "mode", "upstream", "status"])
+request_duration = Histogram("gateway_request_duration_seconds", "Time from request to the last byte.",
+                             ["endpoint", "mode"], buckets=LATENCY_BUCKETS)
+ttfb = Histogram("gateway_ttfb_seconds", "Time from request to the upstream's first byte.", ["endpoint", "mode"],
+                 buckets=LATENCY_BUCKETS)
+active_streams = Gauge("gateway_active_streams", "Streams being relayed right now.")
+upstream_errors_total = Counter("gateway_upstream_errors_total", "Upstream failures, by kind (error code).",
+                                ["upstream", "kind"])
+tokens_total = Counter("gateway_tokens_total", "Tokens reported by upstreams.", ["upstream", "kind"])
+audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.")
+
+
+def render() -> tuple[bytes, str]:
+    """Return the exposition text and its content type."""
+    return generate_latest(), CONTENT_TYPE_LATEST
