@@ -61,6 +61,7 @@ class Exchange:
     tool_calls: int = 0
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
+    failing: set[int] = field(default_factory=set)  # upstreams with recent failures (failover)
     recorded: bool = False
 
     @classmethod

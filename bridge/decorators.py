@@ -14,8 +14,19 @@ from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
+from django.core.cache import cache
+
 from bridge.audit import Exchange
-from bridge.errors import AuthenticationError, BridgeError, GatewayError, InvalidRequestError, RequestTooLargeError
+from gatewaysite.limits import TOO_LARGE
+from bridge.errors import (
+    AuthenticationError,
+    BridgeError,
+    GatewayError,
+    InvalidRequestError,
+    RateLimitError,
+    RequestTooLargeError,
+)
+from bridge.ratelimit import Rate, Verdict, parse_rate, verdict, window
 from upstreams.models import ClientKey, Outcome
 
 logger = logging.getLogger("gateway")
@@ -70,8 +81,46 @@ async def _touch(key: ClientKey) -> None:
         await ClientKey.objects.filter(pk=key.pk).aupdate(last_used=wall_now())
 
 
+async def enforce_rate_limit(request: HttpRequest, key: ClientKey | None) -> Verdict | None:
+    """Count this request against its key's budget (anonymous ones: their IP's); raise 429 when spent.
+
+    A fixed window in Django's cache: one INCR per request, shared by every worker that
+    shares the cache. Bursts of up to twice the rate can straddle a window boundary.
+    """
+    rate = _rate_for(key)
+    if rate is None:
+        return None
+    now = time.time()
+    number, left = window(rate, now)
+    who = f"key:{key.pk}" if key else f"ip:{request.META.get('REMOTE_ADDR', '-')}"
+    counter = f"ratelimit:{who}:{rate.seconds}:{number}"
+    try:
+        count = await cache.aincr(counter)
+    except ValueError:  # first request of the window
+        count = 1 if await cache.aadd(counter, 1, timeout=left + 1) else await cache.aincr(counter)
+    judged = verdict(rate, count, now)
+    if not judged.allowed:
+        raise RateLimitError(f"Rate limit reached for this key ({rate.count} requests per {rate.seconds}s); "
+                             f"try again in {judged.reset}s.", headers=judged.headers())
+    return judged
+
+
+def _rate_for(key: ClientKey | None) -> Rate | None:
+    for text in (key.rate_limit if key else "", settings.GATEWAY_RATE_LIMIT):
+        try:
+            rate = parse_rate(text)
+        except ValueError:
+            logger.error("ignoring the bad rate limit %r of key %s", text, key)
+            continue
+        if rate is not None:
+            return rate
+    return None
+
+
 def parse_json(request: HttpRequest) -> Any:
     try:
+        if getattr(request, "scope", {}).get(TOO_LARGE):
+            raise RequestDataTooBig()
         raw = request.body
     except RequestDataTooBig:
         raise RequestTooLargeError(
@@ -102,8 +151,10 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[
         async def wrapper(request: HttpRequest) -> HttpResponseBase:
             exchange = Exchange.begin(request, endpoint)
             request.exchange = exchange  # type: ignore[attr-defined]
+            limits: Verdict | None = None
             try:
                 request.client_key = exchange.key = await authenticate(request)  # type: ignore[attr-defined]
+                limits = await enforce_rate_limit(request, exchange.key)
                 request.json = parse_json(request) if body else None  # type: ignore[attr-defined]
                 response = await view(request)  # type: ignore[arg-type]
             except BridgeError as exc:
@@ -119,6 +170,10 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[
                 exchange.fail(error)
                 response = error_response(error)
             response["x-request-id"] = exchange.request_id
+            # The gateway's own budget, unless the upstream's (copied, E3) already said more.
+            for name, value in (limits.headers() if limits else {}).items():
+                if name not in response:
+                    response[name] = value
             if not response.streaming:
                 exchange.status = response.status_code
                 exchange.response_bytes = len(response.content)

@@ -17,51 +17,100 @@ from bridge import metrics
 from bridge import upstream as upstream_io
 from bridge.audit import Exchange
 from bridge.decorators import ApiRequest, api_view
-from bridge.errors import GatewayError, ModelNotFoundError, UpstreamError
+from bridge.errors import GatewayError, ModelNotFoundError, UpstreamError, UpstreamStatusError
 from bridge.events import ChatEvent
-from bridge.request import UpstreamOptions, to_chat_request
+from bridge.request import ChatRequest, UpstreamOptions, to_chat_request
 from bridge.sse import encode_event
 from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer, responses_tokens
 from bridge.validation import validate_chat, validate_responses
+from upstreams import cooldown
 from upstreams.models import Outcome, Upstream
 
 logger = logging.getLogger("gateway")
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
-async def choose_upstream(request: ApiRequest, model: str) -> Upstream:
-    """Return the upstream for ``model``: read fresh each request, so admin edits apply at once."""
+async def choose_upstreams(request: ApiRequest, model: str, endpoint: str) -> list[Upstream]:
+    """Return the upstreams to try for ``model``, best first; read fresh each request, so admin edits apply at once.
+
+    Endpoints cooling down go last rather than away: when every upstream is failing,
+    trying one beats refusing the request outright.
+    """
     request.exchange.model = model
     candidates = await Upstream.objects.afor_model(model)
     if not candidates:
         raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
-    return candidates[0]
+    cooling, failing = await cooldown.health(candidates, _endpoint_of(candidates[0], endpoint))
+    request.exchange.failing = failing
+    return sorted(candidates, key=lambda u: u.pk in cooling)
+
+
+def _endpoint_of(upstream: Upstream, endpoint: str) -> str:
+    """Return the upstream endpoint a client endpoint lands on (responses is bridged to chat)."""
+    return endpoint if endpoint == "chat/completions" or upstream.supports_responses else "chat/completions"
+
+
+def is_failover_error(exc: UpstreamError) -> bool:
+    """Whether another upstream may take the request: connect faults, timeouts, 429 and 5xx."""
+    if isinstance(exc, UpstreamStatusError):
+        return exc.status == 429 or exc.status >= 500
+    return True
 
 
 @api_view("chat/completions")
 async def chat_completions(request: ApiRequest) -> HttpResponseBase:
     body = validate_chat(request.json)
-    upstream = await choose_upstream(request, body["model"])
-    return await passthrough(request, upstream, "chat/completions", body)
+    upstream, upstream_response, _ = await connect(request, body, "chat/completions")
+    return await passthrough(request, upstream_response, "chat/completions")
 
 
 @api_view("responses")
 async def responses(request: ApiRequest) -> HttpResponseBase:
     body = validate_responses(request.json)
-    upstream = await choose_upstream(request, body["model"])
+    upstream, upstream_response, chat = await connect(request, body, "responses")
     if upstream.supports_responses:
-        return await passthrough(request, upstream, "responses", body)
-    return await bridge(request, upstream, body)
+        return await passthrough(request, upstream_response, "responses")
+    return await bridge(request, upstream_response, body, chat)
 
 
-async def passthrough(request: ApiRequest, upstream: Upstream, endpoint: str, body: dict) -> HttpResponseBase:
-    """Relay the request to an upstream that speaks this API, bytes in, bytes out."""
+async def connect(request: ApiRequest, body: dict, endpoint: str) -> tuple[Upstream, httpx.Response, ChatRequest | None]:
+    """Open the answer of the first upstream that takes the request.
+
+    Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
+    model, at most GATEWAY_MAX_ATTEMPTS in all; this all happens before the client has
+    seen a byte. Each upstream gets the body its own way: passthrough or bridged.
+    """
     exchange = request.exchange
     exchange.stream = bool(body.get("stream"))
-    target = upstream.upstream_model(body["model"])
-    exchange.route(upstream, target, bridged=False)
-    upstream_response = await open_upstream(upstream, endpoint, {**body, "model": target}, exchange)
+    candidates = await choose_upstreams(request, body["model"], endpoint)
+    error: UpstreamError | None = None
+    for upstream in candidates[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
+        target = upstream.upstream_model(body["model"])
+        bridged = endpoint == "responses" and not upstream.supports_responses
+        exchange.route(upstream, target, bridged=bridged)
+        chat = to_chat_request(body, bridge_options(upstream, target)) if bridged else None
+        sent_to = _endpoint_of(upstream, endpoint)
+        try:
+            response = await open_upstream(upstream, sent_to, chat.body if chat else {**body, "model": target},
+                                           exchange)
+        except UpstreamError as exc:
+            if not is_failover_error(exc):
+                raise
+            logger.warning("upstream %s failed (%s) for request %s", upstream.name, exc.code, exchange.request_id)
+            await cooldown.record_failure(upstream, sent_to)
+            error = exc
+            continue
+        if upstream.pk in exchange.failing:
+            await cooldown.record_success(upstream, sent_to)
+        return upstream, response, chat
+    assert error is not None
+    raise error
+
+
+async def passthrough(request: ApiRequest, upstream_response: httpx.Response, endpoint: str) -> HttpResponseBase:
+    """Relay the answer of an upstream that speaks this API, bytes in, bytes out."""
+    exchange = request.exchange
     tap = StreamTap("chat" if endpoint.startswith("chat") else "responses",
                     sse=upstream_io.is_event_stream(upstream_response))
     chunks = upstream_response.aiter_raw()
@@ -76,14 +125,11 @@ async def passthrough(request: ApiRequest, upstream: Upstream, endpoint: str, bo
     return streaming_response(relay, upstream_response, exchange)
 
 
-async def bridge(request: ApiRequest, upstream: Upstream, body: dict) -> HttpResponseBase:
-    """Answer a Responses request from a Chat-only upstream, translating both ways (bridge/)."""
+async def bridge(request: ApiRequest, upstream_response: httpx.Response, body: dict,
+                 chat: ChatRequest | None) -> HttpResponseBase:
+    """Answer a Responses request from a Chat-only upstream's stream, translated (bridge/)."""
+    assert chat is not None
     exchange = request.exchange
-    exchange.stream = bool(body.get("stream"))
-    target = upstream.upstream_model(body["model"])
-    exchange.route(upstream, target, bridged=True)
-    chat = to_chat_request(body, bridge_options(upstream, target))
-    upstream_response = await open_upstream(upstream, "chat/completions", chat.body, exchange)
     machine = ResponseStream(model=body["model"], tools=chat.tools, request=body, created_at=time.time())
     translated = _translate(machine, upstream_io.chat_events(upstream_response), upstream_response, exchange)
     if exchange.stream:

@@ -15,9 +15,10 @@ from channels.routing import ProtocolTypeRouter  # noqa: E402  (needs Django set
 from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
+from gatewaysite.limits import BodyLimitMiddleware  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
 
 http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
-application = ProtocolTypeRouter({"http": http_app})
+application = ProtocolTypeRouter({"http": BodyLimitMiddleware(http_app, settings.GATEWAY_MAX_BODY_BYTES)})

@@ -12,6 +12,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from bridge.ratelimit import parse_rate  # pure: importing it here loads no Django app
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 env = environ.Env()
@@ -44,6 +46,15 @@ CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 GATEWAY_RATE_LIMIT = env.str("GATEWAY_RATE_LIMIT", default="")
+try:
+    parse_rate(GATEWAY_RATE_LIMIT)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"GATEWAY_RATE_LIMIT: {exc}") from None
+# Failover: how many upstreams one request may try before the first byte, and when a
+# failing upstream is skipped (COOLDOWN_AFTER failures in a row -> COOLDOWN_SECONDS off).
+GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
+GATEWAY_COOLDOWN_AFTER = env.int("GATEWAY_COOLDOWN_AFTER", default=3)
+GATEWAY_COOLDOWN_SECONDS = env.int("GATEWAY_COOLDOWN_SECONDS", default=30)
 GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
 UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
 UPSTREAM_SUPPORTS_RESPONSES = env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)

@@ -7,6 +7,8 @@ from django import forms
 from django.contrib import admin, messages
 from django.http import HttpRequest
 
+from bridge.ratelimit import parse_rate
+from upstreams import cooldown
 from upstreams.models import ClientKey, RequestLog, Upstream
 
 
@@ -44,7 +46,8 @@ class UpstreamForm(forms.ModelForm):
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
-    list_display = ["name", "base_url", "supports_responses", "models", "priority", "enabled", "masked_key"]
+    list_display = ["name", "base_url", "supports_responses", "models", "priority", "enabled", "masked_key",
+                    "cooling_down"]
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
@@ -58,6 +61,12 @@ class UpstreamAdmin(admin.ModelAdmin):
         }),
     ]
 
+    @admin.display(description="Cool-down")
+    def cooling_down(self, obj: Upstream) -> str:
+        """Endpoints skipped after repeated failures (shared cache: what every worker sees)."""
+        left = cooldown.status(obj)
+        return ", ".join(f"{endpoint} ({seconds}s)" for endpoint, seconds in left.items()) or "—"
+
     @admin.display(description="API key")
     def masked_key(self, obj: Upstream) -> str:
         return mask(obj.api_key)
@@ -67,6 +76,14 @@ class ClientKeyForm(forms.ModelForm):
     class Meta:
         model = ClientKey
         fields = ["name", "active", "rate_limit"]
+
+    def clean_rate_limit(self) -> str:
+        text = self.cleaned_data.get("rate_limit", "").strip()
+        try:
+            parse_rate(text)
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+        return text
 
 
 @admin.register(ClientKey)

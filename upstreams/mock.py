@@ -212,11 +212,21 @@ class MockUpstream:
         except ValueError:
             request = {"_raw": body.decode("utf-8", "replace")}
         headers = {k.decode("latin1"): v.decode("latin1") for k, v in scope["headers"]}
-        self.requests.append({"path": path, "headers": headers, "body": request})
+        record = {"path": path, "headers": headers, "body": request, "disconnected_at": None}
+        self.requests.append(record)
         step = self.next_step(request)
         if path.endswith("/responses"):
             step = _as_responses_step(step, request)
-        await self.play(step, request if isinstance(request, dict) else {}, send)
+        # Play while watching for the client (the gateway) hanging up: tests check that a
+        # client who leaves makes the gateway cancel its upstream request at once.
+        play = asyncio.ensure_future(self.play(step, request if isinstance(request, dict) else {}, send))
+        watch = asyncio.ensure_future(_disconnected(receive))
+        done, _ = await asyncio.wait([play, watch], return_when=asyncio.FIRST_COMPLETED)
+        if watch in done:
+            record["disconnected_at"] = time.time()
+            play.cancel()
+        else:
+            watch.cancel()
 
     def next_step(self, request: Any) -> Step:
         steps, calls = self.steps, self.calls
@@ -275,6 +285,11 @@ def _as_responses_step(step: Step, request: dict[str, Any]) -> Step:
         return {"body": events[-1]["response"]}
     raw = [f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events]
     return {**step, "raw": raw}
+
+
+async def _disconnected(receive: Any) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
 
 
 async def _start(send: Any, status: int, content_type: str, headers: dict[str, str]) -> None:

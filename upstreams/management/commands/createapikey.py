@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from bridge.ratelimit import parse_rate
 from upstreams.models import ClientKey
 
 
@@ -18,6 +19,10 @@ class Command(BaseCommand):
         name = options["name"].strip()
         if not name:
             raise CommandError("the key needs a name")
+        try:
+            parse_rate(options["rate_limit"])
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
         key, secret = ClientKey.objects.create_key(name, rate_limit=options["rate_limit"])
         self.stderr.write(f"Created client key {key}. Store it now: it is not shown again.")
         self.stdout.write(secret)

@@ -1,0 +1,66 @@
+"""Skip an upstream endpoint that keeps failing, for a short while, across every worker.
+
+State lives in Django's cache (Redis when configured), per upstream *and* endpoint: a
+broken /responses must not take /chat/completions of the same server down with it
+(one failing endpoint cooling the whole upstream is a bug other gateways had).
+"""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+
+from upstreams.models import Upstream
+
+
+def _keys(upstream: Upstream, endpoint: str) -> tuple[str, str]:
+    # The creation time keeps a deleted-and-recreated upstream (same pk) from inheriting state.
+    base = f"cooldown:{upstream.pk}:{upstream.created.timestamp():.0f}:{endpoint}"
+    return f"{base}:failures", f"{base}:until"
+
+
+async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], set[int]]:
+    """Return the ids of the upstreams whose endpoint is cooling down, and of those with recent failures.
+
+    One cache round trip for the whole list: this runs on every request.
+    """
+    if not upstreams:
+        return set(), set()
+    keys = {}
+    for upstream in upstreams:
+        failures_key, until_key = _keys(upstream, endpoint)
+        keys[failures_key], keys[until_key] = ("failing", upstream.pk), ("cooling", upstream.pk)
+    values = await cache.aget_many(list(keys))
+    now = time.time()
+    cooling = {keys[k][1] for k, v in values.items() if keys[k][0] == "cooling" and v and v > now}
+    failing = {keys[k][1] for k, v in values.items() if keys[k][0] == "failing" and v}
+    return cooling, failing
+
+
+async def record_failure(upstream: Upstream, endpoint: str) -> None:
+    failures_key, until_key = _keys(upstream, endpoint)
+    try:
+        failures = await cache.aincr(failures_key)
+    except ValueError:
+        await cache.aset(failures_key, 1, timeout=settings.GATEWAY_COOLDOWN_SECONDS * 4)
+        failures = 1
+    if failures >= settings.GATEWAY_COOLDOWN_AFTER:
+        seconds = settings.GATEWAY_COOLDOWN_SECONDS
+        await cache.aset(until_key, time.time() + seconds, timeout=seconds)
+        await cache.adelete(failures_key)
+
+
+async def record_success(upstream: Upstream, endpoint: str) -> None:
+    await cache.adelete(_keys(upstream, endpoint)[0])
+
+
+def status(upstream: Upstream) -> dict[str, int]:
+    """Return the endpoints of ``upstream`` cooling down, with the seconds left (for the admin)."""
+    now = time.time()
+    left = {}
+    for endpoint in ("chat/completions", "responses"):
+        until = cache.get(_keys(upstream, endpoint)[1])
+        if until and until > now:
+            left[endpoint] = int(until - now) + 1
+    return left
