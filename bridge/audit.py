@@ -6,6 +6,7 @@ database; ``drain()`` waits for the ones in flight (shutdown, tests).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 import uuid
@@ -20,7 +21,11 @@ from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
 
 logger = logging.getLogger("gateway.audit")
+request_logger = logging.getLogger("gateway.requests")
 _pending: set[asyncio.Task[None]] = set()
+LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name", "upstream_model",
+                   "mode", "stream", "status", "outcome", "error_type", "ttfb_ms", "duration_ms", "input_tokens",
+                   "output_tokens", "reasoning_tokens", "cached_tokens", "tool_calls")
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -62,6 +67,7 @@ class Exchange:
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
     failing: set[int] = field(default_factory=set)  # upstreams with recent failures (failover)
+    error: BridgeError | None = None
     recorded: bool = False
 
     @classmethod
@@ -87,6 +93,7 @@ class Exchange:
             else:
                 outcome = Outcome.UPSTREAM_ERROR
         self.outcome = outcome
+        self.error = exc
         self.error_type = exc.code or exc.type
         self.error_message = exc.message[:2000]
 
@@ -97,6 +104,7 @@ class Exchange:
         self.recorded = True
         fields = self._fields()
         self._count(fields)
+        self._log(fields)
         try:
             task = asyncio.get_running_loop().create_task(_write(fields))
         except RuntimeError:  # no loop: called from a finalizer outside the server loop
@@ -105,6 +113,13 @@ class Exchange:
         _pending.add(task)
         metrics.audit_pending.set(len(_pending))
         task.add_done_callback(_written)
+
+    def _log(self, fields: dict[str, Any]) -> None:
+        """Write the request's one structured log line (JSON in the message, and as fields for LOG_FORMAT=json)."""
+        line = {name: fields[name] for name in LOG_LINE_FIELDS}
+        line["ttfb_ms"] = round(line["ttfb_ms"], 2) if line["ttfb_ms"] is not None else None
+        line["duration_ms"] = round(line["duration_ms"], 2)
+        request_logger.info(json.dumps(line, ensure_ascii=False), extra={"fields": line})
 
     def _count(self, fields: dict[str, Any]) -> None:
         upstream = fields["upstream_name"] or "-"

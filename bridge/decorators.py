@@ -95,9 +95,14 @@ async def enforce_rate_limit(request: HttpRequest, key: ClientKey | None) -> Ver
     who = f"key:{key.pk}" if key else f"ip:{request.META.get('REMOTE_ADDR', '-')}"
     counter = f"ratelimit:{who}:{rate.seconds}:{number}"
     try:
-        count = await cache.aincr(counter)
-    except ValueError:  # first request of the window
-        count = 1 if await cache.aadd(counter, 1, timeout=left + 1) else await cache.aincr(counter)
+        try:
+            count = await cache.aincr(counter)
+        except ValueError:  # first request of the window
+            count = 1 if await cache.aadd(counter, 1, timeout=left + 1) else await cache.aincr(counter)
+    except Exception as exc:
+        # Fail open: a cache outage must not take the API down with it (readyz reports it).
+        logger.warning("rate limit not enforced, the cache failed: %s", type(exc).__name__)
+        return None
     judged = verdict(rate, count, now)
     if not judged.allowed:
         raise RateLimitError(f"Rate limit reached for this key ({rate.count} requests per {rate.seconds}s); "

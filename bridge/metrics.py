@@ -1,7 +1,14 @@
-"""Prometheus metrics of this process, served at GET /metrics (prometheus_client)."""
+"""Prometheus metrics, served at GET /metrics (prometheus_client).
+
+With several gateway processes on one host, set PROMETHEUS_MULTIPROC_DIR (an empty
+directory, the same for all) before they start: each then answers for all of them.
+"""
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
@@ -11,13 +18,19 @@ request_duration = Histogram("gateway_request_duration_seconds", "Time from requ
                              ["endpoint", "mode"], buckets=LATENCY_BUCKETS)
 ttfb = Histogram("gateway_ttfb_seconds", "Time from request to the upstream's first byte.", ["endpoint", "mode"],
                  buckets=LATENCY_BUCKETS)
-active_streams = Gauge("gateway_active_streams", "Streams being relayed right now.")
+active_streams = Gauge("gateway_active_streams", "Streams being relayed right now.", multiprocess_mode="livesum")
 upstream_errors_total = Counter("gateway_upstream_errors_total", "Upstream failures, by kind (error code).",
                                 ["upstream", "kind"])
 tokens_total = Counter("gateway_tokens_total", "Tokens reported by upstreams.", ["upstream", "kind"])
-audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.")
+audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.",
+                      multiprocess_mode="livesum")
 
 
 def render() -> tuple[bytes, str]:
     """Return the exposition text and its content type."""
+    # prometheus_client itself reads this variable when the metrics are created.
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -415,7 +415,9 @@ def _reasoning_text(item: dict[str, Any]) -> str:
     """Return a reasoning item's full text, else its summary (encrypted_content is opaque)."""
     for key, part_type in (("content", "reasoning_text"), ("summary", "summary_text")):
         parts = item.get(key)
-        texts = [_str(p, "text") for p in parts or [] if isinstance(p, dict) and p.get("type") == part_type]
+        if not isinstance(parts, list):  # a number here raised TypeError: a 500 (found by tests/bridge/test_fuzz.py)
+            continue
+        texts = [_str(p, "text") for p in parts if isinstance(p, dict) and p.get("type") == part_type]
         if any(texts):
             return "\n".join(texts)
     return ""

@@ -1,6 +1,7 @@
 """Talking to upstreams over HTTP: one pooled client per process, errors mapped once."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -12,6 +13,8 @@ from httpx_sse import EventSource
 from bridge.chat import parse_chunk, parse_completion
 
 from bridge.errors import (
+    BridgeError,
+    GatewayError,
     UpstreamError,
     UpstreamProtocolError,
     UpstreamStatusError,
@@ -21,6 +24,7 @@ from bridge.errors import (
 )
 from bridge.events import ChatEvent
 from upstreams.models import Upstream
+from upstreams.redact import redact_text
 
 MAX_ERROR_BODY = 64 * 1024
 # Headers that tell a client when to come back; relayed under their own names (seed E3).
@@ -28,6 +32,9 @@ BACKOFF_HEADERS = ("retry-after", "retry-after-ms")
 BACKOFF_PREFIX = "x-ratelimit-"
 
 _client: httpx.AsyncClient | None = None
+# Upstream answers still being read, so a shutting-down process can end them (gatewaysite/shutdown.py).
+_open: weakref.WeakSet[httpx.Response] = weakref.WeakSet()
+_aborted: weakref.WeakSet[httpx.Response] = weakref.WeakSet()
 
 
 def client() -> httpx.AsyncClient:
@@ -69,7 +76,32 @@ async def send(upstream: Upstream, endpoint: str, body: dict, request_id: str) -
     request = client().build_request("POST", upstream.url(endpoint), content=orjson.dumps(body),
                                      headers=headers, timeout=timeout)
     with mapped_errors():
-        return await client().send(request, stream=True)
+        response = await client().send(request, stream=True)
+    _open.add(response)
+    return response
+
+
+async def abort_all() -> int:
+    """Close every upstream answer still open; their readers then end their streams properly.
+
+    Used when the shutdown grace is over: a reader whose upstream is closed under it gets a
+    read error, which the views turn into ``response.failed`` / an ``error`` line, where a
+    cancelled task could only stop sending.
+    """
+    count = 0
+    for response in list(_open):
+        if not response.is_closed:
+            _aborted.add(response)
+            await response.aclose()
+            count += 1
+    return count
+
+
+def shutdown_error(response: httpx.Response, exc: BridgeError) -> BridgeError:
+    """Return the error to report for a stream that broke: ours if the shutdown closed it."""
+    if response in _aborted:
+        return GatewayError("The gateway is shutting down; retry the request.", code="shutting_down", status=503)
+    return exc
 
 
 def backoff_headers(response: httpx.Response) -> dict[str, str]:
@@ -77,8 +109,12 @@ def backoff_headers(response: httpx.Response) -> dict[str, str]:
             if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
 
 
-async def status_error(response: httpx.Response) -> UpstreamStatusError:
-    """Read an upstream's error answer (bounded) and close it."""
+async def status_error(response: httpx.Response, secret: str = "") -> UpstreamStatusError:
+    """Read an upstream's error answer (bounded) and close it.
+
+    Some upstreams echo the key they were sent ("Incorrect API key provided: sk-..."):
+    the body reaches the client, so credentials are scrubbed from it first.
+    """
     raw = b""
     try:
         with mapped_errors():
@@ -90,7 +126,8 @@ async def status_error(response: httpx.Response) -> UpstreamStatusError:
         pass
     finally:
         await response.aclose()
-    return UpstreamStatusError(response.status_code, normalize_error_body(raw, response.status_code),
+    text = redact_text(raw.decode("utf-8", errors="replace"), known=[secret] if secret else [])
+    return UpstreamStatusError(response.status_code, normalize_error_body(text.encode(), response.status_code),
                                backoff_headers(response))
 
 

@@ -137,8 +137,8 @@ async def bridge(request: ApiRequest, upstream_response: httpx.Response, body: d
     async for _ in translated:
         pass
     if machine.phase is Phase.FAILED:
-        error = machine.response["error"]
-        raise UpstreamError(error["message"], code=error["code"])
+        assert exchange.error is not None
+        raise exchange.error
     return JsonResponse(machine.response)
 
 
@@ -166,18 +166,20 @@ async def _translate(machine: ResponseStream, events: AsyncIterator[ChatEvent], 
                         break
             if machine.phase not in TERMINAL:
                 yield encode_events(machine.finish())
-        except UpstreamError as exc:
+        except UpstreamError as error:
+            exc = upstream_io.shutdown_error(upstream_response, error)
+            exchange.fail(exc)
             yield encode_events(machine.fail(exc.code or "upstream_error", exc.message))
         except Exception as exc:  # a bug of ours: still end the stream properly
             logger.exception("bridge failed on request %s", exchange.request_id)
             yield encode_events(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
             exchange.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
             return
-        if machine.phase is Phase.FAILED:
+        if machine.phase is not Phase.FAILED:
+            exchange.outcome = Outcome.OK
+        elif exchange.error is None:  # failed by the upstream's own error chunk
             error = machine.response["error"]
             exchange.fail(UpstreamError(error["message"], code=error["code"]))
-        else:
-            exchange.outcome = Outcome.OK
     finally:
         exchange.tokens = responses_tokens(machine.usage or {})
         exchange.tool_calls = machine.tool_call_count
@@ -194,7 +196,7 @@ async def open_upstream(upstream: Upstream, endpoint: str, body: dict, exchange:
     exchange.upstream_status = response.status_code
     exchange.passed_headers = upstream_io.backoff_headers(response)
     if response.status_code >= 400:
-        raise await upstream_io.status_error(response)
+        raise await upstream_io.status_error(response, secret=upstream.api_key)
     return response
 
 
@@ -221,7 +223,8 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
                 exchange.error_message = str(tap.error.get("message", ""))[:2000]
             else:
                 exchange.outcome = Outcome.OK
-        except UpstreamError as exc:
+        except UpstreamError as error:
+            exc = upstream_io.shutdown_error(upstream_response, error)
             exchange.fail(exc)
             if tap.sse:
                 trailer = failure_trailer(tap, exc.code or "upstream_error", exc.message)

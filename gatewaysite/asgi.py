@@ -16,9 +16,13 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from gatewaysite.limits import BodyLimitMiddleware  # noqa: E402
+from gatewaysite.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
 
-http_app = ASGIStaticFilesHandler(django_asgi_app) if settings.DEBUG else django_asgi_app
+# Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
+# middleware is sync-only and would push every API request through sync adapters.
+http_app = ASGIStaticFilesHandler(django_asgi_app)
 application = ProtocolTypeRouter({"http": BodyLimitMiddleware(http_app, settings.GATEWAY_MAX_BODY_BYTES)})
+application = graceful(application)  # SIGTERM: finish in-flight requests, write their rows, exit

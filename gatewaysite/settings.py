@@ -13,6 +13,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from bridge.ratelimit import parse_rate  # pure: importing it here loads no Django app
+from upstreams.crypto import parse_keys  # pure too
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -42,6 +43,18 @@ if not SECRET_KEY:
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
+# HTTPS, for `manage.py check --deploy` (README: "Running in production"). Behind a TLS
+# proxy set GATEWAY_BEHIND_TLS_PROXY=true so X-Forwarded-Proto: https counts as secure.
+if env.bool("GATEWAY_BEHIND_TLS_PROXY", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]  # probes from inside the network
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+
 # --- gateway ---------------------------------------------------------------------------
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
@@ -56,6 +69,16 @@ GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
 GATEWAY_COOLDOWN_AFTER = env.int("GATEWAY_COOLDOWN_AFTER", default=3)
 GATEWAY_COOLDOWN_SECONDS = env.int("GATEWAY_COOLDOWN_SECONDS", default=30)
 GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
+# Upstream API keys at rest: comma-separated Fernet keys, the first encrypts, all decrypt
+# (README "Secrets": rotation). The key derived from SECRET_KEY is always last.
+try:
+    GATEWAY_ENCRYPTION_KEYS = parse_keys(env.str("GATEWAY_ENCRYPTION_KEY", default=""), SECRET_KEY)
+except ValueError as exc:
+    raise ImproperlyConfigured(f"GATEWAY_ENCRYPTION_KEY: {exc}") from None
+# SIGTERM: seconds in-flight requests get to finish before they are cut (gatewaysite/shutdown.py).
+GATEWAY_SHUTDOWN_GRACE = env.float("GATEWAY_SHUTDOWN_GRACE", default=30.0)
+if GATEWAY_SHUTDOWN_GRACE < 0:
+    raise ImproperlyConfigured(f"GATEWAY_SHUTDOWN_GRACE must be >= 0 seconds, got {GATEWAY_SHUTDOWN_GRACE}")
 UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
 UPSTREAM_SUPPORTS_RESPONSES = env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
@@ -139,13 +162,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+LOG_FORMAT = env.str("LOG_FORMAT", default="plain")
+if LOG_FORMAT not in ("plain", "json"):
+    raise ImproperlyConfigured(f"LOG_FORMAT must be plain or json, got {LOG_FORMAT!r}")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+                   "json": {"()": "gatewaysite.logformat.JsonFormatter"}},
+    # Every record reaches this one handler, and its filter scrubs keys and Authorization values.
+    "filters": {"redact": {"()": "upstreams.redact.RedactingFilter"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {
+        # Django's default handlers on "django" (console when DEBUG, mail when not) would
+        # bypass the redacting filter: send its records to the root handler instead.
+        "django": {"handlers": [], "propagate": True},
         # httpx logs every request line at INFO, including URLs: keep it quiet.
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},

@@ -30,3 +30,16 @@ def test_models_lists_named_models_of_enabled_upstreams(gateway: Gateway, active
     assert [m["id"] for m in body["data"]] == ["qwen3", "coder"]
     assert wait_for_log(response.headers["x-request-id"]).endpoint == "models"
     assert httpx.get(f"{gateway.url}/v1/models").status_code == 401
+
+
+def test_readyz_reports_an_unreachable_redis_while_the_api_keeps_serving(start_gateway, scripted,
+                                                                         chat_upstream: Upstream,
+                                                                         active_key: str) -> None:
+    server = start_gateway(REDIS_URL="redis://127.0.0.1:1/0", GATEWAY_RATE_LIMIT="100/m")
+    ready = httpx.get(f"{server.url}/readyz")
+    assert ready.status_code == 503 and ready.json()["checks"]["redis"].startswith("error")
+    scripted.script({"chunks": [{"text": "still here"}, {"finish": "stop"}]})
+    answer = httpx.post(f"{server.url}/v1/chat/completions", headers={"authorization": f"Bearer {active_key}"},
+                        json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert answer.json()["choices"][0]["message"]["content"] == "still here"
+    assert "rate limit not enforced" in server.log()

@@ -6,12 +6,37 @@ broken /responses must not take /chat/completions of the same server down with i
 """
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from functools import wraps
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
 
 from upstreams.models import Upstream
+
+
+logger = logging.getLogger("gateway")
+T = TypeVar("T")
+
+
+def _tolerant(default: Any) -> Callable[[Callable[..., Awaitable[T]]], Callable[..., Awaitable[T]]]:
+    """Let a cache outage cost the cool-down, never the request."""
+
+    def decorate(func: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
+        @wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> T:
+            try:
+                return await func(*args, **kwargs)
+            except Exception as exc:
+                logger.warning("cool-down state unavailable, the cache failed: %s", type(exc).__name__)
+                return default
+
+        return wrapper
+
+    return decorate
 
 
 def _keys(upstream: Upstream, endpoint: str) -> tuple[str, str]:
@@ -20,6 +45,7 @@ def _keys(upstream: Upstream, endpoint: str) -> tuple[str, str]:
     return f"{base}:failures", f"{base}:until"
 
 
+@_tolerant(default=(set(), set()))
 async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], set[int]]:
     """Return the ids of the upstreams whose endpoint is cooling down, and of those with recent failures.
 
@@ -38,6 +64,7 @@ async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], se
     return cooling, failing
 
 
+@_tolerant(default=None)
 async def record_failure(upstream: Upstream, endpoint: str) -> None:
     failures_key, until_key = _keys(upstream, endpoint)
     try:
@@ -51,6 +78,7 @@ async def record_failure(upstream: Upstream, endpoint: str) -> None:
         await cache.adelete(failures_key)
 
 
+@_tolerant(default=None)
 async def record_success(upstream: Upstream, endpoint: str) -> None:
     await cache.adelete(_keys(upstream, endpoint)[0])
 

@@ -16,6 +16,9 @@ from urllib.parse import urlsplit, urlunsplit
 from django.db import models
 from django.utils.timezone import now
 
+from upstreams.fields import EncryptedTextField
+from upstreams.redact import redact_headers, redact_text
+
 _PATTERN_SPLIT = re.compile(r"[\s,]+")
 KEY_PREFIX = "sk-cgw-"
 VISIBLE_KEY_CHARS = 12
@@ -55,7 +58,8 @@ class Upstream(models.Model):
         default=False,
         help_text="Speaks POST /responses itself: pass /v1/responses through instead of bridging it to Chat.",
     )
-    api_key = models.CharField(max_length=500, blank=True, help_text="Sent upstream as Authorization: Bearer.")
+    # Encrypted at rest (GATEWAY_ENCRYPTION_KEY); plain text in Python.
+    api_key = EncryptedTextField(blank=True, help_text="Sent upstream as Authorization: Bearer; stored encrypted.")
     model_map = models.TextField(
         blank=True,
         help_text="Optional renames, one 'alias=upstream-model' per line: clients ask for the alias.",
@@ -210,7 +214,16 @@ class RequestLogDict(TypedDict, total=False):
 
 class RequestLogManager(models.Manager["RequestLog"]):
     async def arecord(self, **fields: object) -> RequestLog:
-        """Write the one audit row of a request."""
+        """Write the one audit row of a request, scrubbed of secrets.
+
+        An upstream may echo its key in an error message: that key is removed verbatim,
+        whatever its shape, and anything key-like by pattern.
+        """
+        upstream = fields.get("upstream")
+        known = [upstream.api_key] if isinstance(upstream, Upstream) else []
+        fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
+        if isinstance(fields.get("passed_headers"), dict):
+            fields["passed_headers"] = redact_headers(fields["passed_headers"])
         return await self.acreate(**fields)
 
 

@@ -1,0 +1,97 @@
+"""Several gateway processes sharing one database and one Redis: the production shape.
+
+Runs against the machine's Redis (TEST_REDIS_URL, default redis://127.0.0.1:6379/15)
+over real connections, and against PostgreSQL too when the suite runs with DATABASE_URL.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+from django.contrib.auth import get_user_model
+
+from tests.conftest import wait_for_logs
+from tests.servers import Gateway, MockUpstream
+from upstreams.models import ClientKey, Upstream
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def pair(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateway processes on one Redis (cache, channel layer) and one metrics directory."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {"REDIS_URL": REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    yield start_gateway(**env), start_gateway(**env)
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def admin_session(server: Gateway) -> httpx.Client:
+    """Log a staff user into one process's admin, as a browser would."""
+    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    client = httpx.Client(base_url=server.url, follow_redirects=True)
+    page = client.get("/admin/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    client.post("/admin/login/?next=/admin/", data={"csrfmiddlewaretoken": token, "username": "ops",
+                                                    "password": "s3cret-pass"})
+    return client
+
+
+def test_the_rate_limit_budget_is_shared_by_every_process(pair: tuple[Gateway, Gateway], active_key: str) -> None:
+    ClientKey.objects.filter(name="alice").update(rate_limit="3/h")
+    a, b = pair
+    headers = {"authorization": f"Bearer {active_key}"}
+    codes = [httpx.post(f"{server.url}/v1/responses", json={"model": "unserved", "input": "x"}, headers=headers)
+             .status_code for server in (a, b, a, b)]
+    assert codes == [404, 404, 404, 429]
+    assert len(wait_for_logs(4)) == 4  # every process writes to the one audit table
+
+
+def test_an_admin_edit_in_one_process_is_used_by_the_other(pair: tuple[Gateway, Gateway], scripted: MockUpstream,
+                                                           active_key: str) -> None:
+    a, b = pair
+    upstream = Upstream.objects.create(name="edited", base_url="http://127.0.0.1:9/v1")
+    scripted.script({"chunks": [{"text": "after the edit"}, {"finish": "stop"}]})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {active_key}"}
+    assert httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
+
+    admin = admin_session(a)
+    form = admin.get(f"/admin/upstreams/upstream/{upstream.pk}/change/").text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
+    fields = {"csrfmiddlewaretoken": token, "name": "edited", "base_url": scripted.base_url, "models": "",
+              "model_map": "", "priority": "0", "enabled": "on", "connect_timeout": "10", "read_timeout": "300",
+              "max_tokens_field": "max_tokens", "send_stream_options": "on"}
+    saved = admin.post(f"/admin/upstreams/upstream/{upstream.pk}/change/", data=fields)
+    assert saved.status_code == 200 and "was changed successfully" in saved.text
+
+    answer = httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers)
+    assert answer.json()["choices"][0]["message"]["content"] == "after the edit"
+
+
+def test_a_cool_down_seen_by_one_process_is_shown_by_the_others_admin(pair: tuple[Gateway, Gateway],
+                                                                      active_key: str) -> None:
+    a, b = pair
+    Upstream.objects.create(name="broken", base_url="http://127.0.0.1:9/v1")
+    headers = {"authorization": f"Bearer {active_key}"}
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    for _ in range(3):
+        assert httpx.post(f"{a.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
+    listing = admin_session(b).get("/admin/upstreams/upstream/").text
+    assert re.search(r"chat/completions \(\d+s\)", listing)
+
+
+def test_metrics_from_any_process_count_the_requests_of_all(pair: tuple[Gateway, Gateway], active_key: str) -> None:
+    a, b = pair
+    headers = {"authorization": f"Bearer {active_key}"}
+    for server in (a, b, b):
+        httpx.post(f"{server.url}/v1/responses", json={"model": "unserved", "input": "x"}, headers=headers)
+    a.settle()
+    b.settle()
+    text = httpx.get(f"{a.url}/metrics").text
+    assert 'gateway_requests_total{endpoint="responses",mode="-",status="404",upstream="-"} 3.0' in text
