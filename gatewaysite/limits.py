@@ -6,13 +6,8 @@ body, and flags the request so the API view answers 413 and writes its audit row
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable
+from gatewaysite.asgitypes import ASGIApp, Message, Receive, Scope, Send
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 TOO_LARGE = "gateway.body_too_large"
 _END = {"type": "http.request", "body": b"", "more_body": False}

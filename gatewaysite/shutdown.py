@@ -19,6 +19,7 @@ from django.conf import settings
 from bridge import audit
 from bridge import upstream as upstream_io
 from bridge.errors import GatewayError
+from gatewaysite.asgitypes import ASGIApp, Message, Receive, Scope, Send
 from upstreams.models import Outcome
 
 logger = logging.getLogger("gateway.shutdown")
@@ -38,11 +39,6 @@ logger = logging.getLogger("gateway.shutdown")
 #    the row), waits for bridge.audit.drain() and only then calls reactor.stop(). A second
 #    signal cuts at once.
 
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 # Still answered while draining: liveness (the process is alive) and metrics (scrapers
 # watch the drain). /readyz is refused, which is what takes us out of a load balancer.
