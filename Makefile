@@ -4,8 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CODEX_VERSION := 0.169.0
 CODEX := .codex-cli/node_modules/.bin/codex
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test codex bench clean
+.PHONY: venv run test codex chromium bench clean
 
 venv: $(VENV)/.installed
 
@@ -21,17 +22,23 @@ $(CODEX):
 	npm install --prefix .codex-cli --no-fund --no-audit --no-save @openai/codex@$(CODEX_VERSION)
 	test -x $(CODEX)
 
+# Debian's chromium for the browser tests: Playwright drives it (`playwright install` would
+# download a browser build, which cannot work here).
+chromium:
+	command -v chromium >/dev/null || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
+
 run: venv
 	$(PY) manage.py serve
 
 # The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
 # TEST_POSTGRES_URL is set (.ci/run sets it).
-test: venv codex
+test: venv codex chromium
 	$(PY) -m pytest
 	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
 
+# Not part of `make test`. Flags: make bench BENCH_ARGS="--quick" (python -m bench --help).
 bench: venv
-	$(PY) -m bench
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .codex-cli .test-db*

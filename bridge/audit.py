@@ -1,7 +1,8 @@
 """The audit record of one request: gathered while it runs, written once when it ends.
 
 Rows are written in a background task so the client's stream is never held up by the
-database; ``drain()`` waits for the ones in flight (shutdown, tests).
+database; the same task then hands the row to the live tail (upstreams/consumers.py).
+``drain()`` waits for the ones in flight (shutdown, tests).
 """
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpRequest
 
 from bridge import metrics
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
+from upstreams.consumers import broadcast
 from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
 
 logger = logging.getLogger("gateway.audit")
@@ -26,6 +29,9 @@ _pending: set[asyncio.Task[None]] = set()
 LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name", "upstream_model",
                    "mode", "stream", "status", "outcome", "error_type", "ttfb_ms", "duration_ms", "input_tokens",
                    "output_tokens", "reasoning_tokens", "cached_tokens", "tool_calls")
+# With GATEWAY_LOG_BODIES=true, this much of each body is kept: enough to read a request,
+# small enough that a long stream does not bloat the table.
+BODY_CAPTURE_BYTES = 64 * 1024
 
 
 def _request_id(request: HttpRequest) -> str:
@@ -38,6 +44,17 @@ def _request_id(request: HttpRequest) -> str:
 
 def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _capture_bodies() -> bool:
+    return settings.GATEWAY_LOG_BODIES
+
+
+def _body_text(captured: bytes | bytearray, total: int) -> str:
+    text = bytes(captured).decode("utf-8", "replace")
+    if total > len(captured):
+        text += f"\n… [cut: first {len(captured)} of {total} bytes kept]"
+    return text
 
 
 @dataclass
@@ -61,6 +78,7 @@ class Exchange:
     outcome: str = Outcome.OK
     error_type: str = ""
     error_message: str = ""
+    connected: float | None = None  # the chosen upstream's answer headers arrived
     first_byte: float | None = None
     tokens: dict[str, int | None] = field(default_factory=dict)
     tool_calls: int = 0
@@ -69,6 +87,9 @@ class Exchange:
     failing: set[int] = field(default_factory=set)  # upstreams with recent failures (failover)
     error: BridgeError | None = None
     recorded: bool = False
+    capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
+    request_body: bytes = b""
+    response_body: bytearray = field(default_factory=bytearray)
 
     @classmethod
     def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
@@ -79,6 +100,20 @@ class Exchange:
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
         self.upstream, self.upstream_model = upstream, model
         self.mode = Mode.BRIDGE if bridged else Mode.PASSTHROUGH
+
+    def mark_connected(self) -> None:
+        """Note that the upstream answered (headers in); after a failover, the last upstream counts."""
+        self.connected = time.perf_counter()
+
+    def capture_request(self, raw: bytes) -> None:
+        """Keep the start of the client's body when body capture is on (redacted when written)."""
+        if self.capture:
+            self.request_body = raw[:BODY_CAPTURE_BYTES]
+
+    def capture_response(self, chunk: bytes) -> None:
+        """Keep the start of what the client was sent when body capture is on; cheap when it is off."""
+        if self.capture and len(self.response_body) < BODY_CAPTURE_BYTES:
+            self.response_body += chunk[:BODY_CAPTURE_BYTES - len(self.response_body)]
 
     def mark_first_byte(self) -> None:
         if self.first_byte is None:
@@ -146,6 +181,7 @@ class Exchange:
             "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream,
             "status": self.status, "upstream_status": self.upstream_status, "outcome": self.outcome,
             "error_type": self.error_type[:64], "error_message": self.error_message,
+            "connected_ms": (self.connected - self.t0) * 1000 if self.connected else None,
             "ttfb_ms": (self.first_byte - self.t0) * 1000 if self.first_byte else None,
             "duration_ms": (now - self.t0) * 1000,
             "input_tokens": self.tokens.get("input_tokens"), "output_tokens": self.tokens.get("output_tokens"),
@@ -153,6 +189,8 @@ class Exchange:
             "cached_tokens": self.tokens.get("cached_tokens"),
             "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
+            "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
+            "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",
         }
 
 
@@ -163,9 +201,12 @@ def _written(task: asyncio.Task[None]) -> None:
 
 async def _write(fields: dict[str, Any]) -> None:
     try:
-        await RequestLog.objects.arecord(**fields)
+        row = await RequestLog.objects.arecord(**fields)
     except Exception:
         logger.exception("could not write the audit row for %s", fields["request_id"])
+        return
+    # After the write, so a live row's link to its detail page already works.
+    await broadcast(row)
 
 
 async def drain() -> None:

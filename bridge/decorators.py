@@ -122,7 +122,7 @@ def _rate_for(key: ClientKey | None) -> Rate | None:
     return None
 
 
-def parse_json(request: HttpRequest) -> Any:
+def parse_json(request: HttpRequest, exchange: Exchange | None = None) -> Any:
     try:
         if getattr(request, "scope", {}).get(TOO_LARGE):
             raise RequestDataTooBig()
@@ -131,6 +131,8 @@ def parse_json(request: HttpRequest) -> Any:
         raise RequestTooLargeError(
             f"Request body is larger than {settings.GATEWAY_MAX_BODY_BYTES} bytes.", param=None
         ) from None
+    if exchange is not None:
+        exchange.capture_request(raw)  # before parsing: a body that is not JSON is worth seeing too
     try:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -160,7 +162,7 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[
             try:
                 request.client_key = exchange.key = await authenticate(request)  # type: ignore[attr-defined]
                 limits = await enforce_rate_limit(request, exchange.key)
-                request.json = parse_json(request) if body else None  # type: ignore[attr-defined]
+                request.json = parse_json(request, exchange) if body else None  # type: ignore[attr-defined]
                 response = await view(request)  # type: ignore[arg-type]
             except BridgeError as exc:
                 exchange.fail(exc)
@@ -182,6 +184,7 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[
             if not response.streaming:
                 exchange.status = response.status_code
                 exchange.response_bytes = len(response.content)
+                exchange.capture_response(response.content)
                 exchange.mark_first_byte()
                 exchange.record()
             return response

@@ -193,6 +193,7 @@ def encode_events(events: list[dict]) -> bytes:
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict, exchange: Exchange) -> httpx.Response:
     """Send the request and return the answer, or raise the upstream's error with its back-off headers."""
     response = await upstream_io.send(upstream, endpoint, body, exchange.request_id)
+    exchange.mark_connected()
     exchange.upstream_status = response.status_code
     exchange.passed_headers = upstream_io.backoff_headers(response)
     if response.status_code >= 400:
@@ -253,6 +254,7 @@ async def _recorded(content: AsyncIterator[bytes], exchange: Exchange) -> AsyncI
     metrics.active_streams.inc()
     try:
         async for chunk in content:
+            exchange.capture_response(chunk)
             yield chunk
     finally:
         metrics.active_streams.dec()

@@ -1,6 +1,6 @@
-"""URL map: the OpenAI-compatible API, health probes and the admin."""
+"""URL map: the OpenAI-compatible API, health probes, the admin and the request log UI."""
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 
 from bridge import views
 
@@ -12,4 +12,5 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
+    path("logs/", include("upstreams.urls")),
 ]

@@ -82,9 +82,9 @@ class MockUpstream(ServerProcess):
     def base_url(self) -> str:
         return f"{self.url}/v1"
 
-    def script(self, *steps: dict[str, Any]) -> None:
-        """Answer the next requests with these steps (the last one repeats)."""
-        httpx.post(f"{self.url}/_mock/script", json={"steps": list(steps)}).raise_for_status()
+    def script(self, *steps: dict[str, Any], models: bool = True) -> None:
+        """Answer the next requests with these steps (the last one repeats); ``models=False``: no GET /models."""
+        httpx.post(f"{self.url}/_mock/script", json={"steps": list(steps), "models": models}).raise_for_status()
 
     def use(self, scenario: str) -> None:
         """Answer with a bundled scenario from its first step."""

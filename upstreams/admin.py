@@ -1,15 +1,26 @@
-"""Admin for upstreams (edited live), client keys (shown once) and the read-only audit log."""
+"""Admin for upstreams (edited live, connection test), client keys (shown once, with request counts)
+and the read-only audit log."""
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db.models import Count, Q, QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.http import urlencode
+from django.utils.timezone import now
 
 from bridge.ratelimit import parse_rate
 from upstreams import cooldown
 from upstreams.models import ClientKey, RequestLog, Upstream
+from upstreams.probe import probe
+
+# The admin's "View site" link opens the request log UI, the gateway's one site page.
+admin.site.site_url = "/logs/"
 
 
 def mask(secret: str) -> str:
@@ -51,6 +62,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
+    actions = ["test_connection"]
     fieldsets = [
         (None, {"fields": ["name", "base_url", "supports_responses", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
@@ -71,6 +83,13 @@ class UpstreamAdmin(admin.ModelAdmin):
     def masked_key(self, obj: Upstream) -> str:
         return mask(obj.api_key)
 
+    @admin.action(description="Test connection (list models, or send a 1-token request)")
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
+        """Reach each selected upstream with its own key and report the answer and its latency."""
+        for upstream in queryset:
+            result = probe(upstream)
+            self.message_user(request, str(result), messages.SUCCESS if result.ok else messages.ERROR)
+
 
 class ClientKeyForm(forms.ModelForm):
     class Meta:
@@ -89,10 +108,28 @@ class ClientKeyForm(forms.ModelForm):
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "active", "rate_limit", "created", "last_used"]
+    list_display = ["name", "prefix", "active", "rate_limit", "created", "last_used", "requests_day",
+                    "requests_total"]
     list_filter = ["active"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created", "last_used"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
+        # One grouped query for the page; the (client_key, -started) index serves the 24-hour count.
+        day_ago = now() - timedelta(days=1)
+        return super().get_queryset(request).annotate(
+            request_count=Count("requestlog"),
+            request_count_day=Count("requestlog", filter=Q(requestlog__started__gte=day_ago)))
+
+    @admin.display(description="Requests (24 h)", ordering="request_count_day")
+    def requests_day(self, obj: ClientKey) -> str:
+        url = reverse("logs:list") + "?" + urlencode({"key": obj.name, "since": "24h"})
+        return format_html('<a href="{}">{}</a>', url, obj.request_count_day)
+
+    @admin.display(description="Requests (all)", ordering="request_count")
+    def requests_total(self, obj: ClientKey) -> str:
+        url = reverse("logs:list") + "?" + urlencode({"key": obj.name})
+        return format_html('<a href="{}">{}</a>', url, obj.request_count)
 
     def save_model(self, request: HttpRequest, obj: ClientKey, form: forms.Form, change: bool) -> None:
         if change:

@@ -3,8 +3,8 @@
 An ASGI app, served by ``manage.py mockupstream``. It speaks Chat Completions (and, for
 passthrough tests, a minimal Responses stream). A scenario is a list of *steps*; each
 request to ``/chat/completions`` plays the next step, the last one repeating. Tests post
-their own steps to ``/_mock/script`` and read what the mock received from
-``/_mock/requests``. A step is a dict:
+their own steps to ``/_mock/script`` (with ``"models": false``, GET /models answers 404)
+and read what the mock received from ``/_mock/requests``. A step is a dict:
 
     status, headers, content_type   the HTTP answer (200, {}, text/event-stream)
     chunks    Chat chunks, streamed as ``data:`` lines then ``data: [DONE]``; shorthands:
@@ -182,6 +182,7 @@ class MockUpstream:
         self.demo_calls: dict[str, int] = {}
         self.requests: list[dict[str, Any]] = []
         self.release = asyncio.Event()
+        self.lists_models = True  # false: GET /models answers 404, as some servers do
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -200,10 +201,14 @@ class MockUpstream:
             steps = SCENARIOS[script["scenario"]] if "scenario" in script else script["steps"]
             self.steps, self.calls, self.requests = list(steps), 0, []
             self.release = asyncio.Event()
+            self.lists_models = script.get("models", True)
             return await _send_json(send, 200, {"ok": True})
         if path == "/_mock/release":
             self.release.set()
             return await _send_json(send, 200, {"ok": True})
+        if path.endswith("/models") and not self.lists_models:
+            return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
+                                                          "param": None, "code": "not_found"}})
         if path.endswith("/models"):
             return await _send_json(send, 200, {"object": "list", "data": [
                 {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})

@@ -1,11 +1,15 @@
-"""The admin: upstream keys are write-only, client keys are shown once, the audit log is read-only."""
+"""The admin: upstream keys are write-only, client keys are shown once, the audit log is read-only;
+the connection test and the per-key request counts."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 from django.test import Client
+from django.utils.timezone import now
 
+from tests.servers import MockUpstream
 from upstreams.models import ClientKey, RequestLog, Upstream
 
 pytestmark = pytest.mark.django_db
@@ -54,3 +58,61 @@ def test_request_log_is_read_only_with_filters(staff: Client) -> None:
     row = RequestLog.objects.get()
     page = staff.get(f"/admin/upstreams/requestlog/{row.pk}/change/")
     assert page.status_code == 200 and b'type="submit" value="Save"' not in page.content
+
+
+def run_test_connection(staff: Client, upstream: Upstream) -> list[tuple[str, str]]:
+    """Run the Upstream list's "test connection" action; return the (level, text) messages shown."""
+    page = staff.post("/admin/upstreams/upstream/", {"action": "test_connection", "_selected_action": [upstream.pk]},
+                      follow=True)
+    return [(m.level_tag, m.message) for m in page.context["messages"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_connection_lists_the_upstreams_models_with_the_latency(staff: Client, chat_upstream: Upstream) -> None:
+    [(level, text)] = run_test_connection(staff, chat_upstream)
+    assert level == "success"
+    assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms: GET /models listed 1 model\(s\): mock-model\.", text)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_connection_falls_back_to_a_one_token_request(staff: Client, chat_upstream: Upstream,
+                                                           scripted: MockUpstream) -> None:
+    scripted.script({"chunks": [{"text": "p"}, {"finish": "length"}]}, models=False)
+    Upstream.objects.filter(pk=chat_upstream.pk).update(models="mock-model")
+    [(level, text)] = run_test_connection(staff, chat_upstream)
+    assert level == "success"
+    assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms: GET /models: HTTP 404 .*; "
+                        r"a 1-token chat request to mock-model answered\.", text)
+    [sent] = scripted.requests()
+    assert sent["body"]["max_tokens"] == 1 and sent["body"]["stream"] is False
+    assert sent["headers"]["authorization"] == "Bearer sk-upstream-SECRET-123"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_connection_reports_a_failure_without_the_key(staff: Client, chat_upstream: Upstream,
+                                                           scripted: MockUpstream) -> None:
+    scripted.script({"status": 401, "body": {"error": {"message": "bad key sk-upstream-SECRET-123"}}}, models=False)
+    Upstream.objects.filter(pk=chat_upstream.pk).update(models="mock-model")
+    [(level, text)] = run_test_connection(staff, chat_upstream)
+    assert level == "error" and text.startswith("Upstream chat-mock: failed: GET /models: HTTP 404")
+    assert "1-token chat request to mock-model: HTTP 401" in text
+    assert "SECRET" not in text and "[redacted]" in text
+
+
+@pytest.mark.django_db(transaction=True)
+def test_test_connection_reports_an_unreachable_upstream(staff: Client) -> None:
+    down = Upstream.objects.create(name="down", base_url="http://127.0.0.1:9/v1", models="m", connect_timeout=2)
+    [(level, text)] = run_test_connection(staff, down)
+    assert level == "error" and "ConnectError" in text
+
+
+def test_client_keys_list_their_request_counts(staff: Client) -> None:
+    alice, _ = ClientKey.objects.create_key("alice")
+    ClientKey.objects.create_key("idle")
+    for n, days in enumerate((0, 0, 3)):
+        RequestLog.objects.create(request_id=f"req_{n}", endpoint="responses", outcome="ok", client_key=alice,
+                                  key_name="alice", started=now() - timedelta(days=days, minutes=1))
+    html = staff.get("/admin/upstreams/clientkey/").content.decode()
+    assert '<a href="/logs/?key=alice&amp;since=24h">2</a>' in html
+    assert '<a href="/logs/?key=alice">3</a>' in html
+    assert '<a href="/logs/?key=idle">0</a>' in html

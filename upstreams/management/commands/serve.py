@@ -112,6 +112,7 @@ codex-gateway is running.
 
   Gateway     {base}/v1
   Admin       {base}/admin/   user {username}   password {password}
+  Requests    {base}/logs/    (the same login; live tail, filters, overview)
   Client key  {secret}
   {"Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5, demo-errors)" if demo else
    "Upstream    " + settings.UPSTREAM_BASE_URL}

@@ -1,0 +1,120 @@
+"""The request log UI in a real browser: Playwright for Python driving Debian's chromium (`make chromium`).
+
+Screenshots land in test-artifacts/screenshots/ (git-ignored) for a human to look at.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from django.contrib.auth import get_user_model
+from django.utils.timezone import now
+from playwright.sync_api import Page, sync_playwright
+
+from tests.servers import ROOT, Gateway, MockUpstream
+from upstreams.models import RequestLog, Upstream
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = ROOT / "test-artifacts" / "screenshots"
+
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="no chromium: run `make chromium` (apt-get)")]
+
+
+@pytest.fixture
+def traffic(gateway: Gateway, chat_upstream: Upstream) -> None:
+    """A staff user and an hour of mixed requests, as the list would show them."""
+    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    kinds = [("ok", 200, "", ""), ("upstream_error", 502, "upstream_unavailable",
+                                   "Could not connect to the upstream: [Errno 111] Connection refused."),
+             ("ok", 200, "", ""), ("rejected", 404, "model_not_found", "The model 'gpt-9' is not served."),
+             ("upstream_error", 429, "rate_limit_exceeded", "Rate limit reached, try again in 3s"), ("ok", 200, "", "")]
+    for n in range(24):
+        outcome, status, error_type, message = kinds[n % len(kinds)]
+        RequestLog.objects.create(
+            request_id=f"req_seed_{n:02}", started=now() - timedelta(minutes=2 * n + 1), endpoint="responses",
+            model="qwen3-coder" if n % 3 else "deepseek-chat", upstream_name="chat-mock", upstream_model="qwen3-coder",
+            mode="bridge", stream=True, status=status, upstream_status=status if outcome != "rejected" else None,
+            outcome=outcome, error_type=error_type, error_message=message, key_name=("alice", "bob")[n % 2],
+            connected_ms=40.0 + n, ttfb_ms=90.0 + 7 * n, duration_ms=900.0 + 40 * n, input_tokens=1200 + 10 * n,
+            output_tokens=300 + n, passed_headers={"retry-after": "3"} if status == 429 else {})
+
+
+@pytest.fixture
+def page(traffic: None, gateway: Gateway) -> Iterator[Page]:
+    """A signed-in staff browser tab on the request log; ask for it last.
+
+    While Playwright's sync API runs, this thread has a running asyncio loop: Django
+    refuses the ORM then (and would open a second, never-closed connection if allowed).
+    So every row a test needs is written by fixtures set up before this one.
+    """
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        tab = browser.new_page(viewport={"width": 1440, "height": 900})
+        tab.set_default_timeout(15_000)
+        tab.goto(f"{gateway.url}/logs/")
+        assert "/admin/login/" in tab.url  # anonymous: the admin's login page first
+        tab.fill("#id_username", "ops")
+        tab.fill("#id_password", "s3cret-pass")
+        tab.click("input[type=submit]")
+        tab.wait_for_url(f"{gateway.url}/logs/")
+        yield tab
+        browser.close()
+
+
+def outcomes(tab: Page) -> list[str]:
+    return tab.locator("#log-table tbody td.outcome .badge").all_inner_texts()
+
+
+def test_staff_sign_in_and_filter_the_list(gateway: Gateway, page: Page) -> None:
+    assert page.locator("#log-table tbody tr").count() == 24
+    page.screenshot(path=SHOTS / "logs-list.png", full_page=True)
+    page.select_option("select[name=outcome]", "upstream_error")
+    page.fill("input[name=since]", "1h")
+    page.click(".filters button[type=submit]")
+    page.wait_for_url("**/logs/?outcome=upstream_error&*")
+    assert "since=1h" in page.url  # bookmarkable
+    assert set(outcomes(page)) == {"upstream_error"} and len(outcomes(page)) == 8
+    assert page.locator(".toolbar .count").inner_text() == "8 requests match"
+    page.screenshot(path=SHOTS / "logs-filtered.png", full_page=True)
+
+
+def test_a_row_opens_the_requests_detail_page(gateway: Gateway, page: Page) -> None:
+    page.goto(f"{gateway.url}/logs/?outcome=upstream_error&q=rate_limit")
+    page.click("#log-table tbody tr:first-child td.rid a")
+    page.wait_for_url("**/logs/req_seed_*/")
+    assert page.locator("h1").inner_text() == "req_seed_04"
+    assert "Rate limit reached, try again in 3s" in page.locator(".error-box").inner_text()
+    assert "retry-after" in page.locator("table.headers").inner_text()
+    assert page.locator("svg.timeline rect").count() == 3
+    assert "Body capture is off" in page.locator(".bodies").inner_text()
+    page.screenshot(path=SHOTS / "logs-detail.png", full_page=True)
+
+
+def test_a_request_appears_live_on_the_list(gateway: Gateway, scripted: MockUpstream, active_key: str,
+                                            page: Page) -> None:
+    scripted.script({"chunks": [{"text": "live!"}, {"finish": "stop"}]})
+    page.check("#live-toggle")
+    page.wait_for_selector("#live-status.on")
+    answer = httpx.post(f"{gateway.url}/v1/chat/completions",
+                        json={"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]},
+                        headers={"authorization": f"Bearer {active_key}", "x-request-id": "req_browser_live"})
+    assert answer.status_code == 200
+    row = page.wait_for_selector('#log-table tbody tr[data-request-id="req_browser_live"]')
+    assert page.locator("#log-table tbody tr").first.get_attribute("data-request-id") == "req_browser_live"
+    assert "alice" in row.inner_text() and "chat-mock" in row.inner_text()
+    page.screenshot(path=SHOTS / "logs-live.png")
+
+
+def test_the_overview_draws_its_charts(gateway: Gateway, page: Page) -> None:
+    page.click("nav a:text('Overview')")
+    page.wait_for_url("**/logs/stats/")
+    assert page.locator("svg.chart").count() == 3
+    assert page.locator(".tile.alert .value").inner_text() == "50.0%"  # 12 of the 24 seeded requests failed
+    page.screenshot(path=SHOTS / "logs-overview.png", full_page=True)
