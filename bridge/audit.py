@@ -1,7 +1,8 @@
 """The audit record of one request: gathered while it runs, written once when it ends.
 
-Rows are written in a background task so the client's stream is never held up by the
-database; the same task then hands the row to the live tail (upstreams/consumers.py).
+Rows are written in batches by a background task (AuditWriter) so the client's stream is
+never held up by the database; the same task then hands each row to the live tail
+(upstreams/consumers.py).
 ``drain()`` waits for the ones in flight (shutdown, tests).
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 
@@ -25,7 +27,6 @@ from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
 
 logger = logging.getLogger("gateway.audit")
 request_logger = logging.getLogger("gateway.requests")
-_pending: set[asyncio.Task[None]] = set()
 LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name", "upstream_model",
                    "mode", "stream", "status", "outcome", "error_type", "ttfb_ms", "duration_ms", "input_tokens",
                    "output_tokens", "reasoning_tokens", "cached_tokens", "tool_calls")
@@ -141,13 +142,9 @@ class Exchange:
         self._count(fields)
         self._log(fields)
         try:
-            task = asyncio.get_running_loop().create_task(_write(fields))
+            WRITER.add(fields)
         except RuntimeError:  # no loop: called from a finalizer outside the server loop
             logger.error("audit row for %s could not be scheduled", self.request_id)
-            return
-        _pending.add(task)
-        metrics.audit_pending.set(len(_pending))
-        task.add_done_callback(_written)
 
     def _log(self, fields: dict[str, Any]) -> None:
         """Write the request's one structured log line (JSON in the message, and as fields for LOG_FORMAT=json)."""
@@ -194,22 +191,63 @@ class Exchange:
         }
 
 
-def _written(task: asyncio.Task[None]) -> None:
-    _pending.discard(task)
-    metrics.audit_pending.set(len(_pending))
+class AuditWriter:
+    """Write audit rows in batches, from one background task per process.
+
+    Every ORM call under ASGI waits in the one database thread's queue; a row per request
+    made that queue the bottleneck under load (bench/). Rows queue here and go out in
+    batches of up to BATCH rows, one database trip each, then to the live tail.
+    """
+
+    BATCH = 500
+
+    def __init__(self) -> None:
+        self.queue: list[dict[str, Any]] = []
+        self.writing = 0  # rows in the batch being written
+        self.task: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    @property
+    def pending(self) -> int:
+        return len(self.queue) + self.writing
+
+    def add(self, fields: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()  # RuntimeError when there is none
+        self.queue.append(fields)
+        self.idle.clear()
+        metrics.audit_pending.set(self.pending)
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+
+    async def _run(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue[: self.BATCH], self.queue[self.BATCH :]
+            self.writing = len(batch)
+            try:
+                rows = await sync_to_async(RequestLog.objects.record_many)(batch)
+            except Exception:
+                logger.exception("could not write %d audit row(s)", len(batch))
+                rows = []
+            finally:
+                self.writing = 0
+                metrics.audit_pending.set(self.pending)
+            for row in rows:
+                # After the write, so a live row's link to its detail page already works.
+                await broadcast(row)
+        self.idle.set()
+
+    async def drain(self) -> None:
+        """Wait until every row added so far is written."""
+        while self.pending:
+            if self.task is None or self.task.done():
+                self.task = asyncio.get_running_loop().create_task(self._run())
+            await self.idle.wait()
 
 
-async def _write(fields: dict[str, Any]) -> None:
-    try:
-        row = await RequestLog.objects.arecord(**fields)
-    except Exception:
-        logger.exception("could not write the audit row for %s", fields["request_id"])
-        return
-    # After the write, so a live row's link to its detail page already works.
-    await broadcast(row)
+WRITER = AuditWriter()
 
 
 async def drain() -> None:
     """Wait until every audit row scheduled so far is written."""
-    while _pending:
-        await asyncio.gather(*list(_pending), return_exceptions=True)
+    await WRITER.drain()

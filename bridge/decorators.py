@@ -9,12 +9,11 @@ from functools import wraps
 from typing import Any
 
 import orjson
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
-
-from django.core.cache import cache
 
 from bridge.audit import Exchange
 from gatewaysite.limits import TOO_LARGE
@@ -27,7 +26,8 @@ from bridge.errors import (
     RequestTooLargeError,
 )
 from bridge.ratelimit import Rate, Verdict, parse_rate, verdict, window
-from upstreams.models import ClientKey, Outcome
+from upstreams import sharedstate
+from upstreams.models import ClientKey, Outcome, Upstream
 
 logger = logging.getLogger("gateway")
 
@@ -40,6 +40,7 @@ class ApiRequest(HttpRequest):
     """An HttpRequest after ``api_view``: who sent it, what they sent, its audit record."""
 
     client_key: ClientKey | None
+    upstreams: list[Upstream]  # the enabled ones, read with the key
     json: Any
     exchange: Exchange
 
@@ -55,21 +56,28 @@ def error_response(exc: BridgeError, request_id: str | None = None) -> HttpRespo
 
 
 async def authenticate(request: HttpRequest) -> ClientKey | None:
+    """Return the request's client key, and put the enabled upstreams on ``request.upstreams``.
+
+    Both come from one trip to the database thread: under ASGI every ORM call waits in
+    that thread's queue, and this is the only database work on the request's path.
+    """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
-    secret = secret.strip()
-    if scheme.lower() != "bearer" or not secret:
-        if settings.GATEWAY_ALLOW_ANONYMOUS:
-            return None
-        raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")
-    key = await ClientKey.objects.afor_secret(secret)
-    if key is None:
-        if settings.GATEWAY_ALLOW_ANONYMOUS:
-            return None
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    key, request.upstreams = await sync_to_async(_load_context)(secret)  # type: ignore[attr-defined]
+    if key is None and not settings.GATEWAY_ALLOW_ANONYMOUS:
+        if not secret:
+            raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")
         # Never echo the secret back: error messages end up in client logs.
         raise AuthenticationError("Incorrect or revoked client API key.")
-    await _touch(key)
+    if key is not None:
+        await _touch(key)
     return key
+
+
+def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream]]:
+    key = ClientKey.objects.for_secret(secret) if secret else None
+    return key, list(Upstream.objects.filter(enabled=True))
 
 
 async def _touch(key: ClientKey) -> None:
@@ -95,10 +103,7 @@ async def enforce_rate_limit(request: HttpRequest, key: ClientKey | None) -> Ver
     who = f"key:{key.pk}" if key else f"ip:{request.META.get('REMOTE_ADDR', '-')}"
     counter = f"ratelimit:{who}:{rate.seconds}:{number}"
     try:
-        try:
-            count = await cache.aincr(counter)
-        except ValueError:  # first request of the window
-            count = 1 if await cache.aadd(counter, 1, timeout=left + 1) else await cache.aincr(counter)
+        count = await sharedstate.call(sharedstate.incr_or_start, counter, left + 1)
     except Exception as exc:
         # Fail open: a cache outage must not take the API down with it (readyz reports it).
         logger.warning("rate limit not enforced, the cache failed: %s", type(exc).__name__)

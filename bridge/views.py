@@ -25,7 +25,7 @@ from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer, responses_tokens
 from bridge.validation import validate_chat, validate_responses
 from upstreams import cooldown
-from upstreams.models import Outcome, Upstream
+from upstreams.models import Outcome, Upstream, rank
 
 logger = logging.getLogger("gateway")
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
@@ -38,7 +38,7 @@ async def choose_upstreams(request: ApiRequest, model: str, endpoint: str) -> li
     trying one beats refusing the request outright.
     """
     request.exchange.model = model
-    candidates = await Upstream.objects.afor_model(model)
+    candidates = rank(request.upstreams, model)
     if not candidates:
         raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
     cooling, failing = await cooldown.health(candidates, _endpoint_of(candidates[0], endpoint))
@@ -278,7 +278,7 @@ def _abandoned(exchange: Exchange, upstream_response: httpx.Response) -> None:
 async def models(request: ApiRequest) -> HttpResponseBase:
     """List the models the enabled upstreams name; globs are patterns, not models, so they are left out."""
     seen: dict[str, str] = {}
-    async for upstream in Upstream.objects.filter(enabled=True).order_by("-priority", "name"):
+    for upstream in sorted(request.upstreams, key=lambda u: (-u.priority, u.name)):
         names = [p for p in upstream.patterns if not any(c in p for c in "*?[")] + list(upstream.aliases)
         for name in names:
             seen.setdefault(name, upstream.name)

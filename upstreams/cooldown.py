@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.core.cache import cache
 
+from upstreams import sharedstate
 from upstreams.models import Upstream
 
 
@@ -57,7 +58,7 @@ async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], se
     for upstream in upstreams:
         failures_key, until_key = _keys(upstream, endpoint)
         keys[failures_key], keys[until_key] = ("failing", upstream.pk), ("cooling", upstream.pk)
-    values = await cache.aget_many(list(keys))
+    values = await sharedstate.call(cache.get_many, list(keys))
     now = time.time()
     cooling = {keys[k][1] for k, v in values.items() if keys[k][0] == "cooling" and v and v > now}
     failing = {keys[k][1] for k, v in values.items() if keys[k][0] == "failing" and v}
@@ -67,20 +68,16 @@ async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], se
 @_tolerant(default=None)
 async def record_failure(upstream: Upstream, endpoint: str) -> None:
     failures_key, until_key = _keys(upstream, endpoint)
-    try:
-        failures = await cache.aincr(failures_key)
-    except ValueError:
-        await cache.aset(failures_key, 1, timeout=settings.GATEWAY_COOLDOWN_SECONDS * 4)
-        failures = 1
+    failures = await sharedstate.call(sharedstate.incr_or_start, failures_key, settings.GATEWAY_COOLDOWN_SECONDS * 4)
     if failures >= settings.GATEWAY_COOLDOWN_AFTER:
         seconds = settings.GATEWAY_COOLDOWN_SECONDS
-        await cache.aset(until_key, time.time() + seconds, timeout=seconds)
-        await cache.adelete(failures_key)
+        await sharedstate.call(cache.set, until_key, time.time() + seconds, timeout=seconds)
+        await sharedstate.call(cache.delete, failures_key)
 
 
 @_tolerant(default=None)
 async def record_success(upstream: Upstream, endpoint: str) -> None:
-    await cache.adelete(_keys(upstream, endpoint)[0])
+    await sharedstate.call(cache.delete, _keys(upstream, endpoint)[0])
 
 
 def status(upstream: Upstream) -> dict[str, int]:

@@ -11,10 +11,11 @@ import hmac
 import re
 import secrets
 from datetime import datetime
-from typing import TypedDict
+from typing import Any, TypedDict
 from urllib.parse import urlsplit, urlunsplit
 
-from django.db import models
+from asgiref.sync import sync_to_async
+from django.db import IntegrityError, models, transaction
 from django.urls import reverse
 from django.utils.timezone import now
 
@@ -39,13 +40,14 @@ class UpstreamQuerySet(models.QuerySet["Upstream"]):
         (empty ``models``), so adding a catch-all never steals a model from its
         specific upstream; within each group higher ``priority`` wins, then name.
         """
-        return _rank(self.filter(enabled=True), model)
+        return rank(self.filter(enabled=True), model)
 
     async def afor_model(self, model: str) -> list[Upstream]:
-        return _rank([u async for u in self.filter(enabled=True)], model)
+        return rank([u async for u in self.filter(enabled=True)], model)
 
 
-def _rank(upstreams: models.QuerySet[Upstream] | list[Upstream], model: str) -> list[Upstream]:
+def rank(upstreams: models.QuerySet[Upstream] | list[Upstream], model: str) -> list[Upstream]:
+    """Return the upstreams (of those given) serving ``model``, best first; see ``for_model``."""
     matching = [u for u in upstreams if u.serves(model)]
     return sorted(matching, key=lambda u: (u.is_catch_all, -u.priority, u.name))
 
@@ -240,22 +242,51 @@ class RequestLogDict(TypedDict):
 _PLAIN_FIELDS = tuple(name for name in RequestLogDict.__annotations__ if name not in ("started", "finished"))
 
 
+def _scrubbed(fields: dict[str, Any]) -> dict[str, Any]:
+    upstream = fields.get("upstream")
+    known = [upstream.api_key] if isinstance(upstream, Upstream) else []
+    fields = dict(fields)
+    fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
+    for name in ("request_body", "response_body"):
+        if fields.get(name):
+            fields[name] = redact_text(str(fields[name]), known)
+    if isinstance(fields.get("passed_headers"), dict):
+        fields["passed_headers"] = redact_headers(fields["passed_headers"])
+    return fields
+
+
 class RequestLogManager(models.Manager["RequestLog"]):
-    async def arecord(self, **fields: object) -> RequestLog:
-        """Write the one audit row of a request, scrubbed of secrets.
+    def record_many(self, rows: list[dict[str, Any]]) -> list[RequestLog]:
+        """Write audit rows, scrubbed of secrets, in one statement when possible.
 
         An upstream may echo its key in an error message or a body: that key is removed
-        verbatim, whatever its shape, and anything key-like by pattern.
+        verbatim, whatever its shape, and anything key-like by pattern. A client may
+        resend its own ``x-request-id``; that row is kept under the id plus a suffix
+        rather than lost to the unique index.
         """
-        upstream = fields.get("upstream")
-        known = [upstream.api_key] if isinstance(upstream, Upstream) else []
-        fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
-        for name in ("request_body", "response_body"):
-            if fields.get(name):
-                fields[name] = redact_text(str(fields[name]), known)
-        if isinstance(fields.get("passed_headers"), dict):
-            fields["passed_headers"] = redact_headers(fields["passed_headers"])
-        return await self.acreate(**fields)
+        logs = [RequestLog(**_scrubbed(fields)) for fields in rows]
+        try:
+            with transaction.atomic():
+                return self.bulk_create(logs)
+        except IntegrityError:
+            pass
+        written = []
+        for log in logs:
+            for attempt in range(3):
+                try:
+                    with transaction.atomic():
+                        log.save(force_insert=True)
+                    written.append(log)
+                    break
+                except IntegrityError:
+                    log.pk = None
+                    log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+        return written
+
+    async def arecord(self, **fields: Any) -> RequestLog:
+        """Write the one audit row of a request (see ``record_many``)."""
+        [log] = await sync_to_async(self.record_many)([fields])
+        return log
 
     def prune(self, before: datetime, batch: int = 5000) -> int:
         """Delete the rows started before ``before``, ``batch`` at a time; return how many went.

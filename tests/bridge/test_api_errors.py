@@ -6,7 +6,7 @@ import pytest
 
 from tests.conftest import wait_for_log
 from tests.servers import Gateway
-from upstreams.models import Upstream
+from upstreams.models import RequestLog, Upstream
 
 CHAT_URL, RESPONSES_URL = "/v1/chat/completions", "/v1/responses"
 
@@ -93,3 +93,12 @@ def test_it_lets_anonymous_requests_in_only_when_configured(start_gateway, trans
     assert response.status_code == 404  # past authentication, stopped at routing
     assert "GATEWAY_ALLOW_ANONYMOUS is on" in server.log()
     assert wait_for_log(response.headers["x-request-id"]).client_key is None
+
+
+def test_a_reused_request_id_still_leaves_one_row_per_request(gateway: Gateway, active_key: str) -> None:
+    headers = {"authorization": f"Bearer {active_key}", "x-request-id": "trace-dup"}
+    for _ in range(2):
+        httpx.post(f"{gateway.url}{CHAT_URL}", content=b"nope", headers=headers)
+    gateway.settle()
+    ids = sorted(RequestLog.objects.values_list("request_id", flat=True))
+    assert len(ids) == 2 and ids[0] == "trace-dup" and ids[1].startswith("trace-dup~")
