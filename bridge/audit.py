@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http import HttpRequest
 
 from bridge import metrics
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
+from upstreams import dbthread
 from upstreams.consumers import broadcast
 from upstreams.models import ClientKey, Mode, Outcome, RequestLog, Upstream
 
@@ -225,7 +225,7 @@ class AuditWriter:
             batch, self.queue = self.queue[: self.BATCH], self.queue[self.BATCH :]
             self.writing = len(batch)
             try:
-                rows = await sync_to_async(RequestLog.objects.record_many)(batch)
+                rows = await dbthread.run(RequestLog.objects.record_many, batch)
             except Exception:
                 logger.exception("could not write %d audit row(s)", len(batch))
                 rows = []

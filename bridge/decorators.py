@@ -9,7 +9,6 @@ from functools import wraps
 from typing import Any
 
 import orjson
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
@@ -26,7 +25,7 @@ from bridge.errors import (
     RequestTooLargeError,
 )
 from bridge.ratelimit import Rate, Verdict, parse_rate, verdict, window
-from upstreams import sharedstate
+from upstreams import dbthread, sharedstate
 from upstreams.models import ClientKey, Outcome, Upstream
 
 logger = logging.getLogger("gateway")
@@ -58,13 +57,13 @@ def error_response(exc: BridgeError, request_id: str | None = None) -> HttpRespo
 async def authenticate(request: HttpRequest) -> ClientKey | None:
     """Return the request's client key, and put the enabled upstreams on ``request.upstreams``.
 
-    Both come from one trip to the database thread: under ASGI every ORM call waits in
-    that thread's queue, and this is the only database work on the request's path.
+    Both come from one trip to a database thread (upstreams/dbthread.py): this is the
+    only database work on the request's path.
     """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip() if scheme.lower() == "bearer" else ""
-    key, request.upstreams = await sync_to_async(_load_context)(secret)  # type: ignore[attr-defined]
+    key, request.upstreams = await dbthread.run(_load_context, secret)  # type: ignore[attr-defined]
     if key is None and not settings.GATEWAY_ALLOW_ANONYMOUS:
         if not secret:
             raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")

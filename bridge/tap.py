@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 
+from bridge.sse import SSEDecoder
+
 TokenCounts = dict[str, int | None]
 
 
@@ -25,18 +27,16 @@ class StreamTap:
         self.response_id: str | None = None
         self.model: str | None = None
         self.sequence_number = -1
-        self._buffer = b""
+        self._buffer = b""  # a JSON body, read whole
+        self._decoder = SSEDecoder()
         self._calls: set[tuple[int, int]] = set()
 
     def feed(self, data: bytes) -> None:
-        self._buffer += data
         if not self.sse:
+            self._buffer += data
             return
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            line = line.rstrip(b"\r")
-            if line.startswith(b"data:"):
-                self._on_data(line[5:].strip())
+        for payload in self._decoder.feed(data):
+            self._on_data(payload)
 
     def close(self) -> None:
         """Account for what is left once the upstream body has ended."""
@@ -45,11 +45,13 @@ class StreamTap:
             if isinstance(value, dict):
                 self.complete = True
                 self._on_object(value, final=True)
-        elif self._buffer.strip().startswith(b"data:"):
-            self._on_data(self._buffer.strip()[5:].strip())
-        self._buffer = b""
+            self._buffer = b""
+            return
+        for payload in self._decoder.close():
+            self._on_data(payload)
 
     def _on_data(self, payload: bytes) -> None:
+        payload = payload.strip()
         if payload == b"[DONE]":
             self.complete = True
             return

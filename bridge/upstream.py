@@ -9,7 +9,6 @@ from typing import Any
 
 import httpx
 import orjson
-from httpx_sse import EventSource
 
 from bridge.chat import parse_chunk, parse_completion
 
@@ -24,6 +23,7 @@ from bridge.errors import (
     normalize_error_body,
 )
 from bridge.events import ChatEvent
+from bridge.sse import SSEDecoder
 from upstreams.models import Upstream
 from upstreams.redact import redact_text
 
@@ -137,32 +137,45 @@ def is_event_stream(response: httpx.Response) -> bool:
     return response.headers.get("content-type", "").startswith("text/event-stream")
 
 
-async def chat_events(response: httpx.Response) -> AsyncIterator[ChatEvent]:
-    """Yield the events of a Chat answer: an SSE stream, or one JSON body from servers that ignore ``stream``."""
+async def chat_events(response: httpx.Response) -> AsyncIterator[list[ChatEvent]]:
+    """Yield the events of a Chat answer, those of one network read together.
+
+    An SSE stream is decoded as it arrives, whatever its Content-Type says (servers
+    mislabel streams as text/plain or send none: the frames decide); a JSON body, from
+    servers that ignore ``stream``, becomes the events it stands for.
+    """
     if response.headers.get("content-type", "").startswith("application/json"):
-        for event in parse_completion(_loads(await response.aread())):
-            yield event
+        yield parse_completion(_loads(await response.aread()))
         return
-    if not is_event_stream(response):
-        # httpx-sse refuses other content types; some servers mislabel their streams
-        # (text/plain, none at all), and the frames decide, not the label.
-        response.headers["content-type"] = "text/event-stream"
-    frames = EventSource(response).aiter_sse()
-    async for sse in frames:
-        if sse.data == "[DONE]":
-            break
-        if not sse.data:
-            continue
-        for event in parse_chunk(_loads(sse.data)):
-            yield event
-    else:
-        return
-    # After [DONE] only the end of the HTTP body is left: read it, so the connection goes
-    # back to the pool instead of being closed (bench/: one new connection per request).
-    # A server that keeps the stream open past [DONE] costs at most DRAIN_AFTER_DONE.
+    decoder = SSEDecoder()
+    reads = response.aiter_bytes()
+    async for read in reads:
+        events: list[ChatEvent] = []
+        for data in decoder.feed(read):
+            if data == b"[DONE]":
+                yield events
+                await _drain(reads)
+                return
+            events.extend(parse_chunk(_loads(data)))
+        if events:
+            yield events
+    events = []
+    for data in decoder.close():
+        if data != b"[DONE]":
+            events.extend(parse_chunk(_loads(data)))
+    if events:
+        yield events
+
+
+async def _drain(reads: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the HTTP body) so the connection goes back to the pool.
+
+    Left unread, the connection is closed instead (bench/: one new upstream connection per
+    request). A server that keeps the stream open past [DONE] costs at most DRAIN_AFTER_DONE.
+    """
     try:
         async with asyncio.timeout(DRAIN_AFTER_DONE):
-            async for _ in frames:
+            async for _ in reads:
                 pass
     except (TimeoutError, httpx.HTTPError):
         pass

@@ -149,7 +149,8 @@ def bridge_options(upstream: Upstream, model: str) -> UpstreamOptions:
         send_stream_options=upstream.send_stream_options, send_reasoning_effort=upstream.send_reasoning_effort)
 
 
-async def _translate(machine: ResponseStream, events: AsyncIterator[ChatEvent], upstream_response: httpx.Response,
+async def _translate(machine: ResponseStream, batches: AsyncIterator[list[ChatEvent]],
+                     upstream_response: httpx.Response,
                      exchange: Exchange) -> AsyncIterator[bytes]:
     """Yield the Responses stream for the upstream's Chat stream; it always ends in a terminal event."""
     exchange.outcome = Outcome.CLIENT_DISCONNECTED  # until the terminal event is out
@@ -157,9 +158,13 @@ async def _translate(machine: ResponseStream, events: AsyncIterator[ChatEvent], 
         yield encode_events(machine.start())
         try:
             with upstream_io.mapped_errors():
-                async for event in events:
+                async for batch in batches:
                     exchange.mark_first_byte()
-                    out = machine.feed(event)
+                    out = []
+                    for event in batch:
+                        out += machine.feed(event)
+                        if machine.phase in TERMINAL:
+                            break
                     if out:
                         yield encode_events(out)
                     if machine.phase in TERMINAL:

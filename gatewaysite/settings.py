@@ -137,10 +137,10 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
-# Keep connections: under ASGI the ORM runs in one worker thread, and reconnecting on
-# every request (with SQLite's PRAGMAs) was a tenth of the gateway's CPU in bench/.
-DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's default (close after each request) is right under ASGI, where each request's
+# ORM calls get a thread of their own. The API's hot path keeps its connections in its own
+# threads instead (upstreams/dbthread.py).
+DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the server write audit rows while staff read them; IMMEDIATE avoids
     # "database is locked" when two writers upgrade their locks at once.

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from bridge.sse import DONE, encode_data, encode_event
+from bridge.sse import DONE, SSEDecoder, encode_data, encode_event
 
 
 def test_sse_encode_event_writes_event_and_compact_data_lines() -> None:
@@ -41,3 +41,36 @@ def test_sse_encode_data_writes_a_data_only_frame() -> None:
 def test_sse_done_marker() -> None:
     """The Chat stream terminator is the literal [DONE]."""
     assert DONE == b"data: [DONE]\n\n"
+
+
+# --- decoding ----------------------------------------------------------------------------------
+
+STREAM = (b'data: {"a": 1}\n\n: keep-alive\n\ndata:{"b": "\xe4\xbd\xa0"}\r\n\r\n'
+          b"event: x\nid: 7\ndata: line one\ndata: line two\n\ndata: [DONE]\n\n")
+EXPECTED = [b'{"a": 1}', b'{"b": "\xe4\xbd\xa0"}', b"line one\nline two", b"[DONE]"]
+
+
+def decode(pieces: list[bytes]) -> list[bytes]:
+    decoder = SSEDecoder()
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    return events + decoder.close()
+
+
+@pytest.mark.parametrize("pieces", [
+    pytest.param([STREAM], id="whole"),
+    pytest.param([STREAM[i:i + 1] for i in range(len(STREAM))], id="one-byte-at-a-time"),
+    pytest.param([STREAM.replace(b"\n", b"\r\n")], id="crlf"),
+    pytest.param([STREAM.replace(b"\n", b"\r")], id="cr"),
+    pytest.param([c for c in [STREAM.replace(b"\n", b"\r\n")[i:i + 3] for i in range(0, 400, 3)] if c],
+                 id="crlf-split-everywhere"),
+])
+def test_decoder_finds_the_same_events_however_the_stream_is_split(pieces: list[bytes]) -> None:
+    assert decode(pieces) == EXPECTED
+
+
+def test_decoder_keeps_a_final_event_without_its_blank_line() -> None:
+    assert decode([b"data: a\n\ndata: [DONE]"]) == [b"a", b"[DONE]"]
+
+
+def test_decoder_ignores_comments_and_empty_events() -> None:
+    assert decode([b": ping\n\n\n\nevent: only\n\n"]) == []
