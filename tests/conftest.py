@@ -1,11 +1,14 @@
 """Fixtures: real daphne servers (gateway, mock upstream) and persona data (keys, upstreams)."""
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from django.db import connection
 
 from tests.servers import Gateway, MockUpstream
@@ -99,6 +102,18 @@ def chat_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
 def responses_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
     return Upstream.objects.create(name="responses-mock", base_url=scripted.url, supports_responses=True,
                                    api_key="sk-upstream-SECRET-456")
+
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+@pytest.fixture
+def pair(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
+    """Two gateway processes on the machine's Redis (cache, channel layer) and one metrics directory."""
+    redis.Redis.from_url(REDIS_URL).flushdb()
+    env = {"REDIS_URL": REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
+    yield start_gateway(**env), start_gateway(**env)
+    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def wait_for_log(request_id: str, timeout: float = 10.0) -> RequestLog:

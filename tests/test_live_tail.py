@@ -6,15 +6,11 @@ redis://127.0.0.1:6379/15), as tests/test_scale_out.py does.
 from __future__ import annotations
 
 import json
-import os
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import redis
 from django.contrib.auth import get_user_model
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
@@ -22,7 +18,6 @@ from websockets.sync.client import ClientConnection, connect
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
 
 
@@ -93,15 +88,6 @@ def test_a_socket_gets_only_the_requests_its_filters_match(gateway: Gateway, scr
         with pytest.raises(TimeoutError):
             socket.recv(timeout=0.3)
     assert (message["request"]["outcome"], message["request"]["status"]) == ("rejected", 400)
-
-
-@pytest.fixture
-def pair(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
-    """Two gateway processes sharing the machine's Redis as their channel layer."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {"REDIS_URL": REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    yield start_gateway(**env), start_gateway(**env)
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def test_a_request_served_by_one_process_appears_on_a_socket_held_by_another(

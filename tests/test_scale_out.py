@@ -5,30 +5,14 @@ over real connections, and against PostgreSQL too when the suite runs with DATAB
 """
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import httpx
-import pytest
-import redis
 from django.contrib.auth import get_user_model
 
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import ClientKey, Upstream
-
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-
-
-@pytest.fixture
-def pair(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[tuple[Gateway, Gateway]]:
-    """Two gateway processes on one Redis (cache, channel layer) and one metrics directory."""
-    redis.Redis.from_url(REDIS_URL).flushdb()
-    env = {"REDIS_URL": REDIS_URL, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}
-    yield start_gateway(**env), start_gateway(**env)
-    redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 def admin_session(server: Gateway) -> httpx.Client:
