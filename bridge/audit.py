@@ -35,9 +35,9 @@ LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "
 BODY_CAPTURE_BYTES = 64 * 1024
 
 
-def _request_id(request: HttpRequest) -> str:
-    given = request.headers.get("x-request-id", "").strip()
-    # A client's id is kept when it is sane; anything else gets a fresh one.
+def request_id_for(given: str) -> str:
+    """Return the client's ``x-request-id`` when it is sane, else a fresh one."""
+    given = given.strip()
     if given and len(given) <= 128 and given.isprintable():
         return given
     return f"req_{uuid.uuid4().hex}"
@@ -95,8 +95,8 @@ class Exchange:
     @classmethod
     def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
         length = request.META.get("CONTENT_LENGTH") or "0"
-        return cls(request_id=_request_id(request), endpoint=endpoint, client_ip=_client_ip(request),
-                   request_bytes=int(length) if length.isdigit() else 0)
+        return cls(request_id=request_id_for(request.headers.get("x-request-id", "")), endpoint=endpoint,
+                   client_ip=_client_ip(request), request_bytes=int(length) if length.isdigit() else 0)
 
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
         self.upstream, self.upstream_model = upstream, model

@@ -8,7 +8,6 @@ import asyncio
 import logging
 import signal
 import sys
-import uuid
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -164,8 +163,7 @@ async def refuse(scope: Scope, send: Send) -> None:
     closed, so new connections are refused by the kernel.
     """
     headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-    given = headers.get("x-request-id", "").strip()
-    request_id = given if given and len(given) <= 128 and given.isprintable() else f"req_{uuid.uuid4().hex}"
+    request_id = audit.request_id_for(headers.get("x-request-id", ""))
     error = GatewayError("The gateway is shutting down; retry the request.", code="shutting_down", status=503)
     body = orjson.dumps(error.to_dict())
     endpoint = API_ENDPOINTS.get(scope["path"].rstrip("/"))

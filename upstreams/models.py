@@ -42,9 +42,6 @@ class UpstreamQuerySet(models.QuerySet["Upstream"]):
         """
         return rank(self.filter(enabled=True), model)
 
-    async def afor_model(self, model: str) -> list[Upstream]:
-        return rank([u async for u in self.filter(enabled=True)], model)
-
 
 def rank(upstreams: models.QuerySet[Upstream] | list[Upstream], model: str) -> list[Upstream]:
     """Return the upstreams (of those given) serving ``model``, best first; see ``for_model``."""
@@ -153,10 +150,6 @@ class ClientKeyManager(models.Manager["ClientKey"]):
 
     def for_secret(self, secret: str) -> ClientKey | None:
         return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=True), secret)
-
-    async def afor_secret(self, secret: str) -> ClientKey | None:
-        candidates = [k async for k in self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=True)]
-        return _match(candidates, secret)
 
 
 def hash_secret(secret: str) -> str:
