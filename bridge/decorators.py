@@ -12,6 +12,7 @@ import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from bridge.audit import Exchange
@@ -83,9 +84,11 @@ async def _touch(key: ClientKey) -> None:
     now = time.monotonic()
     if now - _last_used_written.get(key.pk, -LAST_USED_EVERY) >= LAST_USED_EVERY:
         _last_used_written[key.pk] = now
-        from django.utils.timezone import now as wall_now
+        await dbthread.run(_write_last_used, key.pk)
 
-        await ClientKey.objects.filter(pk=key.pk).aupdate(last_used=wall_now())
+
+def _write_last_used(pk: int) -> None:
+    ClientKey.objects.filter(pk=pk).update(last_used=timezone.now())
 
 
 async def enforce_rate_limit(request: HttpRequest, key: ClientKey | None) -> Verdict | None:

@@ -1,6 +1,6 @@
 """ASGI entry point: ``daphne gatewaysite.asgi:application``.
 
-HTTP goes to Django; WebSockets to the request log's live tail (staff sessions, same-host origins only).
+HTTP goes to the API app (/v1/) or Django (everything else); WebSockets to the request log's live tail (staff sessions, same-host origins only).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
+from gatewaysite.api import ApiApp  # noqa: E402
 from gatewaysite.limits import BodyLimitMiddleware  # noqa: E402
 from gatewaysite.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
@@ -33,6 +34,9 @@ http_app = ASGIStaticFilesHandler(django_asgi_app)
 websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
     path("ws/logs/", LogTailConsumer.as_asgi()),
 ])))
-application = ProtocolTypeRouter({"http": BodyLimitMiddleware(http_app, settings.GATEWAY_MAX_BODY_BYTES),
-                                  "websocket": websocket_app})
+# /v1/ is served by ApiApp, past Django's request handler (see gatewaysite/api.py).
+application = ProtocolTypeRouter({
+    "http": BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES),
+    "websocket": websocket_app,
+})
 application = graceful(application)  # SIGTERM: finish in-flight requests, write their rows, exit

@@ -106,7 +106,6 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "gatewaysite.middleware.ApiFastPath",  # /v1/ skips the rest (see its docstring)
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
