@@ -28,6 +28,7 @@ from bridge.errors import (
 from bridge.ratelimit import Rate, Verdict, parse_rate, verdict, window
 from upstreams import dbthread, sharedstate
 from upstreams.models import ClientKey, Outcome, Upstream
+from upstreams.routing import ROUTING
 
 logger = logging.getLogger("gateway")
 
@@ -58,13 +59,13 @@ def error_response(exc: BridgeError, request_id: str | None = None) -> HttpRespo
 async def authenticate(request: HttpRequest) -> ClientKey | None:
     """Return the request's client key, and put the enabled upstreams on ``request.upstreams``.
 
-    Both come from one trip to a database thread (upstreams/dbthread.py): this is the
-    only database work on the request's path.
+    Both come from this process's routing copy (upstreams/routing.py), which is read
+    from the database at most once per GATEWAY_ROUTING_TTL.
     """
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip() if scheme.lower() == "bearer" else ""
-    key, request.upstreams = await dbthread.run(_load_context, secret)  # type: ignore[attr-defined]
+    key, request.upstreams = await ROUTING.context(secret)  # type: ignore[attr-defined]
     if key is None and not settings.GATEWAY_ALLOW_ANONYMOUS:
         if not secret:
             raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")
@@ -73,11 +74,6 @@ async def authenticate(request: HttpRequest) -> ClientKey | None:
     if key is not None:
         await _touch(key)
     return key
-
-
-def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream]]:
-    key = ClientKey.objects.for_secret(secret) if secret else None
-    return key, list(Upstream.objects.filter(enabled=True))
 
 
 async def _touch(key: ClientKey) -> None:

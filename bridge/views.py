@@ -26,19 +26,23 @@ from bridge.tap import StreamTap, failure_trailer, responses_tokens
 from bridge.validation import validate_chat, validate_responses
 from upstreams import cooldown
 from upstreams.models import Outcome, Upstream, rank
+from upstreams.routing import ROUTING
 
 logger = logging.getLogger("gateway")
 STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
 
 
 async def choose_upstreams(request: ApiRequest, model: str, endpoint: str) -> list[Upstream]:
-    """Return the upstreams to try for ``model``, best first; read fresh each request, so admin edits apply at once.
+    """Return the upstreams to try for ``model``, best first (upstreams/routing.py says how fresh they are).
 
     Endpoints cooling down go last rather than away: when every upstream is failing,
     trying one beats refusing the request outright.
     """
     request.exchange.model = model
     candidates = rank(request.upstreams, model)
+    if not candidates and (fresh := await ROUTING.fresh_upstreams(request.upstreams)) is not None:
+        request.upstreams = fresh  # an upstream added a moment ago, in another process
+        candidates = rank(fresh, model)
     if not candidates:
         raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
     cooling, failing = await cooldown.health(candidates, _endpoint_of(candidates[0], endpoint))

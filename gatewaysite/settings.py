@@ -83,6 +83,12 @@ except ValueError as exc:
 GATEWAY_SHUTDOWN_GRACE = env.float("GATEWAY_SHUTDOWN_GRACE", default=30.0)
 if GATEWAY_SHUTDOWN_GRACE < 0:
     raise ImproperlyConfigured(f"GATEWAY_SHUTDOWN_GRACE must be >= 0 seconds, got {GATEWAY_SHUTDOWN_GRACE}")
+# Seconds a process keeps the enabled upstreams (and the keys it has seen) in memory
+# between two reads; edits made in the same process apply at once (upstreams/routing.py).
+# 0 reads them from the database on every request.
+GATEWAY_ROUTING_TTL = env.float("GATEWAY_ROUTING_TTL", default=1.0)
+if GATEWAY_ROUTING_TTL < 0:
+    raise ImproperlyConfigured(f"GATEWAY_ROUTING_TTL must be >= 0 seconds, got {GATEWAY_ROUTING_TTL}")
 UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
 UPSTREAM_SUPPORTS_RESPONSES = env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")

@@ -120,7 +120,9 @@ class Gateway(ServerProcess):
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
         port = free_port()
+        # GATEWAY_ROUTING_TTL=0: the session's gateway outlives each test's rows, so it must
+        # not keep a copy of them (tests/upstreams/test_routing.py tests the copy).
         defaults = {"DATABASE_URL": database_url, "DEBUG": "true", "GATEWAY_ALLOW_ANONYMOUS": "false",
-                    "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO"}
+                    "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0"}
         super().__init__([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")

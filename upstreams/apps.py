@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class UpstreamsConfig(AppConfig):
     name = "upstreams"
     verbose_name = "Gateway"
+
+    def ready(self) -> None:
+        from upstreams.routing import connect_signals
+
+        connect_signals()
