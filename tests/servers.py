@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from django.contrib.auth import get_user_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -126,3 +128,24 @@ class Gateway(ServerProcess):
                     "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0"}
         super().__init__([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")
+
+
+def admin_session(server: Gateway) -> httpx.Client:
+    """Log a staff user into one process's admin, as a browser would."""
+    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    client = httpx.Client(base_url=server.url, follow_redirects=True)
+    page = client.get("/admin/login/")
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
+    client.post("/admin/login/?next=/admin/", data={"csrfmiddlewaretoken": token, "username": "ops",
+                                                    "password": "s3cret-pass"})
+    return client
+
+
+def save_upstream_in_admin(admin: httpx.Client, pk: int, **fields: str) -> httpx.Response:
+    """Submit an upstream's admin change form with ``fields`` over the defaults, as staff would."""
+    form = admin.get(f"/admin/upstreams/upstream/{pk}/change/").text
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
+    data = {"csrfmiddlewaretoken": token, "models": "", "model_map": "", "priority": "0", "enabled": "on",
+            "connect_timeout": "10", "read_timeout": "300", "max_tokens_field": "max_tokens",
+            "send_stream_options": "on", **fields}
+    return admin.post(f"/admin/upstreams/upstream/{pk}/change/", data=data)

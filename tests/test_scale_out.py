@@ -8,22 +8,11 @@ from __future__ import annotations
 import re
 
 import httpx
-from django.contrib.auth import get_user_model
+import redis
 
-from tests.conftest import wait_for_logs
-from tests.servers import Gateway, MockUpstream
+from tests.conftest import REDIS_URL, wait_for_logs
+from tests.servers import Gateway, MockUpstream, admin_session, save_upstream_in_admin
 from upstreams.models import ClientKey, Upstream
-
-
-def admin_session(server: Gateway) -> httpx.Client:
-    """Log a staff user into one process's admin, as a browser would."""
-    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
-    client = httpx.Client(base_url=server.url, follow_redirects=True)
-    page = client.get("/admin/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-    client.post("/admin/login/?next=/admin/", data={"csrfmiddlewaretoken": token, "username": "ops",
-                                                    "password": "s3cret-pass"})
-    return client
 
 
 def test_the_rate_limit_budget_is_shared_by_every_process(pair: tuple[Gateway, Gateway], active_key: str) -> None:
@@ -46,12 +35,7 @@ def test_an_admin_edit_in_one_process_is_used_by_the_other(pair: tuple[Gateway, 
     assert httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
 
     admin = admin_session(a)
-    form = admin.get(f"/admin/upstreams/upstream/{upstream.pk}/change/").text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
-    fields = {"csrfmiddlewaretoken": token, "name": "edited", "base_url": scripted.base_url, "models": "",
-              "model_map": "", "priority": "0", "enabled": "on", "connect_timeout": "10", "read_timeout": "300",
-              "max_tokens_field": "max_tokens", "send_stream_options": "on"}
-    saved = admin.post(f"/admin/upstreams/upstream/{upstream.pk}/change/", data=fields)
+    saved = save_upstream_in_admin(admin, upstream.pk, name="edited", base_url=scripted.base_url)
     assert saved.status_code == 200 and "was changed successfully" in saved.text
 
     answer = httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers)
@@ -79,3 +63,24 @@ def test_metrics_from_any_process_count_the_requests_of_all(pair: tuple[Gateway,
     b.settle()
     text = httpx.get(f"{a.url}/metrics").text
     assert 'gateway_requests_total{endpoint="responses",mode="-",status="404",upstream="-"} 3.0' in text
+
+
+def test_requests_reuse_the_processes_redis_connections(pair: tuple[Gateway, Gateway], active_key: str) -> None:
+    """Each request touches the cache twice (rate limit, cool-downs); that must not mean a new connection."""
+    a, b = pair
+    ClientKey.objects.filter(name="alice").update(rate_limit="1000/m")  # a counter per request
+    Upstream.objects.create(name="down", base_url="http://127.0.0.1:9/v1")  # cool-down reads and writes
+    headers = {"authorization": f"Bearer {active_key}"}
+    body = {"model": "m", "input": "x"}
+    redis_server = redis.Redis.from_url(REDIS_URL)
+
+    def connections() -> int:
+        return len(redis_server.client_list())
+
+    for server in (a, b):  # the processes' pools and channel layers connect once
+        httpx.post(f"{server.url}/v1/responses", json=body, headers=headers)
+    before = connections()
+    for _ in range(20):
+        for server in (a, b):
+            assert httpx.post(f"{server.url}/v1/responses", json=body, headers=headers).status_code == 502
+    assert connections() - before <= 2

@@ -13,8 +13,6 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.conf import settings
-from django.core.cache import cache
-
 from upstreams import sharedstate
 from upstreams.models import Upstream
 
@@ -58,7 +56,7 @@ async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], se
     for upstream in upstreams:
         failures_key, until_key = _keys(upstream, endpoint)
         keys[failures_key], keys[until_key] = ("failing", upstream.pk), ("cooling", upstream.pk)
-    values = await sharedstate.call(cache.get_many, list(keys))
+    values = await sharedstate.call(sharedstate.cache().get_many, list(keys))
     now = time.time()
     cooling = {keys[k][1] for k, v in values.items() if keys[k][0] == "cooling" and v and v > now}
     failing = {keys[k][1] for k, v in values.items() if keys[k][0] == "failing" and v}
@@ -71,13 +69,13 @@ async def record_failure(upstream: Upstream, endpoint: str) -> None:
     failures = await sharedstate.call(sharedstate.incr_or_start, failures_key, settings.GATEWAY_COOLDOWN_SECONDS * 4)
     if failures >= settings.GATEWAY_COOLDOWN_AFTER:
         seconds = settings.GATEWAY_COOLDOWN_SECONDS
-        await sharedstate.call(cache.set, until_key, time.time() + seconds, timeout=seconds)
-        await sharedstate.call(cache.delete, failures_key)
+        await sharedstate.call(sharedstate.cache().set, until_key, time.time() + seconds, timeout=seconds)
+        await sharedstate.call(sharedstate.cache().delete, failures_key)
 
 
 @_tolerant(default=None)
 async def record_success(upstream: Upstream, endpoint: str) -> None:
-    await sharedstate.call(cache.delete, _keys(upstream, endpoint)[0])
+    await sharedstate.call(sharedstate.cache().delete, _keys(upstream, endpoint)[0])
 
 
 def status(upstream: Upstream) -> dict[str, int]:
@@ -85,7 +83,7 @@ def status(upstream: Upstream) -> dict[str, int]:
     now = time.time()
     left = {}
     for endpoint in ("chat/completions", "responses"):
-        until = cache.get(_keys(upstream, endpoint)[1])
+        until = sharedstate.cache().get(_keys(upstream, endpoint)[1])
         if until and until > now:
             left[endpoint] = int(until - now) + 1
     return left

@@ -7,8 +7,8 @@ two queries per request, about a quarter of the gateway's CPU on a bridged strea
 - An edit saved in this process (the admin) drops the copy at once (``post_save`` and
   ``post_delete`` signals); other processes see it within the TTL.
 - A secret not in the copy is looked up in the database, so a key created a moment ago
-  by ``createapikey`` works at once; only a revoked key can outlive its revocation, by
-  the TTL at most.
+  by ``createapikey`` works at once. The keys seen so far are read again with the
+  upstreams, in the same trip: a revoked key outlives its revocation by the TTL at most.
 - A model no enabled upstream serves reloads the upstreams once before the request is
   refused, so a new upstream serves at once too.
 
@@ -30,7 +30,7 @@ from upstreams.models import ClientKey, Upstream, hash_secret
 
 @dataclass
 class Snapshot:
-    """The enabled upstreams as read at ``loaded_at``, and the keys looked up since."""
+    """The enabled upstreams and the active keys seen so far, as read at ``loaded_at``."""
 
     upstreams: list[Upstream]
     loaded_at: float
@@ -45,6 +45,7 @@ class Routing:
         self.snapshot: Snapshot | None = None
         self.generation = 0  # bumped by every local edit; a load begun before one is not kept
         self._loading: asyncio.Future[Snapshot] | None = None
+        self._looking: dict[str, asyncio.Future[ClientKey | None]] = {}  # secrets being looked up, by hash
 
     def invalidate(self, **_: Any) -> None:
         """Forget the copy (a signal receiver: called from whichever thread saved the row)."""
@@ -64,10 +65,17 @@ class Routing:
         hashed = hash_secret(secret)
         key = snapshot.keys.get(hashed)
         if key is None:
-            key = await dbthread.run(_load_key, secret)
+            key = await self._look_up(secret, hashed)
             if key is not None:
                 snapshot.keys[hashed] = key
         return key, snapshot.upstreams
+
+    async def _look_up(self, secret: str, hashed: str) -> ClientKey | None:
+        """Return the active key of ``secret`` from the database; concurrent asks for one secret share a read."""
+        if hashed not in self._looking:
+            self._looking[hashed] = asyncio.ensure_future(dbthread.run(_load_key, secret))
+            self._looking[hashed].add_done_callback(lambda _: self._looking.pop(hashed, None))
+        return await asyncio.shield(self._looking[hashed])
 
     async def reload(self) -> Snapshot:
         """Read the upstreams again; requests that ask meanwhile share the one read."""
@@ -91,8 +99,9 @@ class Routing:
     async def _load(self) -> Snapshot:
         generation = self.generation
         started = time.monotonic()
-        upstreams = await dbthread.run(_load_upstreams)
-        snapshot = Snapshot(upstreams, loaded_at=started, generation=generation)
+        seen = list(self.snapshot.keys) if self.snapshot is not None else []
+        upstreams, keys = await dbthread.run(_load_routing, seen)
+        snapshot = Snapshot(upstreams, loaded_at=started, generation=generation, keys=keys)
         if generation == self.generation:  # no edit landed while reading: keep it
             self.snapshot = snapshot
         return snapshot
@@ -111,6 +120,12 @@ def _load_key(secret: str) -> ClientKey | None:
 
 def _load_upstreams() -> list[Upstream]:
     return list(Upstream.objects.filter(enabled=True))
+
+
+def _load_routing(seen: list[str]) -> tuple[list[Upstream], dict[str, ClientKey]]:
+    """Return the enabled upstreams, and those of the ``seen`` hashed secrets still active."""
+    keys = ClientKey.objects.filter(hashed__in=seen, active=True) if seen else []
+    return _load_upstreams(), {key.hashed: key for key in keys}
 
 
 ROUTING = Routing()

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from tests.servers import Gateway, MockUpstream
+from tests.servers import Gateway, MockUpstream, admin_session, save_upstream_in_admin
 from upstreams.models import ClientKey, Upstream
 from upstreams.routing import Routing
 
@@ -88,13 +88,18 @@ def test_keys_are_looked_up_when_unseen_and_kept_until_the_ttl() -> None:
     async def key_of(secret: str) -> ClientKey | None:
         return (await routing.context(secret))[0]
 
+    async def many(secret: str) -> list[ClientKey | None]:
+        return await asyncio.gather(*(key_of(secret) for _ in range(10)))
+
     assert asyncio.run(key_of("sk-cgw-not-a-key")) is None
-    assert asyncio.run(key_of(secret)) == key  # unseen: looked up at once
+    seen = asyncio.run(many(secret))  # unseen: looked up at once, in one read for all ten
+    assert seen[0] == key and all(k is seen[0] for k in seen)
     ClientKey.objects.filter(pk=key.pk).update(active=False)  # revoked by another process
     assert asyncio.run(key_of(secret)) == key  # still the copy, for the TTL at most
     assert routing.snapshot is not None
     routing.snapshot.loaded_at -= 30
-    assert asyncio.run(key_of(secret)) is None
+    assert asyncio.run(key_of(secret)) is None  # the keys seen are read again with the upstreams
+    assert routing.snapshot.keys == {}
 
 
 @override_settings(GATEWAY_ROUTING_TTL=30)
@@ -160,3 +165,21 @@ def test_with_a_ttl_new_keys_and_upstreams_serve_at_once_and_edits_within_the_tt
 
     ClientKey.objects.filter(hashed__isnull=False).update(active=False)
     eventually(lambda: post().status_code == 401)
+
+
+def test_an_admin_edit_applies_at_once_in_its_process_whatever_the_ttl(
+        start_gateway: Callable[..., Gateway], scripted: MockUpstream) -> None:
+    gateway = start_gateway(GATEWAY_ROUTING_TTL="3600")
+    _, secret = ClientKey.objects.create_key("alice")
+    headers = {"authorization": f"Bearer {secret}"}
+    upstream = Upstream.objects.create(name="edited", base_url="http://127.0.0.1:9/v1")
+    scripted.script({"chunks": [{"text": "after the edit"}, {"finish": "stop"}]})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    assert httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
+
+    admin = admin_session(gateway)
+    saved = save_upstream_in_admin(admin, upstream.pk, name="edited", base_url=scripted.base_url)
+    assert saved.status_code == 200 and "was changed successfully" in saved.text
+
+    answer = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers)
+    assert answer.json()["choices"][0]["message"]["content"] == "after the edit"
