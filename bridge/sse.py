@@ -1,9 +1,7 @@
-"""Encode Responses events and Chat chunks as server-sent events (the wire codec).
-
-Parsing upstream SSE is the IO side's job (``upstream.py``, via httpx-sse); this only writes.
-"""
+"""Server-sent events, the wire codec: encode Responses events and Chat chunks, decode upstream streams."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import orjson
@@ -49,9 +47,20 @@ class SSEDecoder:
             buffer = buffer[:-1]
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        *lines, rest = buffer.split(b"\n")
-        self._buffer = rest + held
+        *frames, rest = buffer.split(b"\n\n")
         events: list[bytes] = []
+        for frame in frames:
+            if not self._data and frame.startswith(b"data: ") and b"\n" not in frame:
+                events.append(frame[6:])  # the usual frame, one `data: ` line: no line loop
+            else:
+                self._lines(frame.split(b"\n"), events)
+                self._lines((b"",), events)  # the blank line that ended the frame
+        *lines, partial = rest.split(b"\n")
+        self._lines(lines, events)
+        self._buffer = partial + held
+        return events
+
+    def _lines(self, lines: Iterable[bytes], events: list[bytes]) -> None:
         for line in lines:
             if not line:
                 if self._data:
@@ -60,7 +69,6 @@ class SSEDecoder:
             elif line.startswith(b"data:"):
                 value = line[5:]
                 self._data.append(value[1:] if value.startswith(b" ") else value)
-        return events
 
     def close(self) -> list[bytes]:
         """Return the last event if the stream ended without its blank line (lenient: servers do that)."""

@@ -6,6 +6,7 @@ import logging
 import time
 import weakref
 from collections.abc import AsyncIterator
+from typing import Any
 
 import httpx
 from asgiref.sync import sync_to_async
@@ -245,12 +246,22 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
         await upstream_response.aclose()
 
 
+class RelayResponse(StreamingHttpResponse):
+    """A streamed answer whose parts are already bytes: iterated as is, without Django's per-part wrapper."""
+
+    def __init__(self, parts: AsyncIterator[bytes], **kwargs: Any) -> None:
+        super().__init__(parts, **kwargs)
+        self.parts = parts
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self.parts
+
+
 def streaming_response(content: AsyncIterator[bytes], upstream_response: httpx.Response, exchange: Exchange,
                        content_type: str | None = None) -> StreamingHttpResponse:
     content_type = content_type or upstream_response.headers.get("content-type", "text/event-stream")
-    response = StreamingHttpResponse(_recorded(content, exchange), status=upstream_response.status_code,
-                                     content_type=content_type,
-                                     headers={**STREAM_HEADERS, **exchange.passed_headers})
+    response = RelayResponse(_recorded(content, exchange), status=upstream_response.status_code,
+                             content_type=content_type, headers={**STREAM_HEADERS, **exchange.passed_headers})
     exchange.status = upstream_response.status_code
     # If the client leaves before the stream starts, Django drops the response unread:
     # the finalizer still closes the upstream and writes the audit row.

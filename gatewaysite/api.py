@@ -60,41 +60,40 @@ async def read_body(receive: Receive) -> bytes | None:
 
 
 async def serve(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
-    """Answer one API request; a client disconnect cancels its view, as Django's handler would.
+    """Answer one API request; a client disconnect cancels it, as Django's handler would.
 
-    The view runs in its own task so that the disconnect can cancel it wherever it waits
-    (an upstream that has not answered yet, a stalled stream); its ``finally`` blocks
-    close the upstream and write the audit row.
+    The disconnect cancels this very task wherever it waits (an upstream that has not
+    answered yet, a stalled stream), and the view's ``finally`` blocks close the upstream
+    and write the audit row. No second task: one fewer hop through the event loop
+    before the first byte, for every request.
     """
     try:
         request: HttpRequest = ASGIRequest(scope, io.BytesIO(body))
     except UnicodeDecodeError:
         return await send_response(error_response(InvalidRequestError("The request path is not valid UTF-8.")), send)
-    work = asyncio.ensure_future(respond(request, send))
+    task = asyncio.current_task()
+    assert task is not None
     disconnected = False
 
     def on_message(message: asyncio.Future[Message]) -> None:
         nonlocal disconnected
-        if message.cancelled() or message.exception() is not None:
+        if message.cancelled() or message.exception() is not None or task.done():
             return
         if message.result()["type"] == "http.disconnect":
             disconnected = True
-            work.cancel()
+            task.cancel()
 
     listener = asyncio.ensure_future(receive())
     listener.add_done_callback(on_message)
     try:
-        await work
+        await send_response(await dispatch(request), send)
     except asyncio.CancelledError:
-        if not disconnected:  # we were cancelled ourselves (server shutdown): so was ``work``
+        if not disconnected:  # cancelled by the server (shutdown), not by the client
             raise
+        task.uncancel()
     finally:
         listener.remove_done_callback(on_message)
         listener.cancel()
-
-
-async def respond(request: HttpRequest, send: Send) -> None:
-    await send_response(await dispatch(request), send)
 
 
 async def dispatch(request: HttpRequest) -> HttpResponseBase:

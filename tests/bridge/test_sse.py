@@ -1,9 +1,11 @@
-"""Tests for bridge.sse: the SSE frames the gateway writes."""
+"""Tests for bridge.sse: the SSE frames the gateway writes and the decoder of upstream streams."""
 from __future__ import annotations
 
 import json
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bridge.sse import DONE, SSEDecoder, encode_data, encode_event
 
@@ -66,6 +68,14 @@ def decode(pieces: list[bytes]) -> list[bytes]:
 ])
 def test_decoder_finds_the_same_events_however_the_stream_is_split(pieces: list[bytes]) -> None:
     assert decode(pieces) == EXPECTED
+
+
+@given(st.lists(st.integers(min_value=0, max_value=len(STREAM)), max_size=12),
+       st.sampled_from([b"\n", b"\r\n", b"\r"]))
+def test_decoder_finds_the_same_events_wherever_the_reads_split(cuts: list[int], newline: bytes) -> None:
+    stream = STREAM.replace(b"\n", newline)
+    bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
+    assert decode([stream[a:b] for a, b in zip(bounds, bounds[1:])]) == EXPECTED
 
 
 def test_decoder_keeps_a_final_event_without_its_blank_line() -> None:
