@@ -232,9 +232,8 @@ class AuditWriter:
             finally:
                 self.writing = 0
                 metrics.audit_pending.set(self.pending)
-            for row in rows:
-                # After the write, so a live row's link to its detail page already works.
-                await broadcast(row)
+            # After the write, so a live row's link to its detail page already works.
+            await broadcast(rows)
         self.idle.set()
 
     async def drain(self) -> None:

@@ -3,6 +3,7 @@
 ``broadcast()`` is called by bridge/audit.py once a row is written; the channel layer
 (in memory, or Redis with REDIS_URL) carries it to every process, where each
 ``LogTailConsumer`` sends the rows its page's filters match as one JSON message each.
+Rows travel in batches, as the audit writer writes them.
 """
 from __future__ import annotations
 
@@ -30,16 +31,23 @@ REJOIN_EVERY = 3600.0
 FORBIDDEN = 4403  # close code for a refused socket (the handshake itself is answered 403)
 
 
-async def broadcast(log: RequestLog) -> None:
-    """Send a finished request to every live tail; failures are logged, never raised."""
+async def broadcast(logs: list[RequestLog]) -> None:
+    """Send finished requests to every live tail, as one channel-layer message; failures are logged, never raised.
+
+    One message per batch of audit rows, not per row: each send is a Redis round trip
+    (or a hop through the event loop in memory), and a send per row made the audit
+    writer fall behind the requests under load (bench/ soak: its queue grew without end).
+    """
     layer = get_channel_layer()
-    if layer is None:
+    if layer is None or not logs:
         return
     try:
-        await asyncio.wait_for(layer.group_send(GROUP, {"type": "log.row", "row": log.to_dict()}),
+        await asyncio.wait_for(layer.group_send(GROUP, {"type": "log.rows", "rows": [log.to_dict() for log in logs]}),
                                BROADCAST_TIMEOUT)
     except Exception as exc:
-        logger.warning("live tail: request %s not broadcast (%s: %s)", log.request_id, type(exc).__name__, exc)
+        first = logs[0].request_id
+        logger.warning("live tail: %d request(s) from %s on not broadcast (%s: %s)", len(logs), first,
+                       type(exc).__name__, exc)
 
 
 def render_row(row: RequestLogDict) -> str:
@@ -72,10 +80,11 @@ class LogTailConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         """Ignore what the page sends: the tail only talks one way."""
 
-    async def log_row(self, event: dict[str, Any]) -> None:
-        row: RequestLogDict = event["row"]
-        if self.filters.matches(row):
-            await self.send_json({"type": "request", "request": row, "html": render_row(row)})
+    async def log_rows(self, event: dict[str, Any]) -> None:
+        rows: list[RequestLogDict] = event["rows"]
+        for row in rows:
+            if self.filters.matches(row):
+                await self.send_json({"type": "request", "request": row, "html": render_row(row)})
 
     async def _rejoin(self) -> None:
         while True:

@@ -78,7 +78,7 @@ def test_a_staff_socket_gets_each_finished_request_as_one_json_message() -> None
         socket = communicator(headers=[ORIGIN, cookie])
         connected, _ = await socket.connect()
         assert connected
-        await broadcast(row("req_live_1", input_tokens=3, output_tokens=4))
+        await broadcast([row("req_live_1", input_tokens=3, output_tokens=4)])
         message = await socket.receive_json_from(timeout=2)
         await socket.disconnect()
         return message
@@ -97,9 +97,8 @@ def test_a_socket_sends_only_the_rows_its_page_filters_match() -> None:
     async def scenario() -> list[str]:
         socket = communicator("/ws/logs/?outcome=failed&upstream=a", headers=[ORIGIN, cookie])
         assert (await socket.connect())[0]
-        await broadcast(row("req_fine"))
-        await broadcast(row("req_other_upstream", outcome="upstream_error", upstream_name="b"))
-        await broadcast(row("req_broken", outcome="upstream_error", status=502, error_type="upstream_unavailable"))
+        await broadcast([row("req_fine"), row("req_other_upstream", outcome="upstream_error", upstream_name="b"),
+                         row("req_broken", outcome="upstream_error", status=502, error_type="upstream_unavailable")])
         received = [(await socket.receive_json_from(timeout=2))["request"]["request_id"]]
         assert await socket.receive_nothing(timeout=0.2)
         await socket.disconnect()
@@ -126,7 +125,33 @@ def test_a_broadcast_that_fails_is_logged_and_never_raised(monkeypatch: pytest.M
     monkeypatch.setattr(consumers, "get_channel_layer", lambda: BrokenLayer(hang=hang))
     monkeypatch.setattr(consumers, "BROADCAST_TIMEOUT", 0.05)
     async def scenario() -> None:
-        await broadcast(row("req_unheard"))
+        await broadcast([row("req_unheard"), row("req_unheard_too")])
 
     run(scenario)
-    assert "live tail: request req_unheard not broadcast" in caplog.text
+    assert "live tail: 2 request(s) from req_unheard on not broadcast" in caplog.text
+
+
+class RecordingLayer:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    async def group_send(self, group: str, message: dict[str, Any]) -> None:
+        self.sent.append(message)
+
+
+def test_the_audit_writer_broadcasts_each_batch_of_rows_as_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A send per row made the writer fall behind the requests under load (bench/ soak)."""
+    from bridge import audit
+
+    layer = RecordingLayer()
+    monkeypatch.setattr(consumers, "get_channel_layer", lambda: layer)
+
+    async def scenario() -> None:
+        for n in range(30):
+            audit.Exchange(request_id=f"req_batch_{n}", endpoint="responses", client_ip=None,
+                           request_bytes=0).record()
+        await audit.drain()
+
+    run(scenario)
+    assert RequestLog.objects.filter(request_id__startswith="req_batch_").count() == 30
+    assert [len(message["rows"]) for message in layer.sent] == [30]
