@@ -34,7 +34,6 @@ class Snapshot:
 
     upstreams: list[Upstream]
     loaded_at: float
-    generation: int
     keys: dict[str, ClientKey] = field(default_factory=dict)  # by hashed secret
 
 
@@ -101,7 +100,7 @@ class Routing:
         started = time.monotonic()
         seen = list(self.snapshot.keys) if self.snapshot is not None else []
         upstreams, keys = await dbthread.run(_load_routing, seen)
-        snapshot = Snapshot(upstreams, loaded_at=started, generation=generation, keys=keys)
+        snapshot = Snapshot(upstreams, loaded_at=started, keys=keys)
         if generation == self.generation:  # no edit landed while reading: keep it
             self.snapshot = snapshot
         return snapshot

@@ -1,6 +1,9 @@
 """What a client that sends a bad request gets: an OpenAI-shaped error, and one audit row."""
 from __future__ import annotations
 
+import asyncio
+import json
+
 import httpx
 import pytest
 
@@ -102,3 +105,25 @@ def test_a_reused_request_id_still_leaves_one_row_per_request(gateway: Gateway, 
     gateway.settle()
     ids = sorted(RequestLog.objects.values_list("request_id", flat=True))
     assert len(ids) == 2 and ids[0] == "trace-dup" and ids[1].startswith("trace-dup~")
+
+
+
+def test_a_query_string_that_is_not_utf8_gets_a_json_400() -> None:
+    """daphne refuses such a request itself; another ASGI server may hand it over (in process here)."""
+    from gatewaysite.api import ApiApp
+
+    sent: list[dict] = []
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+
+    async def receive() -> dict:
+        return messages.pop(0) if messages else await asyncio.Event().wait()  # type: ignore[func-returns-value]
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "GET", "path": "/v1/models", "raw_path": b"/v1/models",
+             "query_string": b"q=\xff\xfe", "headers": [], "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}
+    asyncio.run(ApiApp(lambda *args: None)(scope, receive, send))  # type: ignore[arg-type]
+    start, body = sent
+    assert start["status"] == 400 and (b"x-content-type-options", b"nosniff") in start["headers"]
+    assert json.loads(body["body"])["error"]["type"] == "invalid_request_error"
