@@ -12,6 +12,7 @@ import redis
 from django.db import connection
 
 from tests.servers import Gateway, MockUpstream
+from upstreams import dbthread
 from upstreams.models import ClientKey, RequestLog, Upstream
 
 DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "gateway", "start_gateway"}
@@ -31,6 +32,17 @@ def database_url() -> str:
         return f"sqlite:///{s['NAME']}"
     auth = s["USER"] + (f":{s['PASSWORD']}" if s["PASSWORD"] else "")
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None) -> Iterator[None]:
+    """pytest-django's test database, with the database threads' kept connections closed before it is dropped.
+
+    In-process tests of the routing copy and the audit writer use those threads; an
+    open connection would stop PostgreSQL from dropping the database.
+    """
+    yield
+    dbthread.close_connections()
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,8 @@ live as long as the process and are reopened only when they break.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+import threading
+from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
 from asgiref.sync import sync_to_async
@@ -19,7 +20,8 @@ from django.db import DatabaseError, connections
 T = TypeVar("T")
 
 # Two: a read for one request need not wait behind another request's audit batch.
-EXECUTOR = ThreadPoolExecutor(max_workers=2, thread_name_prefix="gateway-db")
+WORKERS = 2
+EXECUTOR = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="gateway-db")
 
 
 def _call(func: Callable[..., T], *args: Any) -> T:
@@ -37,3 +39,18 @@ def _call(func: Callable[..., T], *args: Any) -> T:
 async def run(func: Callable[..., T], *args: Any) -> T:
     """Return ``func(*args)`` run on a database thread of the request path."""
     return await sync_to_async(_call, thread_sensitive=False, executor=EXECUTOR)(func, *args)
+
+
+def close_connections(timeout: float = 10.0) -> None:
+    """Close the connections the database threads keep (sync; e.g. before a test database is dropped).
+
+    Each thread has its own connection, so each must close its own: a barrier holds the
+    first job until every thread has one.
+    """
+    barrier = threading.Barrier(WORKERS, timeout=timeout)
+
+    def close() -> None:
+        barrier.wait()
+        connections.close_all()
+
+    wait([EXECUTOR.submit(close) for _ in range(WORKERS)], timeout=timeout)
