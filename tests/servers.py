@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 from django.contrib.auth import get_user_model
 
+from upstreams.models import Upstream
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -130,22 +132,50 @@ class Gateway(ServerProcess):
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")
 
 
+PASSWORD = "s3cret-pass"  # of the users the tests sign in
+
+
+def csrf_token(page: str) -> str:
+    """Return the CSRF token of a Django form page."""
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+    assert match, "no CSRF token on the page"
+    return match[1]
+
+
+def log_in(client: httpx.Client, username: str, then: str = "/admin/") -> None:
+    """Sign ``username`` in through the admin login page, as a browser would."""
+    page = client.get("/admin/login/")
+    client.post(f"/admin/login/?next={then}", data={"csrfmiddlewaretoken": csrf_token(page.text),
+                                                   "username": username, "password": PASSWORD})
+
+
 def admin_session(server: Gateway) -> httpx.Client:
     """Log a staff user into one process's admin, as a browser would."""
-    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD)
     client = httpx.Client(base_url=server.url, follow_redirects=True)
-    page = client.get("/admin/login/")
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-    client.post("/admin/login/?next=/admin/", data={"csrfmiddlewaretoken": token, "username": "ops",
-                                                    "password": "s3cret-pass"})
+    log_in(client, "ops")
     return client
 
 
 def save_upstream_in_admin(admin: httpx.Client, pk: int, **fields: str) -> httpx.Response:
     """Submit an upstream's admin change form with ``fields`` over the defaults, as staff would."""
     form = admin.get(f"/admin/upstreams/upstream/{pk}/change/").text
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form)[1]
-    data = {"csrfmiddlewaretoken": token, "models": "", "model_map": "", "priority": "0", "enabled": "on",
-            "connect_timeout": "10", "read_timeout": "300", "max_tokens_field": "max_tokens",
+    data = {"csrfmiddlewaretoken": csrf_token(form), "models": "", "model_map": "", "priority": "0",
+            "enabled": "on", "connect_timeout": "10", "read_timeout": "300", "max_tokens_field": "max_tokens",
             "send_stream_options": "on", **fields}
     return admin.post(f"/admin/upstreams/upstream/{pk}/change/", data=data)
+
+
+def check_admin_edit_reaches(edited: Gateway, asked: Gateway, secret: str, scripted: MockUpstream) -> None:
+    """Edit an upstream in ``edited``'s admin; ``asked`` must route the very next request by the edit."""
+    upstream = Upstream.objects.create(name="edited", base_url="http://127.0.0.1:9/v1")
+    scripted.script({"chunks": [{"text": "after the edit"}, {"finish": "stop"}]})
+    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"authorization": f"Bearer {secret}"}
+    assert httpx.post(f"{asked.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
+
+    saved = save_upstream_in_admin(admin_session(edited), upstream.pk, name="edited", base_url=scripted.base_url)
+    assert saved.status_code == 200 and "was changed successfully" in saved.text
+
+    answer = httpx.post(f"{asked.url}/v1/chat/completions", json=body, headers=headers)
+    assert answer.json()["choices"][0]["message"]["content"] == "after the edit"

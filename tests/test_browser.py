@@ -14,7 +14,7 @@ from django.contrib.auth import get_user_model
 from django.utils.timezone import now
 from playwright.sync_api import Page, sync_playwright
 
-from tests.servers import ROOT, Gateway, MockUpstream
+from tests.servers import PASSWORD, ROOT, Gateway, MockUpstream
 from upstreams.models import RequestLog, Upstream
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.browser,
 @pytest.fixture
 def traffic(gateway: Gateway, chat_upstream: Upstream) -> None:
     """A staff user and an hour of mixed requests, as the list would show them."""
-    get_user_model().objects.create_superuser("ops", "ops@example.com", "s3cret-pass")
+    get_user_model().objects.create_superuser("ops", "ops@example.com", PASSWORD)
     kinds = [("ok", 200, "", ""), ("upstream_error", 502, "upstream_unavailable",
                                    "Could not connect to the upstream: [Errno 111] Connection refused."),
              ("ok", 200, "", ""), ("rejected", 404, "model_not_found", "The model 'gpt-9' is not served."),
@@ -61,7 +61,7 @@ def page(traffic: None, gateway: Gateway) -> Iterator[Page]:
         tab.goto(f"{gateway.url}/logs/")
         assert "/admin/login/" in tab.url  # anonymous: the admin's login page first
         tab.fill("#id_username", "ops")
-        tab.fill("#id_password", "s3cret-pass")
+        tab.fill("#id_password", PASSWORD)
         tab.click("input[type=submit]")
         tab.wait_for_url(f"{gateway.url}/logs/")
         yield tab

@@ -6,7 +6,6 @@ redis://127.0.0.1:6379/15), as tests/test_scale_out.py does.
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
 import httpx
@@ -15,7 +14,7 @@ from django.contrib.auth import get_user_model
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
-from tests.servers import Gateway, MockUpstream
+from tests.servers import PASSWORD, Gateway, MockUpstream, log_in
 from upstreams.models import Upstream
 
 CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
@@ -24,18 +23,15 @@ CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
 def sign_in(server: Gateway, *, staff: bool = True) -> str:
     """Sign a user in through the admin login page, as a browser would; return the Cookie header."""
     username = "ops" if staff else "bob"
-    get_user_model().objects.create_user(username, password="s3cret-pass", is_staff=staff)
+    get_user_model().objects.create_user(username, password=PASSWORD, is_staff=staff)
     if not staff:  # the admin login page refuses non-staff: make the session the way another login would
         from django.test import Client
 
         client = Client()
-        client.login(username=username, password="s3cret-pass")
+        client.login(username=username, password=PASSWORD)
         return f"sessionid={client.cookies['sessionid'].value}"
     with httpx.Client(base_url=server.url, follow_redirects=True) as client:
-        page = client.get("/admin/login/")
-        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)[1]
-        client.post("/admin/login/?next=/logs/", data={"csrfmiddlewaretoken": token, "username": username,
-                                                       "password": "s3cret-pass"})
+        log_in(client, username, then="/logs/")
         return f"sessionid={client.cookies['sessionid']}"
 
 

@@ -11,7 +11,7 @@ import httpx
 import redis
 
 from tests.conftest import REDIS_URL, wait_for_logs
-from tests.servers import Gateway, MockUpstream, admin_session, save_upstream_in_admin
+from tests.servers import Gateway, MockUpstream, admin_session, check_admin_edit_reaches
 from upstreams.models import ClientKey, Upstream
 
 
@@ -28,18 +28,7 @@ def test_the_rate_limit_budget_is_shared_by_every_process(pair: tuple[Gateway, G
 def test_an_admin_edit_in_one_process_is_used_by_the_other(pair: tuple[Gateway, Gateway], scripted: MockUpstream,
                                                            active_key: str) -> None:
     a, b = pair
-    upstream = Upstream.objects.create(name="edited", base_url="http://127.0.0.1:9/v1")
-    scripted.script({"chunks": [{"text": "after the edit"}, {"finish": "stop"}]})
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    headers = {"authorization": f"Bearer {active_key}"}
-    assert httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
-
-    admin = admin_session(a)
-    saved = save_upstream_in_admin(admin, upstream.pk, name="edited", base_url=scripted.base_url)
-    assert saved.status_code == 200 and "was changed successfully" in saved.text
-
-    answer = httpx.post(f"{b.url}/v1/chat/completions", json=body, headers=headers)
-    assert answer.json()["choices"][0]["message"]["content"] == "after the edit"
+    check_admin_edit_reaches(edited=a, asked=b, secret=active_key, scripted=scripted)
 
 
 def test_a_cool_down_seen_by_one_process_is_shown_by_the_others_admin(pair: tuple[Gateway, Gateway],

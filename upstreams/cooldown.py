@@ -13,6 +13,7 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from django.conf import settings
+
 from upstreams import sharedstate
 from upstreams.models import Upstream
 

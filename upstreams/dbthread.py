@@ -9,8 +9,8 @@ live as long as the process and are reopened only when they break.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 

@@ -18,14 +18,17 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
 from upstreams import dbthread
 from upstreams.models import ClientKey, Upstream, hash_secret
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -43,8 +46,7 @@ class Routing:
     def __init__(self) -> None:
         self.snapshot: Snapshot | None = None
         self.generation = 0  # bumped by every local edit; a load begun before one is not kept
-        self._loading: asyncio.Future[Snapshot] | None = None
-        self._looking: dict[str, asyncio.Future[ClientKey | None]] = {}  # secrets being looked up, by hash
+        self._pending: dict[str, asyncio.Future[Any]] = {}  # reads under way: "upstreams" or a hashed secret
 
     def invalidate(self, **_: Any) -> None:
         """Forget the copy (a signal receiver: called from whichever thread saved the row)."""
@@ -64,24 +66,25 @@ class Routing:
         hashed = hash_secret(secret)
         key = snapshot.keys.get(hashed)
         if key is None:
-            key = await self._look_up(secret, hashed)
+            key = await self._shared(hashed, lambda: dbthread.run(_load_key, secret))
             if key is not None:
                 snapshot.keys[hashed] = key
         return key, snapshot.upstreams
 
-    async def _look_up(self, secret: str, hashed: str) -> ClientKey | None:
-        """Return the active key of ``secret`` from the database; concurrent asks for one secret share a read."""
-        if hashed not in self._looking:
-            self._looking[hashed] = asyncio.ensure_future(dbthread.run(_load_key, secret))
-            self._looking[hashed].add_done_callback(lambda _: self._looking.pop(hashed, None))
-        return await asyncio.shield(self._looking[hashed])
-
     async def reload(self) -> Snapshot:
-        """Read the upstreams again; requests that ask meanwhile share the one read."""
-        if self._loading is None:
-            self._loading = asyncio.ensure_future(self._load())
-            self._loading.add_done_callback(self._loaded)
-        return await asyncio.shield(self._loading)
+        """Read the upstreams (and the keys seen so far) again."""
+        return await self._shared("upstreams", self._load)
+
+    async def _shared(self, name: str, read: Callable[[], Awaitable[T]]) -> T:
+        """Return ``read()``'s result; requests asking for ``name`` while it runs share the one read.
+
+        Shielded: a request that is cancelled (its client left) does not cancel the others' read.
+        """
+        if name not in self._pending:
+            future = asyncio.ensure_future(read())
+            self._pending[name] = future
+            future.add_done_callback(lambda _: self._pending.pop(name, None))
+        return await asyncio.shield(self._pending[name])
 
     async def fresh_upstreams(self, upstreams: list[Upstream]) -> list[Upstream] | None:
         """Return the upstreams newer than ``upstreams`` (a request's), read again if need be.
@@ -104,9 +107,6 @@ class Routing:
         if generation == self.generation:  # no edit landed while reading: keep it
             self.snapshot = snapshot
         return snapshot
-
-    def _loaded(self, _: asyncio.Future[Snapshot]) -> None:
-        self._loading = None
 
 
 def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream]]:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
-from tests.servers import Gateway, MockUpstream, admin_session, save_upstream_in_admin
+from tests.servers import Gateway, MockUpstream, check_admin_edit_reaches
 from upstreams.models import ClientKey, Upstream
 from upstreams.routing import Routing
 
@@ -171,15 +171,4 @@ def test_an_admin_edit_applies_at_once_in_its_process_whatever_the_ttl(
         start_gateway: Callable[..., Gateway], scripted: MockUpstream) -> None:
     gateway = start_gateway(GATEWAY_ROUTING_TTL="3600")
     _, secret = ClientKey.objects.create_key("alice")
-    headers = {"authorization": f"Bearer {secret}"}
-    upstream = Upstream.objects.create(name="edited", base_url="http://127.0.0.1:9/v1")
-    scripted.script({"chunks": [{"text": "after the edit"}, {"finish": "stop"}]})
-    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
-    assert httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers).status_code == 502
-
-    admin = admin_session(gateway)
-    saved = save_upstream_in_admin(admin, upstream.pk, name="edited", base_url=scripted.base_url)
-    assert saved.status_code == 200 and "was changed successfully" in saved.text
-
-    answer = httpx.post(f"{gateway.url}/v1/chat/completions", json=body, headers=headers)
-    assert answer.json()["choices"][0]["message"]["content"] == "after the edit"
+    check_admin_edit_reaches(edited=gateway, asked=gateway, secret=secret, scripted=scripted)
