@@ -1,4 +1,4 @@
-# codex-gateway: `make run` for a working demo, `make test` for the whole suite.
+# codex-gateway: `make run` for a working demo, `make test` for the whole suite, `make lint` for the checks.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -6,7 +6,7 @@ CODEX_VERSION := 0.169.0
 CODEX := .codex-cli/node_modules/.bin/codex
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test codex chromium bench clean
+.PHONY: venv run test lint codex chromium bench clean
 
 venv: $(VENV)/.installed
 
@@ -35,6 +35,13 @@ run: venv
 test: venv codex chromium
 	$(PY) -m pytest
 	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
+
+# ruff (lint and import order), mypy (bridge/ strict, the rest with django-stubs) and
+# import-linter (the layers contract in pyproject.toml); .ci/run runs it before the tests.
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # Not part of `make test`. Flags: make bench BENCH_ARGS="--quick" (python -m bench --help).
 bench: venv

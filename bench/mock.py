@@ -57,7 +57,7 @@ def _head(status: int, content_type: str, *, length: int | None = None, keep_ali
     reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 411: "Length Required",
               413: "Payload Too Large"}.get(status, "OK")
     lines = [f"HTTP/1.1 {status} {reason}", f"content-type: {content_type}",
-             "content-length: %d" % length if length is not None else "transfer-encoding: chunked",
+             f"content-length: {length}" if length is not None else "transfer-encoding: chunked",
              "connection: keep-alive" if keep_alive else "connection: close"]
     if length is None:
         lines.append("cache-control: no-cache")

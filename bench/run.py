@@ -28,7 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,21 @@ import orjson
 import psutil
 
 from bench import profile, report
-from bench.servers import (CHAT_MODEL, PYTHON, RESPONSES_MODEL, ROOT, Gateway, HarnessError, Server, Servers,
-                           base_env, die_with_parent, gateway_env, new_secret_key, setup_database)
+from bench.servers import (
+    CHAT_MODEL,
+    PYTHON,
+    RESPONSES_MODEL,
+    ROOT,
+    Gateway,
+    HarnessError,
+    Server,
+    Servers,
+    base_env,
+    die_with_parent,
+    gateway_env,
+    new_secret_key,
+    setup_database,
+)
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 DEFAULT_LEVELS = (1, 50, 200, 500)
@@ -476,7 +489,7 @@ def machine() -> dict[str, Any]:
             versions[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
-    return {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "platform": platform.platform(),
+    return {"date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), "platform": platform.platform(),
             "cpu_model": model, "cpu_count": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
             "python": platform.python_version(), "packages": versions, "commit": _git_commit()}
 

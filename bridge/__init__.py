@@ -1,9 +1,18 @@
-"""Protocol code of the gateway.
+"""The wire protocol of the gateway, and nothing else: the sans-IO layer at the bottom.
 
-The sans-IO contract: ``errors``, ``validation``, ``events``, ``chat``, ``request``,
-``stream``, ``sse`` and ``tap`` are pure. They take parsed JSON (or bytes) in and give
-dicts, events or bytes out; they never import Django, httpx or asyncio, never touch a
-socket, a clock they were not handed, or a database. ``tests/bridge/test_purity.py``
-enforces it. The IO lives beside them: ``upstream`` (httpx), ``decorators`` and ``views``
-(Django), ``audit`` (the ORM).
+The sans-IO contract (as h11 keeps HTTP apart from sockets): every module here takes
+parsed JSON (or bytes) in and gives dicts, events or bytes out. None imports Django,
+httpx or asyncio, touches a socket or a database, reads a clock it was not handed, or
+imports another package of ours; ``tests/bridge/test_purity.py`` walks the folder and
+import-linter's layers contract (pyproject.toml) keeps it at the bottom.
+
+    errors      the error hierarchy and the one OpenAI error body
+    validation  request body checks
+    events      what an upstream can say (UpstreamEvent), and the tool map
+    dialects/   one module per upstream protocol (chat: Responses -> Chat and back;
+                passthrough) and the table that picks one
+    stream      ResponseStream: UpstreamEvents -> Responses events (the state machine)
+    sse         server-sent events: encoding, incremental decoding
+    tap         watches a relayed stream for usage, tool calls and a broken end
+    values      strict reads of loosely typed JSON values
 """

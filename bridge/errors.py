@@ -11,6 +11,7 @@
     │   ├── UpstreamTimeoutError     504 upstream_timeout
     │   └── UpstreamProtocolError    502 upstream_protocol_error (broken or malformed stream)
     └── GatewayError                 ours (500 internal_error)
+        └── ShuttingDownError        503 shutting_down: this process is draining, retry elsewhere
 
 See ../shared/spec/contract.md, "Errors".
 """
@@ -126,6 +127,16 @@ class GatewayError(BridgeError):
     status = 500
     type = "server_error"
     code = "internal_error"
+
+
+class ShuttingDownError(GatewayError):
+    """This gateway process is draining (SIGTERM): the request was refused or cut, and a retry will land elsewhere."""
+
+    status = 503
+    code = "shutting_down"
+
+    def __init__(self, message: str = "The gateway is shutting down; retry the request.", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
 
 
 def normalize_error_body(raw: bytes, status: int) -> ErrorBody:

@@ -1,11 +1,12 @@
-"""What a Chat Completions upstream can tell us, as plain values (the machine's input).
+"""What an upstream can tell us, as plain values: the machine's input, whatever the upstream's protocol.
 
-``chat.py`` turns raw chunks into these; ``stream.py`` turns these into Responses events.
+A dialect's reader (``dialects/chat.py``) turns raw chunks into these; ``stream.py`` turns
+these into Responses events. The tool map says what the upstream's function names stand for.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import Literal, NamedTuple, TypeAlias
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -62,4 +63,20 @@ class UpstreamFailed:
     message: str
 
 
-ChatEvent: TypeAlias = TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed
+UpstreamEvent: TypeAlias = TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed
+
+
+ToolKind: TypeAlias = Literal["function", "custom", "local_shell"]
+
+
+class ToolTarget(NamedTuple):
+    """What an upstream function name stands for on the Responses side."""
+
+    kind: ToolKind
+    name: str
+    namespace: str | None = None
+
+
+# Upstream function name -> the tool the client declared: dialects that flatten every tool
+# into a function (Chat has nothing else) build it; ResponseStream restores the calls with it.
+ToolMap: TypeAlias = dict[str, ToolTarget]

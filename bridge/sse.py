@@ -6,8 +6,6 @@ from typing import Any
 
 import orjson
 
-DONE = b"data: [DONE]\n\n"
-
 
 def encode_event(event: dict[str, Any]) -> bytes:
     """Return one Responses event as an SSE frame with its `event:` line.
@@ -15,11 +13,11 @@ def encode_event(event: dict[str, Any]) -> bytes:
     Codex dispatches on the JSON `type`, but real servers send the `event:` line too and
     some clients (the openai SDK's thread events, curl users) read it.
     """
-    return b"event: " + event["type"].encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
+    return b"event: " + str(event["type"]).encode() + b"\ndata: " + orjson.dumps(event) + b"\n\n"
 
 
 def encode_data(obj: Any) -> bytes:
-    """Return a `data:`-only SSE frame, the way Chat Completions streams are framed."""
+    """Return a `data:`-only SSE frame, the way Chat Completions streams are framed (the tap's error line)."""
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 

@@ -1,4 +1,4 @@
-"""The state machine that turns ChatEvents into Responses stream events (responses-bridge.md §3).
+"""The state machine that turns UpstreamEvents into Responses stream events (responses-bridge.md §3).
 
 One class, ``ResponseStream``; it does no IO and reads no clock.
 """
@@ -12,11 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bridge.events import ChatEvent, Finished, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFailed, UsageReported
-from bridge.request import ToolMap, ToolTarget
+from bridge.events import (
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolMap,
+    ToolTarget,
+    UpstreamEvent,
+    UpstreamFailed,
+    UsageReported,
+)
+from bridge.values import is_int
 
 # Rule 1: everything that decides the next Responses event lives in this file. Callers
-# only move events: ChatEvents in through feed(), Responses events out of every verb.
+# only move events: UpstreamEvents in through feed(), Responses events out of every verb.
 #
 # Theory of operation. A bridged answer is always this sequence (§3):
 #
@@ -106,7 +116,7 @@ class _Call:
 
 
 class ResponseStream:
-    """Turn one Chat stream into one Responses stream.
+    """Turn one upstream answer (as UpstreamEvents) into one Responses stream.
 
     `created_at` is the Unix time the IO side read when the request arrived (pass
     `int(time.time())`); it defaults to 0 only so tests stay deterministic. `new_id(prefix)`
@@ -131,6 +141,7 @@ class ResponseStream:
         self._finish_reason: str | None = None
         self._finished = False
         self._usage: dict[str, Any] | None = None
+        self._reported: UsageReported | None = None
         self._error: dict[str, str] | None = None
         self._incomplete_reason: str | None = None
 
@@ -142,7 +153,7 @@ class ResponseStream:
         self.phase = Phase.STREAMING
         return [self._created(), self._in_progress()]
 
-    def feed(self, event: ChatEvent) -> list[dict[str, Any]]:
+    def feed(self, event: UpstreamEvent) -> list[dict[str, Any]]:
         """Return the Responses events one upstream event causes."""
         self._require(Phase.STREAMING, f"feed({type(event).__name__})")
         if isinstance(event, TextDelta):
@@ -156,11 +167,11 @@ class ResponseStream:
             self._finished, self._finish_reason = True, event.reason
             return []
         if isinstance(event, UsageReported):
-            self._usage = _usage(event)
+            self._usage, self._reported = _usage(event), event
             return []
         if isinstance(event, UpstreamFailed):
             return self.fail(event.code, event.message)
-        raise TypeError(f"feed() takes a ChatEvent, not {event!r}")
+        raise TypeError(f"feed() takes an UpstreamEvent, not {event!r}")
 
     def finish(self) -> list[dict[str, Any]]:
         """Return the closing events once the upstream stream has ended, [DONE] or not.
@@ -225,6 +236,11 @@ class ResponseStream:
     def usage(self) -> dict[str, Any] | None:
         """Return the usage in Responses shape, or None if the upstream reported none."""
         return self._usage
+
+    @property
+    def reported_usage(self) -> UsageReported | None:
+        """Return the usage as the upstream reported it (None for what it left out), for the audit row."""
+        return self._reported
 
     @property
     def tool_call_count(self) -> int:
@@ -386,7 +402,9 @@ class ResponseStream:
         return self._event("response.incomplete", response=self.response)
 
     def _failed(self) -> dict[str, Any]:
-        return self._event("response.failed", response=self.response)
+        event = failed_event(self._sequence_number, self.response)
+        self._sequence_number += 1
+        return event
 
     def _item_added(self, item: dict[str, Any], output_index: int) -> dict[str, Any]:
         return self._event("response.output_item.added", output_index=output_index, item=item)
@@ -438,6 +456,17 @@ class ResponseStream:
         return self._event("response.custom_tool_call_input.done", **call.ref(), input=text)
 
 
+def failed_event(sequence_number: int, response: dict[str, Any]) -> dict[str, Any]:
+    """Return a ``response.failed`` event; ResponseStream's, and the one that ends a relayed stream that broke."""
+    return {"type": "response.failed", "sequence_number": sequence_number, "response": response}
+
+
+def failed_response(response_id: str, model: str | None, code: str, message: str) -> dict[str, Any]:
+    """Return the Response object of a relayed stream that broke: only what the tap saw of it."""
+    return {"id": response_id, "object": "response", "status": "failed", "model": model, "output": [],
+            "error": {"code": code, "message": message}, "incomplete_details": None, "usage": None}
+
+
 def _output_text(text: str) -> dict[str, Any]:
     return {"type": "output_text", "text": text, "annotations": []}
 
@@ -460,9 +489,8 @@ def _custom_input(arguments: str) -> str:
         parsed = json.loads(arguments)
     except ValueError:
         return arguments
-    if isinstance(parsed, dict) and isinstance(parsed.get("input"), str):
-        return parsed["input"]
-    return arguments
+    text = parsed.get("input") if isinstance(parsed, dict) else None
+    return text if isinstance(text, str) else arguments
 
 
 def _shell_action(arguments: str) -> dict[str, Any] | None:
@@ -480,6 +508,6 @@ def _shell_action(arguments: str) -> dict[str, Any] | None:
     workdir = parsed.get("workdir") or parsed.get("working_directory")
     if isinstance(workdir, str) and workdir:
         action["working_directory"] = workdir
-    if isinstance(parsed.get("timeout_ms"), int) and not isinstance(parsed["timeout_ms"], bool):
+    if is_int(parsed.get("timeout_ms")):
         action["timeout_ms"] = parsed["timeout_ms"]
     return action

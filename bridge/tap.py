@@ -9,18 +9,22 @@ from typing import Any
 
 import orjson
 
-from bridge.sse import SSEDecoder
-
-TokenCounts = dict[str, int | None]
+from bridge.dialects.base import Wire
+from bridge.dialects.chat import read_usage as read_chat_usage
+from bridge.errors import UpstreamError
+from bridge.events import UsageReported
+from bridge.sse import SSEDecoder, encode_data, encode_event
+from bridge.stream import failed_event, failed_response
+from bridge.values import as_int
 
 
 class StreamTap:
     """Read a copy of the relayed body, SSE or JSON, for Chat or Responses."""
 
-    def __init__(self, api: str, *, sse: bool) -> None:
-        self.api = api  # "chat" or "responses"
+    def __init__(self, api: Wire, *, sse: bool) -> None:
+        self.api = api
         self.sse = sse
-        self.tokens: TokenCounts = {}
+        self.usage: UsageReported | None = None
         self.tool_calls = 0
         self.complete = False
         self.error: dict[str, Any] | None = None
@@ -68,9 +72,9 @@ class StreamTap:
             self._on_responses(value, final=final)
 
     def _on_chat(self, chunk: dict[str, Any], *, final: bool) -> None:
-        usage = chunk.get("usage")
-        if isinstance(usage, dict):
-            self.tokens = chat_tokens(usage)
+        usage = read_chat_usage(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
         for choice in chunk.get("choices") or []:
             if not isinstance(choice, dict):
                 continue
@@ -89,8 +93,9 @@ class StreamTap:
         if isinstance(response, dict):
             self.response_id = response.get("id", self.response_id)
             self.model = response.get("model", self.model)
-            if isinstance(response.get("usage"), dict):
-                self.tokens = responses_tokens(response["usage"])
+            usage = read_responses_usage(response.get("usage"))
+            if usage is not None:
+                self.usage = usage
         kind = event.get("type")
         if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
             self.complete = True
@@ -111,25 +116,21 @@ def _loads(raw: bytes) -> Any:
         return None
 
 
-def _int(value: Any) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
-def chat_tokens(usage: dict[str, Any]) -> TokenCounts:
-    """Return audit token counts from a Chat ``usage`` object."""
-    prompt = usage.get("prompt_tokens_details") or {}
-    completion = usage.get("completion_tokens_details") or {}
-    return {"input_tokens": _int(usage.get("prompt_tokens")), "output_tokens": _int(usage.get("completion_tokens")),
-            "cached_tokens": _int(prompt.get("cached_tokens")),
-            "reasoning_tokens": _int(completion.get("reasoning_tokens"))}
-
-
-def responses_tokens(usage: dict[str, Any]) -> TokenCounts:
-    """Return audit token counts from a Responses ``usage`` object."""
-    inp = usage.get("input_tokens_details") or {}
-    out = usage.get("output_tokens_details") or {}
-    return {"input_tokens": _int(usage.get("input_tokens")), "output_tokens": _int(usage.get("output_tokens")),
-            "cached_tokens": _int(inp.get("cached_tokens")), "reasoning_tokens": _int(out.get("reasoning_tokens"))}
+def read_responses_usage(usage: Any) -> UsageReported | None:
+    """Return the usage event for a Responses ``usage`` object (a relayed answer's, or the bridge's own)."""
+    if not isinstance(usage, dict):
+        return None
+    inp = usage.get("input_tokens_details")
+    out = usage.get("output_tokens_details")
+    input_tokens, output_tokens = as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens"))
+    if input_tokens is None and output_tokens is None:
+        return None
+    total = as_int(usage.get("total_tokens"))
+    return UsageReported(
+        input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
+        total_tokens=total if total is not None else (input_tokens or 0) + (output_tokens or 0),
+        cached_tokens=as_int(inp.get("cached_tokens")) if isinstance(inp, dict) else None,
+        reasoning_tokens=as_int(out.get("reasoning_tokens")) if isinstance(out, dict) else None)
 
 
 def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
@@ -138,15 +139,7 @@ def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
     Chat clients get ``data: {"error": ...}``; Responses clients get ``response.failed``
     continuing the upstream's own response id and sequence numbers.
     """
-    error = {"code": code, "message": message}
     if tap.api == "chat":
-        body = {"error": {"message": message, "type": "upstream_error", "param": None, "code": code}}
-        return b"data: " + orjson.dumps(body) + b"\n\n"
-    event = {
-        "type": "response.failed",
-        "sequence_number": tap.sequence_number + 1,
-        "response": {"id": tap.response_id or "resp_failed", "object": "response", "status": "failed",
-                     "model": tap.model, "output": [], "error": error, "incomplete_details": None,
-                     "usage": None},
-    }
-    return b"event: response.failed\ndata: " + orjson.dumps(event) + b"\n\n"
+        return encode_data(UpstreamError(message, code=code).to_dict())
+    response = failed_response(tap.response_id or "resp_failed", tap.model, code, message)
+    return encode_event(failed_event(tap.sequence_number + 1, response))

@@ -7,6 +7,7 @@ from bridge.errors import InvalidRequestError
 
 
 def require_object(body: Any) -> dict[str, Any]:
+    """Return ``body`` if it is a JSON object: every API body is one."""
     if not isinstance(body, dict):
         raise InvalidRequestError("The request body must be a JSON object.")
     return body
@@ -25,9 +26,9 @@ def _check_common(body: dict[str, Any]) -> None:
                                   code="invalid_type")
 
 
-def validate_chat(body: Any) -> dict[str, Any]:
+def validate_chat(raw: Any) -> dict[str, Any]:
     """Return a Chat Completions body that has a model and a list of messages."""
-    body = require_object(body)
+    body = require_object(raw)
     _check_common(body)
     if "messages" not in body:
         raise InvalidRequestError("Missing required parameter: 'messages'.", param="messages",
@@ -43,9 +44,9 @@ def validate_chat(body: Any) -> dict[str, Any]:
     return body
 
 
-def validate_responses(body: Any) -> dict[str, Any]:
+def validate_responses(raw: Any) -> dict[str, Any]:
     """Return a Responses body that has a model and an input (a string or a list of items)."""
-    body = require_object(body)
+    body = require_object(raw)
     _check_common(body)
     if "input" not in body:
         raise InvalidRequestError("Missing required parameter: 'input'.", param="input",

@@ -1,6 +1,8 @@
-"""ASGI entry point: ``daphne gatewaysite.asgi:application``.
+"""ASGI entry point: ``daphne gatewaysite.asgi:application``; composition only.
 
-HTTP goes to the API app (/v1/) or Django (everything else); WebSockets to the request log's live tail (staff sessions, same-host origins only).
+HTTP goes to the API app (/v1/, api/app.py) or Django (everything else); WebSockets to the
+request log's live tail (staff sessions, same-host origins only). Around both: the body
+limit and the SIGTERM drain (plumbing/).
 """
 from __future__ import annotations
 
@@ -18,11 +20,12 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from gatewaysite.api import ApiApp  # noqa: E402
-from gatewaysite.limits import BodyLimitMiddleware  # noqa: E402
-from gatewaysite.shutdown import graceful  # noqa: E402
+from api import audit  # noqa: E402
+from api.app import ApiApp, is_api  # noqa: E402
+from logs.consumers import LogTailConsumer  # noqa: E402
+from plumbing.limits import BodyLimitMiddleware  # noqa: E402
+from plumbing.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
-from upstreams.consumers import LogTailConsumer  # noqa: E402
 
 on_server_start()
 
@@ -34,9 +37,11 @@ http_app = ASGIStaticFilesHandler(django_asgi_app)
 websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
     path("ws/logs/", LogTailConsumer.as_asgi()),
 ])))
-# /v1/ is served by ApiApp, past Django's request handler (see gatewaysite/api.py).
+# /v1/ is served by ApiApp, past Django's request handler (see api/app.py).
 application = ProtocolTypeRouter({
     "http": BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES),
     "websocket": websocket_app,
 })
-application = graceful(application)  # SIGTERM: finish in-flight requests, write their rows, exit
+# SIGTERM: finish in-flight requests, write their audit rows, exit. The API refuses its own
+# requests while draining, so that each refused one still leaves its audit row.
+application = graceful(application, flush=audit.drain, refuses_itself=is_api)

@@ -12,7 +12,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
-from bridge.ratelimit import parse_rate  # pure: importing it here loads no Django app
+from plumbing.ratelimit import parse_rate  # pure: importing it here loads no Django app
 from upstreams.crypto import parse_keys  # pure too
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -108,7 +108,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "upstreams",
-    "bridge",
+    "logs",
 ]
 
 MIDDLEWARE = [
@@ -185,9 +185,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
-                   "json": {"()": "gatewaysite.logformat.JsonFormatter"}},
+                   "json": {"()": "plumbing.logformat.JsonFormatter"}},
     # Every record reaches this one handler, and its filter scrubs keys and Authorization values.
-    "filters": {"redact": {"()": "upstreams.redact.RedactingFilter"}},
+    "filters": {"redact": {"()": "plumbing.redact.RedactingFilter"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["redact"]}},
     "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
     "loggers": {

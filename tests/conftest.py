@@ -11,9 +11,10 @@ import pytest
 import redis
 from django.db import connection
 
+from logs.models import RequestLog
+from plumbing import dbthread
 from tests.servers import Gateway, MockUpstream
-from upstreams import dbthread
-from upstreams.models import ClientKey, RequestLog, Upstream
+from upstreams.models import ClientKey, Upstream
 
 DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "gateway", "start_gateway"}
 

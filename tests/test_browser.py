@@ -14,8 +14,9 @@ from django.contrib.auth import get_user_model
 from django.utils.timezone import now
 from playwright.sync_api import Page, sync_playwright
 
+from logs.models import RequestLog
 from tests.servers import PASSWORD, ROOT, Gateway, MockUpstream
-from upstreams.models import RequestLog, Upstream
+from upstreams.models import Upstream
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

@@ -4,9 +4,10 @@ from __future__ import annotations
 import httpx
 from django.core import serializers
 
+from logs.models import RequestLog
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream
-from upstreams.models import RequestLog, Upstream
+from upstreams.models import Upstream
 
 CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
 

@@ -14,9 +14,8 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
-from upstreams import sharedstate
+from plumbing import sharedstate
 from upstreams.models import Upstream
-
 
 logger = logging.getLogger("gateway")
 T = TypeVar("T")
@@ -46,15 +45,17 @@ def _keys(upstream: Upstream, endpoint: str) -> tuple[str, str]:
 
 
 @_tolerant(default=(set(), set()))
-async def health(upstreams: list[Upstream], endpoint: str) -> tuple[set[int], set[int]]:
+async def health(routes: list[tuple[Upstream, str]]) -> tuple[set[int], set[int]]:
     """Return the ids of the upstreams whose endpoint is cooling down, and of those with recent failures.
 
+    ``routes`` pairs each upstream with the endpoint it would be sent to: a Responses
+    upstream and a Chat-only one are judged on different endpoints for the same request.
     One cache round trip for the whole list: this runs on every request.
     """
-    if not upstreams:
+    if not routes:
         return set(), set()
     keys = {}
-    for upstream in upstreams:
+    for upstream, endpoint in routes:
         failures_key, until_key = _keys(upstream, endpoint)
         keys[failures_key], keys[until_key] = ("failing", upstream.pk), ("cooling", upstream.pk)
     values = await sharedstate.call(sharedstate.cache().get_many, list(keys))

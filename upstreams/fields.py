@@ -44,4 +44,4 @@ class EncryptedTextField(models.TextField):
 
     def value_to_string(self, obj: models.Model) -> str:
         # dumpdata writes tokens, never plain keys, to backups and fixtures.
-        return crypto.encrypt(self.value_from_object(obj) or "", settings.GATEWAY_ENCRYPTION_KEYS)
+        return crypto.encrypt(str(self.value_from_object(obj) or ""), settings.GATEWAY_ENCRYPTION_KEYS)

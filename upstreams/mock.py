@@ -119,7 +119,8 @@ def expand_chunk(piece: dict[str, Any], model: str, created: int) -> dict[str, A
 
 def completion_from_chunks(chunks: list[dict[str, Any]], model: str, created: int) -> dict[str, Any]:
     """Assemble the non-streaming answer the chunks stand for."""
-    content, reasoning, calls, finish, usage = "", "", {}, "stop", None
+    content, reasoning, finish, usage = "", "", "stop", None
+    calls: dict[int, dict[str, Any]] = {}
     for piece in chunks:
         chunk = expand_chunk(piece, model, created)
         usage = chunk.get("usage") or usage
@@ -153,7 +154,7 @@ def responses_events(text: str, model: str) -> list[dict[str, Any]]:
             "content": [{"type": "output_text", "text": text, "annotations": []}]}
     usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14}
-    events = [
+    events: list[dict[str, Any]] = [
         {"type": "response.created", "response": {**base, "status": "in_progress"}},
         {"type": "response.output_item.added", "output_index": 0,
          "item": {**item, "status": "in_progress", "content": []}},

@@ -1,7 +1,7 @@
-"""Upstream servers, client keys and the audit log: what staff edit and review.
+"""What staff configure: the upstream servers and the client keys.
 
-Reads happen on every request, so the managers hold the lookups (``for_model``,
-``for_secret``) with ``a``-prefixed async twins for the async views.
+The API reads them from the routing copy (``routing.py``), not per request: ``rank``
+orders the upstreams serving a model, ``ClientKey.objects.for_secret`` finds a key.
 """
 from __future__ import annotations
 
@@ -10,17 +10,14 @@ import hashlib
 import hmac
 import re
 import secrets
-from datetime import datetime
-from typing import Any, TypedDict
+from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
-from asgiref.sync import sync_to_async
-from django.db import IntegrityError, models, transaction
-from django.urls import reverse
+from django.db import models
 from django.utils.timezone import now
 
+from bridge.dialects import UpstreamOptions
 from upstreams.fields import EncryptedTextField
-from upstreams.redact import redact_headers, redact_text
 
 _PATTERN_SPLIT = re.compile(r"[\s,]+")
 KEY_PREFIX = "sk-cgw-"
@@ -32,19 +29,16 @@ class MaxTokensField(models.TextChoices):
     MAX_COMPLETION_TOKENS = "max_completion_tokens", "max_completion_tokens (OpenAI)"
 
 
-class UpstreamQuerySet(models.QuerySet["Upstream"]):
-    def for_model(self, model: str) -> list[Upstream]:
-        """Return the enabled upstreams serving ``model``, best first.
-
-        Upstreams that name the model (or a glob matching it) come before catch-alls
-        (empty ``models``), so adding a catch-all never steals a model from its
-        specific upstream; within each group higher ``priority`` wins, then name.
-        """
-        return rank(self.filter(enabled=True), model)
+GLOB_CHARS = "*?["
 
 
-def rank(upstreams: models.QuerySet[Upstream] | list[Upstream], model: str) -> list[Upstream]:
-    """Return the upstreams (of those given) serving ``model``, best first; see ``for_model``."""
+def rank(upstreams: Iterable[Upstream], model: str) -> list[Upstream]:
+    """Return the upstreams (of those given) serving ``model``, best first.
+
+    Upstreams that name the model (or a glob matching it) come before catch-alls
+    (empty ``models``), so adding a catch-all never steals a model from its specific
+    upstream; within each group higher ``priority`` wins, then name.
+    """
     matching = [u for u in upstreams if u.serves(model)]
     return sorted(matching, key=lambda u: (u.is_catch_all, -u.priority, u.name))
 
@@ -76,7 +70,8 @@ class Upstream(models.Model):
         default=False, help_text="Send 'developer' messages as such instead of merging them into the system message."
     )
     replay_reasoning = models.BooleanField(
-        default=False, help_text="Replay earlier reasoning as reasoning_content (DeepSeek needs it; Mistral rejects it)."
+        default=False,
+        help_text="Replay earlier reasoning as reasoning_content (DeepSeek needs it; Mistral rejects it).",
     )
     max_tokens_field = models.CharField(
         max_length=32, choices=MaxTokensField.choices, default=MaxTokensField.MAX_TOKENS
@@ -84,7 +79,9 @@ class Upstream(models.Model):
     send_stream_options = models.BooleanField(
         default=True, help_text="Ask for usage with stream_options.include_usage (turn off for servers that reject it)."
     )
-    send_reasoning_effort = models.BooleanField(default=False, help_text="Forward reasoning.effort as reasoning_effort.")
+    send_reasoning_effort = models.BooleanField(
+        default=False, help_text="Forward reasoning.effort as reasoning_effort."
+    )
     created = models.DateTimeField(default=now)
     updated = models.DateTimeField(auto_now=True)
     # Last: from here on the name ``models`` means this field, not django.db.models.
@@ -93,8 +90,6 @@ class Upstream(models.Model):
         help_text="Model names or globs, separated by spaces, commas or lines (deepseek-* qwen*). "
         "Empty: serves any model (catch-all).",
     )
-
-    objects = UpstreamQuerySet.as_manager()
 
     class Meta:
         ordering = ["-priority", "name"]
@@ -105,6 +100,11 @@ class Upstream(models.Model):
     @property
     def patterns(self) -> list[str]:
         return [p for p in _PATTERN_SPLIT.split(self.models.strip()) if p]
+
+    @property
+    def named_models(self) -> list[str]:
+        """Return the models named outright: a glob is a pattern, not a model a client can be offered."""
+        return [p for p in self.patterns if not any(c in p for c in GLOB_CHARS)]
 
     @property
     def is_catch_all(self) -> bool:
@@ -125,6 +125,13 @@ class Upstream(models.Model):
     def upstream_model(self, model: str) -> str:
         """Return the name the upstream knows ``model`` by."""
         return self.aliases.get(model, model)
+
+    def options(self, model: str) -> UpstreamOptions:
+        """Return what this upstream accepts, for a request of ``model`` (its own name for it)."""
+        return UpstreamOptions(
+            model=model, accepts_developer_role=self.accepts_developer_role, replay_reasoning=self.replay_reasoning,
+            max_tokens_field=self.max_tokens_field,  # type: ignore[arg-type]  # a MaxTokensField choice
+            send_stream_options=self.send_stream_options, send_reasoning_effort=self.send_reasoning_effort)
 
     @property
     def api_base(self) -> str:
@@ -184,192 +191,3 @@ class ClientKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
-
-
-class Mode(models.TextChoices):
-    PASSTHROUGH = "passthrough"
-    BRIDGE = "bridge"
-
-
-class Outcome(models.TextChoices):
-    OK = "ok"
-    UPSTREAM_ERROR = "upstream_error"
-    CLIENT_DISCONNECTED = "client_disconnected"
-    REJECTED = "rejected"
-    GATEWAY_ERROR = "gateway_error"
-
-
-class RequestLogDict(TypedDict):
-    """A finished request as the live tail sends it: JSON-ready (times as ISO 8601 text, no bodies)."""
-
-    request_id: str
-    started: str
-    finished: str | None
-    key_name: str
-    client_ip: str | None
-    endpoint: str
-    model: str
-    upstream_name: str
-    upstream_model: str
-    mode: str
-    stream: bool
-    status: int | None
-    upstream_status: int | None
-    outcome: str
-    error_type: str
-    error_message: str
-    connected_ms: float | None
-    ttfb_ms: float | None
-    duration_ms: float | None
-    input_tokens: int | None
-    output_tokens: int | None
-    reasoning_tokens: int | None
-    cached_tokens: int | None
-    tool_calls: int
-    request_bytes: int
-    response_bytes: int
-    passed_headers: dict[str, str]
-
-
-# The fields of RequestLogDict that are stored as they are (started/finished are converted).
-_PLAIN_FIELDS = tuple(name for name in RequestLogDict.__annotations__ if name not in ("started", "finished"))
-
-
-def _scrubbed(fields: dict[str, Any]) -> dict[str, Any]:
-    upstream = fields.get("upstream")
-    known = [upstream.api_key] if isinstance(upstream, Upstream) else []
-    fields = dict(fields)
-    fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
-    for name in ("request_body", "response_body"):
-        if fields.get(name):
-            fields[name] = redact_text(str(fields[name]), known)
-    if isinstance(fields.get("passed_headers"), dict):
-        fields["passed_headers"] = redact_headers(fields["passed_headers"])
-    return fields
-
-
-class RequestLogManager(models.Manager["RequestLog"]):
-    def record_many(self, rows: list[dict[str, Any]]) -> list[RequestLog]:
-        """Write audit rows, scrubbed of secrets, in one statement when possible.
-
-        An upstream may echo its key in an error message or a body: that key is removed
-        verbatim, whatever its shape, and anything key-like by pattern. A client may
-        resend its own ``x-request-id``; that row is kept under the id plus a suffix
-        rather than lost to the unique index.
-        """
-        logs = [RequestLog(**_scrubbed(fields)) for fields in rows]
-        try:
-            with transaction.atomic():
-                return self.bulk_create(logs)
-        except IntegrityError:
-            pass
-        written = []
-        for log in logs:
-            for attempt in range(3):
-                try:
-                    with transaction.atomic():
-                        log.save(force_insert=True)
-                    written.append(log)
-                    break
-                except IntegrityError:
-                    log.pk = None
-                    log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
-        return written
-
-    async def arecord(self, **fields: Any) -> RequestLog:
-        """Write the one audit row of a request (see ``record_many``)."""
-        [log] = await sync_to_async(self.record_many)([fields])
-        return log
-
-    def prune(self, before: datetime, batch: int = 5000) -> int:
-        """Delete the rows started before ``before``, ``batch`` at a time; return how many went.
-
-        Small batches keep each transaction short, so a prune of millions of rows never
-        holds the table (SQLite: the whole database) locked against the gateway's writes.
-        """
-        deleted = 0
-        while True:
-            ids = list(self.filter(started__lt=before).order_by("started").values_list("pk", flat=True)[:batch])
-            if not ids:
-                return deleted
-            deleted += self.filter(pk__in=ids).delete()[0]
-
-
-class RequestLog(models.Model):
-    request_id = models.CharField(max_length=128, unique=True)
-    started = models.DateTimeField(default=now)
-    finished = models.DateTimeField(null=True, blank=True)
-    client_key = models.ForeignKey(ClientKey, null=True, blank=True, on_delete=models.SET_NULL)
-    key_name = models.CharField(max_length=100, blank=True)
-    client_ip = models.GenericIPAddressField(null=True, blank=True)
-    endpoint = models.CharField(max_length=64)
-    model = models.CharField(max_length=200, blank=True)
-    upstream = models.ForeignKey(Upstream, null=True, blank=True, on_delete=models.SET_NULL)
-    upstream_name = models.CharField(max_length=100, blank=True)
-    upstream_model = models.CharField(max_length=200, blank=True)
-    mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
-    stream = models.BooleanField(default=False)
-    status = models.PositiveSmallIntegerField(null=True, blank=True)
-    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    outcome = models.CharField(max_length=32, choices=Outcome.choices)
-    error_type = models.CharField(max_length=64, blank=True)
-    error_message = models.TextField(blank=True)
-    # Milliseconds after the request was received: the chosen upstream's answer headers,
-    # the first byte sent to the client, the end.
-    connected_ms = models.FloatField(null=True, blank=True)
-    ttfb_ms = models.FloatField(null=True, blank=True)
-    duration_ms = models.FloatField(null=True, blank=True)
-    input_tokens = models.IntegerField(null=True, blank=True)
-    output_tokens = models.IntegerField(null=True, blank=True)
-    reasoning_tokens = models.IntegerField(null=True, blank=True)
-    cached_tokens = models.IntegerField(null=True, blank=True)
-    tool_calls = models.IntegerField(default=0)
-    request_bytes = models.IntegerField(default=0)
-    response_bytes = models.IntegerField(default=0)
-    passed_headers = models.JSONField(default=dict, blank=True)
-    # Only with GATEWAY_LOG_BODIES=true: redacted and cut at bridge.audit.BODY_CAPTURE_BYTES.
-    request_body = models.TextField(blank=True)
-    response_body = models.TextField(blank=True)
-
-    objects = RequestLogManager()
-
-    class Meta:
-        ordering = ["-started"]
-        indexes = [
-            # The log list, newest first, optionally by outcome.
-            models.Index(fields=["-started"]),
-            models.Index(fields=["outcome", "-started"]),
-            # The log list filtered by upstream or by key, and the per-key counts in the admin.
-            models.Index(fields=["upstream_name", "-started"]),
-            models.Index(fields=["client_key", "-started"]),
-        ]
-
-    def __str__(self) -> str:
-        return self.request_id
-
-    def get_absolute_url(self) -> str:
-        return reverse("logs:detail", args=[self.request_id])
-
-    @property
-    def failed(self) -> bool:
-        return self.outcome != Outcome.OK
-
-    @property
-    def total_tokens(self) -> int | None:
-        counts = [self.input_tokens, self.output_tokens]
-        return None if all(c is None for c in counts) else sum(c or 0 for c in counts)
-
-    def to_dict(self) -> RequestLogDict:
-        """Return the row as the live tail sends it: what the list shows, JSON-ready."""
-        data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
-        data["started"] = self.started.isoformat()
-        data["finished"] = self.finished.isoformat() if self.finished else None
-        return data  # type: ignore[return-value]
-
-    @classmethod
-    def from_dict(cls, data: RequestLogDict) -> RequestLog:
-        """Return an unsaved row from ``to_dict()``'s output, for rendering it like a stored one."""
-        fields = {name: data.get(name) for name in _PLAIN_FIELDS if name in data}
-        finished = data.get("finished")
-        return cls(started=datetime.fromisoformat(data["started"]),
-                   finished=datetime.fromisoformat(finished) if finished else None, **fields)

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from plumbing.redact import redact_text
 from upstreams.models import Upstream
-from upstreams.redact import redact_text
 
 # The admin page waits for the answer: never as long as a generation may take.
 MAX_READ_TIMEOUT = 30.0
@@ -34,7 +34,7 @@ class ProbeResult:
 
 def _model_to_try(upstream: Upstream) -> str | None:
     """Return a model the upstream serves by name (a glob or a catch-all names none)."""
-    named = [p for p in upstream.patterns if not any(c in p for c in "*?[")]
+    named = upstream.named_models
     if named:
         return upstream.upstream_model(named[0])
     return next(iter(upstream.aliases.values()), None)

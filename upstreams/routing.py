@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from django.conf import settings
 from django.db.models.signals import post_delete, post_save
 
-from upstreams import dbthread
+from plumbing import dbthread
 from upstreams.models import ClientKey, Upstream, hash_secret
 
 T = TypeVar("T")

@@ -5,7 +5,7 @@ import itertools
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from bridge.events import ChatEvent
+from bridge.events import UpstreamEvent
 from bridge.stream import ResponseStream
 
 LIFECYCLE = {"response.created", "response.in_progress"}
@@ -19,7 +19,7 @@ def counter_ids() -> Callable[[str], str]:
     return lambda prefix: f"{prefix}{next(numbers)}"
 
 
-def run(events: Iterable[ChatEvent], *, finish: bool = True, **kwargs: Any) -> tuple[ResponseStream, list[dict]]:
+def run(events: Iterable[UpstreamEvent], *, finish: bool = True, **kwargs: Any) -> tuple[ResponseStream, list[dict]]:
     """Return a started stream fed with `events` (and finished), plus every event it gave."""
     kwargs.setdefault("model", "test-model")
     kwargs.setdefault("new_id", counter_ids())

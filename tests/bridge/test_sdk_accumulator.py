@@ -15,9 +15,17 @@ import pytest
 from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
-from bridge.events import Finished, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFailed, UsageReported
-from bridge.request import ToolMap, ToolTarget
-from bridge.sse import DONE, encode_event
+from bridge.events import (
+    Finished,
+    ReasoningDelta,
+    TextDelta,
+    ToolCallDelta,
+    ToolMap,
+    ToolTarget,
+    UpstreamFailed,
+    UsageReported,
+)
+from bridge.sse import encode_event
 from bridge.stream import ResponseStream
 from tests.bridge.helpers import assert_valid_stream, run
 
@@ -101,7 +109,7 @@ def client_for(body: bytes, content_type: str, seen: list[httpx.Request]) -> ope
 
 
 def sse_body(events: Iterable[dict[str, Any]]) -> bytes:
-    return b"".join(encode_event(event) for event in events) + DONE
+    return b"".join(encode_event(event) for event in events) + b"data: [DONE]\n\n"
 
 
 def sdk_stream(events: list[dict]) -> tuple[list[Any], Any]:

@@ -1,13 +1,14 @@
 """Tests for bridge.sse: the SSE frames the gateway writes and the decoder of upstream streams."""
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bridge.sse import DONE, SSEDecoder, encode_data, encode_event
+from bridge.sse import SSEDecoder, encode_data, encode_event
 
 
 def test_sse_encode_event_writes_event_and_compact_data_lines() -> None:
@@ -40,11 +41,6 @@ def test_sse_encode_data_writes_a_data_only_frame() -> None:
     assert encode_data({"error": {"message": "é"}}) == 'data: {"error":{"message":"é"}}\n\n'.encode()
 
 
-def test_sse_done_marker() -> None:
-    """The Chat stream terminator is the literal [DONE]."""
-    assert DONE == b"data: [DONE]\n\n"
-
-
 # --- decoding ----------------------------------------------------------------------------------
 
 STREAM = (b'data: {"a": 1}\n\n: keep-alive\n\ndata:{"b": "\xe4\xbd\xa0"}\r\n\r\n'
@@ -75,7 +71,7 @@ def test_decoder_finds_the_same_events_however_the_stream_is_split(pieces: list[
 def test_decoder_finds_the_same_events_wherever_the_reads_split(cuts: list[int], newline: bytes) -> None:
     stream = STREAM.replace(b"\n", newline)
     bounds = [0, *sorted(min(c, len(stream)) for c in cuts), len(stream)]
-    assert decode([stream[a:b] for a, b in zip(bounds, bounds[1:])]) == EXPECTED
+    assert decode([stream[a:b] for a, b in itertools.pairwise(bounds)]) == EXPECTED
 
 
 def test_decoder_keeps_a_final_event_without_its_blank_line() -> None:

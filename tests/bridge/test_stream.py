@@ -1,4 +1,4 @@
-"""Tests for bridge.stream: ChatEvents in, the canonical Responses sequence out (responses-bridge.md §3)."""
+"""Tests for bridge.stream: UpstreamEvents in, the canonical Responses sequence out (responses-bridge.md §3)."""
 from __future__ import annotations
 
 import json
@@ -6,9 +6,8 @@ import re
 
 import pytest
 
-from bridge.chat import parse_chunk
-from bridge.events import Finished, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFailed, UsageReported
-from bridge.request import ToolTarget
+from bridge.dialects.chat import read_chunk
+from bridge.events import Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolTarget, UpstreamFailed, UsageReported
 from bridge.stream import BridgeStateError, Phase, ResponseStream
 from tests.bridge.helpers import assert_valid_stream, counter_ids, done_items, run, types
 
@@ -140,7 +139,7 @@ def test_stream_e1_text_reaches_the_client_whole() -> None:
         {"choices": [{"index": 0, "delta": {"content": "! 你好世界！"}, "finish_reason": None}]},
         {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
     ]
-    stream, events = run(event for chunk in chunks for event in parse_chunk(chunk))
+    stream, events = run(event for chunk in chunks for event in read_chunk(chunk))
     assert [e["delta"] for e in events if e["type"] == TEXT_DELTA] == ["Hello", " world", "! 你好世界！"]
     [message] = done_items(events)
     assert message["content"] == [{"type": "output_text", "text": "Hello world! 你好世界！", "annotations": []}]
@@ -479,7 +478,7 @@ def test_stream_usage_lands_on_the_terminal_event(chat_events: list) -> None:
 )
 def test_stream_usage_from_chunks(chunks: list[dict], expected: dict | None) -> None:
     """Usage on a trailing `choices: []` chunk or on the finish chunk reaches response.completed; none is null."""
-    _, events = run(event for chunk in chunks for event in parse_chunk(chunk))
+    _, events = run(event for chunk in chunks for event in read_chunk(chunk))
     assert_valid_stream(events)
     assert events[-1]["response"]["usage"] == expected
 

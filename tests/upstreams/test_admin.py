@@ -9,8 +9,9 @@ import pytest
 from django.test import Client
 from django.utils.timezone import now
 
+from logs.models import RequestLog
 from tests.servers import MockUpstream
-from upstreams.models import ClientKey, RequestLog, Upstream
+from upstreams.models import ClientKey, Upstream
 
 pytestmark = pytest.mark.django_db
 
@@ -52,11 +53,11 @@ def test_new_client_key_is_shown_once_and_stored_hashed(staff: Client) -> None:
 
 def test_request_log_is_read_only_with_filters(staff: Client) -> None:
     RequestLog.objects.create(request_id="req_1", endpoint="responses", outcome="ok", model="m")
-    listing = staff.get("/admin/upstreams/requestlog/?outcome__exact=ok&q=req_1")
+    listing = staff.get("/admin/logs/requestlog/?outcome__exact=ok&q=req_1")
     assert listing.status_code == 200 and "req_1" in listing.content.decode()
-    assert staff.get("/admin/upstreams/requestlog/add/").status_code == 403
+    assert staff.get("/admin/logs/requestlog/add/").status_code == 403
     row = RequestLog.objects.get()
-    page = staff.get(f"/admin/upstreams/requestlog/{row.pk}/change/")
+    page = staff.get(f"/admin/logs/requestlog/{row.pk}/change/")
     assert page.status_code == 200 and b'type="submit" value="Save"' not in page.content
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import ClientKey, Upstream, rank
 
 pytestmark = pytest.mark.django_db
 
@@ -24,7 +24,7 @@ def test_upstream_base_url_normalizes_to_the_api_base(base_url: str, api_base: s
 
 
 def names(model: str) -> list[str]:
-    return [u.name for u in Upstream.objects.for_model(model)]
+    return [u.name for u in rank(Upstream.objects.filter(enabled=True), model)]
 
 
 def test_routing_matches_globs_and_prefers_priority() -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from asgiref.sync import async_to_sync
 from cryptography.fernet import Fernet
 from django.apps import apps
 from django.core import serializers
@@ -19,9 +18,10 @@ from django.db import connection
 from django.test import Client, override_settings
 from django.urls import Resolver404, resolve
 
+from logs.models import RequestLog
 from tests.servers import ROOT
 from upstreams.crypto import PREFIX, DecryptionError
-from upstreams.models import RequestLog, Upstream
+from upstreams.models import Upstream
 
 OLD, NEW = Fernet.generate_key().decode(), Fernet.generate_key().decode()
 UPSTREAM_FORM = {"name": "ds", "base_url": "http://127.0.0.1:9/v1", "models": "deepseek-*", "model_map": "",
@@ -91,10 +91,10 @@ def test_no_admin_page_shows_the_key_or_its_token(admin_client: Client, db: None
     admin_client.post("/admin/upstreams/upstream/add/", {**UPSTREAM_FORM, "api_key": key})
     upstream = Upstream.objects.get(name="ds")
     admin_client.post(f"/admin/upstreams/upstream/{upstream.pk}/change/", {**UPSTREAM_FORM, "priority": "2"})
-    async_to_sync(RequestLog.objects.arecord)(
+    RequestLog.objects.record_many([dict(
         request_id="req_leak", endpoint="chat", outcome="upstream_error", upstream=upstream, upstream_name="ds",
         status=401, error_type="invalid_api_key", error_message=f"Incorrect API key provided: {key}",
-    )
+    )])
     row = RequestLog.objects.get(request_id="req_leak")
     assert row.error_message == "Incorrect API key provided: [redacted]"
     invalid_add = admin_client.post("/admin/upstreams/upstream/add/", {**UPSTREAM_FORM, "name": "", "api_key": key})
@@ -102,7 +102,7 @@ def test_no_admin_page_shows_the_key_or_its_token(admin_client: Client, db: None
     pages = [invalid_add]
     paths = ["/admin/upstreams/upstream/", "/admin/upstreams/upstream/add/",
              f"/admin/upstreams/upstream/{upstream.pk}/change/", f"/admin/upstreams/upstream/{upstream.pk}/history/",
-             "/admin/upstreams/requestlog/", f"/admin/upstreams/requestlog/{row.pk}/change/", "/admin/"]
+             "/admin/logs/requestlog/", f"/admin/logs/requestlog/{row.pk}/change/", "/admin/"]
     for path in paths:
         page = admin_client.get(path)
         assert page.status_code == 200, path

@@ -4,7 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from bridge.ratelimit import parse_rate
+from plumbing.ratelimit import parse_rate
 from upstreams.models import ClientKey
 
 

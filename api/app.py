@@ -1,0 +1,139 @@
+"""Serve the API (``/v1/``) straight from ASGI: its views are called without Django's request handler.
+
+Django's ASGIHandler, under every request, enters a ``ThreadSensitiveContext`` and sends
+``request_started``/``request_finished`` through ``sync_to_async``: a new thread per request
+for its sync hops, and its stock middleware adds a dozen more (bench/: the handler was the
+largest cost of a bridged stream after httpx itself). The API views need none of it: they
+take no cookies, session or CSRF token, answer every error themselves
+(api/decorators.py), and do their database work on long-lived threads
+(plumbing/dbthread.py), so there is no request-scoped connection for those signals to
+close. Everything outside ``/v1/`` (admin, request log, health, metrics) still goes
+through Django's handler and its middleware.
+"""
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Awaitable, Callable
+
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, HttpResponseBase
+from django.urls import Resolver404, resolve
+
+from api.decorators import error_response
+from api.relay import RelayResponse
+from bridge.errors import GatewayError, InvalidRequestError
+from plumbing.asgitypes import ASGIApp, Message, Receive, Scope, Send
+
+logger = logging.getLogger("gateway")
+
+API_PREFIX = "/v1/"
+# What Django's SecurityMiddleware would have added to an API answer.
+API_HEADERS = ((b"x-content-type-options", b"nosniff"),)
+
+
+def is_api(scope: Scope) -> bool:
+    """Whether this app serves the request (the shutdown lets these answer their own refusal)."""
+    return scope["type"] == "http" and scope["path"].startswith(API_PREFIX)
+
+
+class ApiApp:
+    """ASGI app: ``/v1/`` requests go to their async view here, all else to ``app`` (Django)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not is_api(scope):
+            return await self.app(scope, receive, send)
+        body = await read_body(receive)
+        if body is None:  # the client left before its request was complete: nothing to answer
+            return
+        await serve(scope, body, receive, send)
+
+
+async def read_body(receive: Receive) -> bytes | None:
+    """Return the request body, or None if the client disconnected first."""
+    parts = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        parts.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(parts)
+
+
+async def serve(scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+    """Answer one API request; a client disconnect cancels it, as Django's handler would.
+
+    The disconnect cancels this very task wherever it waits (an upstream that has not
+    answered yet, a stalled stream); ``api_view`` (an answer not yet sent) or
+    ``send_response`` (a stream) then closes the upstream and writes the audit row. No
+    second task: one fewer hop through the event loop before the first byte, for every request.
+    """
+    try:
+        request: HttpRequest = ASGIRequest(scope, io.BytesIO(body))
+    except UnicodeDecodeError:
+        return await send_response(error_response(InvalidRequestError("The request path is not valid UTF-8.")), send)
+    task = asyncio.current_task()
+    assert task is not None
+    disconnected = False
+
+    def on_message(message: asyncio.Future[Message]) -> None:
+        nonlocal disconnected
+        if message.cancelled() or message.exception() is not None or task.done():
+            return
+        if message.result()["type"] == "http.disconnect":
+            disconnected = True
+            task.cancel()
+
+    listener = asyncio.ensure_future(receive())
+    listener.add_done_callback(on_message)
+    try:
+        await send_response(await dispatch(request), send)
+    except asyncio.CancelledError:
+        if not disconnected:  # cancelled by the server (shutdown), not by the client
+            raise
+        task.uncancel()
+    finally:
+        listener.remove_done_callback(on_message)
+        listener.cancel()
+
+
+async def dispatch(request: HttpRequest) -> HttpResponseBase:
+    """Return the API view's answer; an unknown path or a crash is still an OpenAI-shaped error."""
+    try:
+        match = resolve(request.path_info)
+    except Resolver404:
+        return error_response(InvalidRequestError(f"Unknown API path: {request.path_info}",
+                                                  code="unknown_url", status=404))
+    view: Callable[..., Awaitable[HttpResponseBase]] = match.func
+    try:
+        return await view(request, *match.args, **match.kwargs)
+    except Exception as exc:  # api_view answers its own errors; this is for anything outside it
+        logger.exception("unhandled error on %s", request.path_info)
+        return error_response(GatewayError(f"The gateway failed to handle this request ({type(exc).__name__})."))
+
+
+async def send_response(response: HttpResponseBase, send: Send) -> None:
+    """Send ``response`` over ASGI: headers, then its body, streamed part by part as it comes.
+
+    A streamed answer is closed whatever happens here (``RelayResponse.aclose``): that is
+    what writes its audit row, even if the client left before the first part.
+    """
+    headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
+    headers += [header for header in API_HEADERS if header[0].decode() not in response]
+    start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
+    if not isinstance(response, RelayResponse):
+        await send(start)
+        await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
+        return
+    try:
+        await send(start)
+        async for part in response:
+            await send({"type": "http.response.body", "body": part, "more_body": True})
+    finally:
+        await response.aclose()
+    await send({"type": "http.response.body"})

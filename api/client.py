@@ -1,0 +1,177 @@
+"""Talking to upstreams over HTTP: pooled clients per process, errors mapped once, answers read as events."""
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import orjson
+
+from bridge.errors import (
+    UpstreamError,
+    UpstreamProtocolError,
+    UpstreamStatusError,
+    UpstreamTimeoutError,
+    UpstreamUnavailableError,
+    normalize_error_body,
+)
+from bridge.events import UpstreamEvent
+from bridge.sse import SSEDecoder
+from plumbing.redact import redact_text
+from plumbing.shutdown import SHUTDOWN
+from upstreams.models import Upstream
+
+MAX_ERROR_BODY = 64 * 1024
+DRAIN_AFTER_DONE = 0.5
+# Headers that tell a client when to come back; relayed under their own names (seed E3).
+BACKOFF_HEADERS = ("retry-after", "retry-after-ms")
+BACKOFF_PREFIX = "x-ratelimit-"
+
+# Several pools, used in turn: httpcore scans every connection of its pool on each
+# request (a socket check per idle connection), so the cost of one request grew with
+# concurrency (bench/: 30 % of the gateway's CPU at 50 streams). Eight pools of an
+# eighth each keep the scans short; connections are still reused within a pool.
+POOLS = 8
+_clients: list[httpx.AsyncClient] = []
+_turn = itertools.count()
+
+
+def client() -> httpx.AsyncClient:
+    """Return one of this process's shared clients: pooled keep-alive connections to every upstream."""
+    if not _clients:
+        _clients.extend(
+            httpx.AsyncClient(
+                limits=httpx.Limits(max_connections=500, max_keepalive_connections=50, keepalive_expiry=30),
+                # Upstream keys come from the Upstream row only, never from the environment.
+                trust_env=False,
+                follow_redirects=False,
+            )
+            for _ in range(POOLS)
+        )
+    return _clients[next(_turn) % POOLS]
+
+
+@contextmanager
+def mapped_errors() -> Iterator[None]:
+    """Turn httpx's exceptions into the gateway's, keeping the cause for the logs."""
+    try:
+        yield
+    except httpx.TimeoutException as exc:
+        raise UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).") from exc
+    except httpx.ConnectError as exc:
+        raise UpstreamUnavailableError(f"Could not connect to the upstream: {exc}.") from exc
+    except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+        raise UpstreamProtocolError(f"The upstream connection broke: {type(exc).__name__}.") from exc
+    except httpx.HTTPError as exc:
+        raise UpstreamError(f"Upstream request failed: {type(exc).__name__}.") from exc
+
+
+async def send(upstream: Upstream, endpoint: str, body: dict[str, Any], request_id: str) -> httpx.Response:
+    """POST ``body`` to the upstream and return the response with its body still unread.
+
+    The answer is handed to the shutdown, which closes what is still open when the grace is over.
+    """
+    headers = {"content-type": "application/json", "accept": "text/event-stream, application/json",
+               "x-request-id": request_id}
+    if upstream.api_key:
+        headers["authorization"] = f"Bearer {upstream.api_key}"
+    timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout,
+                            write=upstream.connect_timeout, pool=upstream.connect_timeout)
+    pool = client()
+    request = pool.build_request("POST", upstream.url(endpoint), content=orjson.dumps(body),
+                                     headers=headers, timeout=timeout)
+    with mapped_errors():
+        response = await pool.send(request, stream=True)
+    SHUTDOWN.track(response)
+    return response
+
+
+def backoff_headers(response: httpx.Response) -> dict[str, str]:
+    """Return the upstream's headers that tell a client when to come back (seed E3)."""
+    return {k: v for k, v in response.headers.items()
+            if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
+
+
+async def status_error(response: httpx.Response, secret: str = "") -> UpstreamStatusError:
+    """Read an upstream's error answer (bounded) and close it.
+
+    Some upstreams echo the key they were sent ("Incorrect API key provided: sk-..."):
+    the body reaches the client, so credentials are scrubbed from it first.
+    """
+    raw = b""
+    try:
+        with mapped_errors():
+            async for chunk in response.aiter_raw():
+                raw += chunk
+                if len(raw) > MAX_ERROR_BODY:
+                    break
+    except UpstreamError:
+        pass
+    finally:
+        await response.aclose()
+    text = redact_text(raw.decode("utf-8", errors="replace"), known=[secret] if secret else [])
+    return UpstreamStatusError(response.status_code, normalize_error_body(text.encode(), response.status_code),
+                               backoff_headers(response))
+
+
+def is_event_stream(response: httpx.Response) -> bool:
+    """Whether the upstream labelled its answer as server-sent events."""
+    return response.headers.get("content-type", "").startswith("text/event-stream")
+
+
+ChunkReader = Callable[[Any], list[UpstreamEvent]]
+
+
+async def read_events(response: httpx.Response, read_chunk: ChunkReader,
+                      read_body: ChunkReader) -> AsyncIterator[list[UpstreamEvent]]:
+    """Yield the events of an upstream's answer, those of one network read together, read by its dialect.
+
+    An SSE stream is decoded as it arrives, whatever its Content-Type says (servers
+    mislabel streams as text/plain or send none: the frames decide); a JSON body, from
+    servers that ignore ``stream``, becomes the events it stands for.
+    """
+    if response.headers.get("content-type", "").startswith("application/json"):
+        yield read_body(_loads(await response.aread()))
+        return
+    decoder = SSEDecoder()
+    reads = response.aiter_bytes()
+    async for read in reads:
+        events: list[UpstreamEvent] = []
+        for data in decoder.feed(read):
+            if data == b"[DONE]":
+                yield events
+                await _drain(reads)
+                return
+            events.extend(read_chunk(_loads(data)))
+        if events:
+            yield events
+    events = []
+    for data in decoder.close():
+        if data != b"[DONE]":
+            events.extend(read_chunk(_loads(data)))
+    if events:
+        yield events
+
+
+async def _drain(reads: AsyncIterator[bytes]) -> None:
+    """Read what follows [DONE] (the end of the HTTP body) so the connection goes back to the pool.
+
+    Left unread, the connection is closed instead (bench/: one new upstream connection per
+    request). A server that keeps the stream open past [DONE] costs at most DRAIN_AFTER_DONE.
+    """
+    try:
+        async with asyncio.timeout(DRAIN_AFTER_DONE):
+            async for _ in reads:
+                pass
+    except (TimeoutError, httpx.HTTPError):
+        pass
+
+
+def _loads(raw: str | bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return raw  # not an object: the dialect's reader reports it as a protocol error

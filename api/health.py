@@ -1,0 +1,46 @@
+"""Probes and metrics for operators: ``/healthz`` (liveness), ``/readyz`` (database and Redis), ``/metrics``.
+
+Served through Django's handler like the admin (gatewaysite/urls.py), not by the API app:
+they take no client key and leave no audit row.
+"""
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from api import metrics
+
+
+async def metrics_view(request: HttpRequest) -> HttpResponse:
+    body, content_type = metrics.render()
+    return HttpResponse(body, content_type=content_type)
+
+
+async def healthz(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"status": "ok"})
+
+
+async def readyz(request: HttpRequest) -> HttpResponse:
+    checks: dict[str, str] = {}
+    try:
+        await sync_to_async(_ping_database)()
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"error: {type(exc).__name__}"
+    if settings.REDIS_URL:
+        from django.core.cache import cache
+
+        try:
+            await cache.aset("readyz", "1", 5)
+            checks["redis"] = "ok" if await cache.aget("readyz") == "1" else "error: no value"
+        except Exception as exc:
+            checks["redis"] = f"error: {type(exc).__name__}"
+    ready = all(v == "ok" for v in checks.values())
+    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+def _ping_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")

@@ -1,0 +1,313 @@
+"""Answer a routed request from an upstream: failover before the first byte, then relay or translate.
+
+``connect`` tries the upstreams serving the model in turn and returns the first answer
+(a ``Connection``). Its dialect decides the rest: a dialect that translates (the Chat
+bridge) is read into events and re-encoded by ``ResponseStream``; any other is relayed
+byte for byte, with a ``StreamTap`` watching. Either way a stream ends in a terminal
+event, and its ``RelayResponse`` writes the one audit row when it is over.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncGenerator, AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from django.conf import settings
+from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
+
+from api import client, metrics
+from api.audit import Exchange
+from api.decorators import ApiRequest
+from bridge.dialects import Dialect, UpstreamRequest, dialect_for
+from bridge.errors import (
+    BridgeError,
+    GatewayError,
+    ModelNotFoundError,
+    ShuttingDownError,
+    UpstreamError,
+    UpstreamStatusError,
+)
+from bridge.sse import encode_event
+from bridge.stream import TERMINAL, Phase, ResponseStream
+from bridge.tap import StreamTap, failure_trailer
+from logs.models import Outcome
+from plumbing.shutdown import SHUTDOWN
+from upstreams import cooldown
+from upstreams.models import Upstream, rank
+from upstreams.routing import ROUTING
+
+logger = logging.getLogger("gateway")
+STREAM_HEADERS = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """One upstream to try, the dialect it is spoken to in, and whether its endpoint failed lately."""
+
+    upstream: Upstream
+    dialect: Dialect
+    failing: bool  # recent failures on this endpoint: a success clears their count
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """What ``connect`` opened: the upstream that took the request, what it was sent, and its unread answer."""
+
+    upstream: Upstream
+    dialect: Dialect
+    sent: UpstreamRequest
+    response: httpx.Response
+
+
+@dataclass(slots=True)
+class Ending:
+    """How a stream ended, as its relay saw it; ``RelayResponse`` hands it to ``Exchange.finish``."""
+
+    outcome: str | None = Outcome.CLIENT_DISCONNECTED  # until the last byte is out; None: follows the error
+    error: BridgeError | None = None
+
+    def fail(self, error: BridgeError) -> None:
+        self.outcome, self.error = None, error
+
+    def complete(self) -> None:
+        self.outcome, self.error = Outcome.OK, None
+
+
+async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpResponseBase:
+    """Return the answer to a validated request to ``api``, from the first upstream that takes it."""
+    connection = await connect(request, body, api)
+    if connection.dialect.translates:
+        return await translate(request, connection, body)
+    return await passthrough(request, connection)
+
+
+async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Route]:
+    """Return the upstreams to try for ``model``, best first (upstreams/routing.py says how fresh they are).
+
+    Endpoints cooling down go last rather than away: when every upstream is failing,
+    trying one beats refusing the request outright. Each upstream's cool-down is that of
+    the endpoint its own dialect sends to (a Chat-only upstream's is chat/completions).
+    """
+    request.exchange.model = model
+    candidates = rank(request.upstreams, model)
+    if not candidates and (fresh := await ROUTING.fresh_upstreams(request.upstreams)) is not None:
+        request.upstreams = fresh  # an upstream added a moment ago, in another process
+        candidates = rank(fresh, model)
+    if not candidates:
+        raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
+    dialects = [dialect_for(api, upstream.supports_responses) for upstream in candidates]
+    cooling, failing = await cooldown.health([(u, d.endpoint) for u, d in zip(candidates, dialects, strict=True)])
+    routes = [Route(u, d, failing=u.pk in failing) for u, d in zip(candidates, dialects, strict=True)]
+    return sorted(routes, key=lambda route: route.upstream.pk in cooling)
+
+
+def is_failover_error(exc: UpstreamError) -> bool:
+    """Whether another upstream may take the request: connect faults, timeouts, 429 and 5xx."""
+    if isinstance(exc, UpstreamStatusError):
+        return exc.status == 429 or exc.status >= 500
+    return True
+
+
+async def connect(request: ApiRequest, body: dict[str, Any], api: str) -> Connection:
+    """Open the answer of the first upstream that takes the request.
+
+    Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
+    model, at most GATEWAY_MAX_ATTEMPTS in all; this all happens before the client has
+    seen a byte. Each upstream gets the body in its own dialect.
+    """
+    exchange = request.exchange
+    exchange.stream = bool(body.get("stream"))
+    error: UpstreamError | None = None
+    for route in (await choose_upstreams(request, body["model"], api))[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
+        upstream, dialect = route.upstream, route.dialect
+        target = upstream.upstream_model(body["model"])
+        exchange.route(upstream, target, bridged=dialect.translates)
+        sent = dialect.to_request(body, upstream.options(target))
+        try:
+            response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange)
+        except UpstreamError as exc:
+            if not is_failover_error(exc):
+                raise
+            logger.warning("upstream %s failed (%s) for request %s", upstream.name, exc.code, exchange.request_id)
+            await cooldown.record_failure(upstream, dialect.endpoint)
+            error = exc
+            continue
+        if route.failing:
+            await cooldown.record_success(upstream, dialect.endpoint)
+        return Connection(upstream, dialect, sent, response)
+    assert error is not None
+    raise error
+
+
+async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:
+    """Send the request and return the answer, or raise the upstream's error with its back-off headers."""
+    response = await client.send(upstream, endpoint, body, exchange.request_id)
+    exchange.mark_connected()
+    exchange.upstream_status = response.status_code
+    exchange.passed_headers = client.backoff_headers(response)
+    if response.status_code >= 400:
+        raise await client.status_error(response, secret=upstream.api_key)
+    return response
+
+
+async def passthrough(request: ApiRequest, connection: Connection) -> HttpResponseBase:
+    """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out."""
+    exchange, upstream_response = request.exchange, connection.response
+    tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(upstream_response))
+    chunks = upstream_response.aiter_raw()
+    try:
+        with client.mapped_errors():
+            first = await anext(chunks, b"")
+    except BaseException:
+        await upstream_response.aclose()
+        raise
+    exchange.mark_first_byte()
+    ending = Ending()
+    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending), upstream_response,
+                         exchange, ending)
+
+
+async def translate(request: ApiRequest, connection: Connection, body: dict[str, Any]) -> HttpResponseBase:
+    """Answer a Responses request from an upstream of another dialect, its answer translated (bridge/)."""
+    exchange, upstream_response, dialect = request.exchange, connection.response, connection.dialect
+    assert dialect.read_chunk is not None and dialect.read_body is not None
+    machine = ResponseStream(model=body["model"], tools=connection.sent.tools, request=body, created_at=time.time())
+    ending = Ending()
+    events = client.read_events(upstream_response, dialect.read_chunk, dialect.read_body)
+    translated = _translate(machine, events, upstream_response, exchange, ending)
+    if exchange.stream:
+        return RelayResponse(translated, upstream_response, exchange, ending, content_type="text/event-stream")
+    async for _ in translated:
+        pass
+    if machine.phase is Phase.FAILED:
+        assert ending.error is not None
+        raise ending.error
+    return JsonResponse(machine.response)
+
+
+def shutdown_error(response: httpx.Response, exc: BridgeError) -> BridgeError:
+    """Return the error to report for a stream that broke: ours if the shutdown closed it."""
+    return ShuttingDownError() if SHUTDOWN.aborted(response) else exc
+
+
+def encode_events(events: list[dict[str, Any]]) -> bytes:
+    return b"".join(encode_event(e) for e in events)
+
+
+async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
+                     exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
+    """Yield the Responses stream for the upstream's events; it always ends in a terminal event."""
+    try:
+        yield encode_events(machine.start())
+        try:
+            with client.mapped_errors():
+                async for batch in batches:
+                    exchange.mark_first_byte()
+                    out = []
+                    for event in batch:
+                        out += machine.feed(event)
+                        if machine.phase in TERMINAL:
+                            break
+                    if out:
+                        yield encode_events(out)
+                    if machine.phase in TERMINAL:
+                        break
+            if machine.phase not in TERMINAL:
+                yield encode_events(machine.finish())
+        except UpstreamError as error:
+            exc = shutdown_error(upstream_response, error)
+            ending.fail(exc)
+            yield encode_events(machine.fail(exc.code or "upstream_error", exc.message))
+        except Exception as exc:  # a bug of ours: still end the stream properly
+            logger.exception("bridge failed on request %s", exchange.request_id)
+            yield encode_events(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
+            ending.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
+            return
+        if machine.phase is not Phase.FAILED:
+            ending.complete()
+        elif ending.error is None:  # failed by the upstream's own error chunk
+            reported = machine.response["error"]
+            ending.fail(UpstreamError(reported["message"], code=reported["code"]))
+    finally:
+        exchange.usage = machine.reported_usage
+        exchange.tool_calls = machine.tool_call_count
+        await upstream_response.aclose()
+
+
+async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
+                 exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
+    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read."""
+    try:
+        chunk = first
+        try:
+            with client.mapped_errors():
+                while chunk:
+                    tap.feed(chunk)
+                    exchange.response_bytes += len(chunk)
+                    yield chunk
+                    chunk = await anext(chunks, b"")
+            tap.close()
+            if not tap.complete:
+                raise UpstreamError("The upstream stream ended before it was complete.",
+                                    code="upstream_protocol_error")
+            if tap.error:
+                code = str(tap.error.get("code") or tap.error.get("type") or "upstream_error")
+                ending.fail(UpstreamError(str(tap.error.get("message", "")), code=code))
+            else:
+                ending.complete()
+        except UpstreamError as error:
+            exc = shutdown_error(upstream_response, error)
+            ending.fail(exc)
+            if tap.sse:
+                trailer = failure_trailer(tap, exc.code or "upstream_error", exc.message)
+                exchange.response_bytes += len(trailer)
+                yield trailer
+    finally:
+        exchange.usage, exchange.tool_calls = tap.usage, tap.tool_calls
+        await upstream_response.aclose()
+
+
+class RelayResponse(StreamingHttpResponse):
+    """A streamed answer: however it ends, ``aclose()`` closes the upstream and writes the one audit row.
+
+    Its parts are already bytes, so they are sent as they are, without Django's per-part
+    wrapper. The API app (api/app.py) always calls ``aclose()``, even when the client left
+    before the first part was sent, when the relay never started.
+    """
+
+    def __init__(self, parts: AsyncIterator[bytes], upstream_response: httpx.Response, exchange: Exchange,
+                 ending: Ending, content_type: str | None = None) -> None:
+        content_type = content_type or upstream_response.headers.get("content-type", "text/event-stream")
+        super().__init__(parts, status=upstream_response.status_code, content_type=content_type,
+                         headers={**STREAM_HEADERS, **exchange.passed_headers})
+        exchange.status = upstream_response.status_code
+        self.parts, self.upstream_response, self.exchange, self.ending = parts, upstream_response, exchange, ending
+        self._sending: AsyncGenerator[bytes, None] | None = None
+        self._closed = False
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        self._sending = self._send()
+        return self._sending
+
+    async def _send(self) -> AsyncGenerator[bytes, None]:
+        metrics.active_streams.inc()
+        try:
+            async for chunk in self.parts:
+                self.exchange.capture_response(chunk)
+                yield chunk
+        finally:
+            metrics.active_streams.dec()
+
+    async def aclose(self) -> None:
+        """End the stream however far it got: close the relay and the upstream, then write the audit row."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._sending is not None:
+            await self._sending.aclose()
+        await self.parts.aclose()  # type: ignore[attr-defined]
+        await self.upstream_response.aclose()
+        self.exchange.finish(self.ending.outcome, self.ending.error)

@@ -1,0 +1,17 @@
+"""The OpenAI-compatible API's paths (served by api/app.py, past Django's handler) and the operator probes.
+
+Each API view carries its endpoint name (``api_view``): the audit rows, and the shutdown's
+refusals, take it from here, so this list is the one place the API's paths are written.
+"""
+from django.urls import path
+
+from api import health, views
+
+urlpatterns = [
+    path("v1/responses", views.responses, name="responses"),
+    path("v1/chat/completions", views.chat_completions, name="chat-completions"),
+    path("v1/models", views.models, name="models"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics_view, name="metrics"),
+]

@@ -1,0 +1,51 @@
+"""What every dialect is: how a Responses request is said to one kind of upstream, and how its answer is read."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeAlias
+
+from bridge.events import ToolMap, UpstreamEvent
+
+Wire: TypeAlias = Literal["chat", "responses"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamOptions:
+    """What the upstream accepts; the defaults work on llama.cpp, vLLM, Ollama and DeepSeek."""
+
+    model: str | None = None  # the name the upstream knows the model by (model map); None: as asked
+    accepts_developer_role: bool = False
+    replay_reasoning: bool = False
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    send_stream_options: bool = True
+    send_reasoning_effort: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UpstreamRequest:
+    """The body to send upstream, and the map that restores tool calls in a translated answer."""
+
+    body: dict[str, Any]
+    tools: ToolMap = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Dialect:
+    """One upstream protocol, as one table entry (``bridge.dialects.DIALECTS``).
+
+    A dialect that translates reads the answer into UpstreamEvents (``read_chunk`` for
+    each streamed chunk, ``read_body`` for a whole JSON answer) for ResponseStream; one
+    that does not is relayed byte for byte, and ``wire`` says what those bytes are.
+    """
+
+    name: str
+    endpoint: str  # the upstream path, under its base URL
+    wire: Wire  # what the upstream answers in
+    to_request: Callable[[dict[str, Any], UpstreamOptions], UpstreamRequest]
+    read_chunk: Callable[[Any], list[UpstreamEvent]] | None = None
+    read_body: Callable[[Any], list[UpstreamEvent]] | None = None
+
+    @property
+    def translates(self) -> bool:
+        return self.read_chunk is not None

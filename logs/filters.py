@@ -1,0 +1,160 @@
+"""The request log's filters: query parameters in, a queryset filter and a row predicate out.
+
+One definition serves the list page, the CSV export and the live tail, so a row pushed
+over the socket is exactly a row the page would have listed (issue 5, "Pages").
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
+
+from django.db.models import Q, QuerySet
+from django.utils.dateparse import parse_date, parse_datetime
+from django.utils.timezone import now as wall_now
+
+from logs.models import Outcome, RequestLog, RequestLogDict
+
+FAILED = "failed"  # any outcome but ok: "what failed?"
+# Labelled with the values themselves: the badges in the list show those.
+OUTCOME_CHOICES = [(FAILED, "any failure"), *((value, value) for value in Outcome.values)]
+_AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_STATUS = re.compile(r"^(\d{3}|[1-5]xx)$", re.IGNORECASE)
+
+
+def parse_age(text: str) -> timedelta:
+    """Return the span ``text`` names: ``90s``, ``15m``, ``1h``, ``30d`` or ``2w``.
+
+    Raises ValueError with a message fit for the page or the command line.
+    """
+    match = _AGE.match(text)
+    if not match:
+        raise ValueError(f"{text!r} is not an age like 15m, 1h, 30d or 2w")
+    return timedelta(**{_AGE_UNITS[match[2].lower()]: int(match[1])})
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """Return the moment ``text`` names: an age before ``now`` (``1h``) or a date/time, UTC unless it says.
+
+    Relative ages keep a bookmark meaningful: ``?since=1h`` is always the last hour.
+    """
+    text = text.strip()
+    if _AGE.match(text):
+        return now - parse_age(text)
+    moment = parse_datetime(text.replace(" ", "T", 1))
+    if moment is None:
+        day = parse_date(text)
+        if day is None:
+            raise ValueError(f"{text!r} is not a time: use 1h, 2025-06-01 or 2025-06-01 14:30")
+        moment = datetime(day.year, day.month, day.day)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class LogFilter:
+    """The filters of one page view, as given (``query_string`` rebuilds the bookmarkable URL)."""
+
+    outcome: str = ""
+    status: str = ""
+    upstream: str = ""
+    model: str = ""
+    key: str = ""
+    since: str = ""
+    until: str = ""
+    q: str = ""
+    # Parsed from the above; a value that does not parse is reported and ignored.
+    start: datetime | None = field(default=None, compare=False)
+    end: datetime | None = field(default=None, compare=False)
+    errors: dict[str, str] = field(default_factory=dict, compare=False)
+
+    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q")
+
+    @classmethod
+    def from_query(cls, query: Mapping[str, str], now: datetime | None = None) -> LogFilter:
+        """Read the filters from query parameters, ignoring (and reporting) values that make no sense."""
+        now = now or wall_now()
+        given = {name: str(query.get(name, "") or "").strip() for name in cls.PARAMS}
+        errors: dict[str, str] = {}
+        if given["outcome"] and given["outcome"] not in dict(OUTCOME_CHOICES):
+            errors["outcome"] = f"unknown outcome {given['outcome']!r}"
+        if given["status"] and not _STATUS.match(given["status"]):
+            errors["status"] = f"{given['status']!r} is not a status like 502 or 5xx"
+        bounds: dict[str, datetime | None] = {"since": None, "until": None}
+        for name in bounds:
+            if given[name]:
+                try:
+                    bounds[name] = parse_when(given[name], now)
+                except ValueError as exc:
+                    errors[name] = str(exc)
+        for name in errors:
+            if name in ("outcome", "status"):
+                given[name] = ""
+        return cls(**given, start=bounds["since"], end=bounds["until"], errors=errors)
+
+    @property
+    def active(self) -> bool:
+        return any(getattr(self, name) for name in self.PARAMS)
+
+    def query_string(self, **changes: str) -> str:
+        """Return these filters as a query string, with ``changes`` applied (empty values are left out)."""
+        values = {name: getattr(self, name) for name in self.PARAMS} | changes
+        return urlencode({name: value for name, value in values.items() if value})
+
+    def apply(self, logs: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+        """Return ``logs`` narrowed to the rows these filters match."""
+        if self.outcome == FAILED:
+            logs = logs.exclude(outcome=Outcome.OK)
+        elif self.outcome:
+            logs = logs.filter(outcome=self.outcome)
+        if self.status:
+            low, high = self._status_range()
+            logs = logs.filter(status__gte=low, status__lte=high)
+        if self.upstream:
+            logs = logs.filter(upstream_name=self.upstream)
+        if self.model:
+            logs = logs.filter(Q(model=self.model) | Q(upstream_model=self.model))
+        if self.key:
+            logs = logs.filter(key_name=self.key)
+        if self.start:
+            logs = logs.filter(started__gte=self.start)
+        if self.end:
+            logs = logs.filter(started__lt=self.end)
+        if self.q:
+            logs = logs.filter(Q(request_id__icontains=self.q) | Q(model__icontains=self.q)
+                               | Q(error_type__icontains=self.q) | Q(error_message__icontains=self.q))
+        return logs
+
+    def matches(self, row: RequestLogDict) -> bool:
+        """Whether ``apply`` would keep ``row``: the live tail's test for each finished request."""
+        if self.outcome == FAILED and row["outcome"] == Outcome.OK:
+            return False
+        if self.outcome not in ("", FAILED) and row["outcome"] != self.outcome:
+            return False
+        if self.status:
+            low, high = self._status_range()
+            if row["status"] is None or not low <= row["status"] <= high:
+                return False
+        if self.upstream and row["upstream_name"] != self.upstream:
+            return False
+        if self.model and self.model not in (row["model"], row["upstream_model"]):
+            return False
+        if self.key and row["key_name"] != self.key:
+            return False
+        started = datetime.fromisoformat(row["started"])
+        if (self.start and started < self.start) or (self.end and started >= self.end):
+            return False
+        if self.q:
+            needle = self.q.casefold()
+            haystack = (row["request_id"], row["model"], row["error_type"], row["error_message"])
+            if not any(needle in text.casefold() for text in haystack):
+                return False
+        return True
+
+    def _status_range(self) -> tuple[int, int]:
+        if self.status[1:].lower() == "xx":
+            return int(self.status[0]) * 100, int(self.status[0]) * 100 + 99
+        return int(self.status), int(self.status)
+

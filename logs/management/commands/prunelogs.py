@@ -1,0 +1,42 @@
+"""``manage.py prunelogs``: delete request log rows past their retention (run it daily from cron)."""
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.timezone import now
+
+from logs.filters import parse_age
+from logs.models import RequestLog
+
+
+class Command(BaseCommand):
+    help = ("Delete request log rows older than --older-than (30d, 12h, 2w...); without it, older than "
+            "GATEWAY_LOG_RETENTION_DAYS days (default 30; 0 keeps every row).")
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--older-than", metavar="AGE", help="e.g. 30d, 12h, 90m or 2w")
+        parser.add_argument("--dry-run", action="store_true", help="only count the rows that would go")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["older_than"]:
+            try:
+                age = parse_age(options["older_than"])
+            except ValueError as exc:
+                raise CommandError(f"--older-than: {exc}") from None
+        elif settings.GATEWAY_LOG_RETENTION_DAYS:
+            age = timedelta(days=settings.GATEWAY_LOG_RETENTION_DAYS)
+        else:
+            self.stdout.write("GATEWAY_LOG_RETENTION_DAYS is 0: every row is kept, nothing was deleted.")
+            return
+        if age <= timedelta(0):
+            raise CommandError("--older-than must be more than 0")
+        cutoff = now() - age
+        if options["dry_run"]:
+            count = RequestLog.objects.filter(started__lt=cutoff).count()
+            self.stdout.write(f"Would delete {count} request log row(s) started before {cutoff:%Y-%m-%d %H:%M} UTC.")
+            return
+        count = RequestLog.objects.prune(cutoff)
+        self.stdout.write(f"Deleted {count} request log row(s) started before {cutoff:%Y-%m-%d %H:%M} UTC.")

@@ -1,0 +1,202 @@
+"""The request log: one row per API request, written in batches by the API's audit writer (api/audit.py).
+
+The table keeps its first name, ``upstreams_requestlog``: the model moved here from the
+upstreams app with a state-only migration (logs/migrations/0001_initial.py).
+"""
+from __future__ import annotations
+
+import secrets
+from datetime import datetime
+from typing import Any, TypedDict
+
+from django.db import IntegrityError, models, transaction
+from django.urls import reverse
+from django.utils.timezone import now
+
+from plumbing.redact import redact_headers, redact_text
+from upstreams.models import ClientKey, Upstream
+
+
+class Mode(models.TextChoices):
+    PASSTHROUGH = "passthrough"
+    BRIDGE = "bridge"
+
+
+class Outcome(models.TextChoices):
+    OK = "ok"
+    UPSTREAM_ERROR = "upstream_error"
+    CLIENT_DISCONNECTED = "client_disconnected"
+    REJECTED = "rejected"
+    GATEWAY_ERROR = "gateway_error"
+
+
+class RequestLogDict(TypedDict):
+    """A finished request as the live tail sends it: JSON-ready (times as ISO 8601 text, no bodies)."""
+
+    request_id: str
+    started: str
+    finished: str | None
+    key_name: str
+    client_ip: str | None
+    endpoint: str
+    model: str
+    upstream_name: str
+    upstream_model: str
+    mode: str
+    stream: bool
+    status: int | None
+    upstream_status: int | None
+    outcome: str
+    error_type: str
+    error_message: str
+    connected_ms: float | None
+    ttfb_ms: float | None
+    duration_ms: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    reasoning_tokens: int | None
+    cached_tokens: int | None
+    tool_calls: int
+    request_bytes: int
+    response_bytes: int
+    passed_headers: dict[str, str]
+
+
+# The fields of RequestLogDict that are stored as they are (started/finished are converted).
+_PLAIN_FIELDS = tuple(name for name in RequestLogDict.__annotations__ if name not in ("started", "finished"))
+
+
+def _scrubbed(fields: dict[str, Any]) -> dict[str, Any]:
+    upstream = fields.get("upstream")
+    known = [upstream.api_key] if isinstance(upstream, Upstream) else []
+    fields = dict(fields)
+    fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
+    for name in ("request_body", "response_body"):
+        if fields.get(name):
+            fields[name] = redact_text(str(fields[name]), known)
+    if isinstance(fields.get("passed_headers"), dict):
+        fields["passed_headers"] = redact_headers(fields["passed_headers"])
+    return fields
+
+
+class RequestLogManager(models.Manager["RequestLog"]):
+    def record_many(self, rows: list[dict[str, Any]]) -> list[RequestLog]:
+        """Write audit rows, scrubbed of secrets, in one statement when possible.
+
+        An upstream may echo its key in an error message or a body: that key is removed
+        verbatim, whatever its shape, and anything key-like by pattern. A client may
+        resend its own ``x-request-id``; that row is kept under the id plus a suffix
+        rather than lost to the unique index.
+        """
+        logs = [RequestLog(**_scrubbed(fields)) for fields in rows]
+        try:
+            with transaction.atomic():
+                return self.bulk_create(logs)
+        except IntegrityError:
+            pass
+        written = []
+        for log in logs:
+            for _attempt in range(3):
+                try:
+                    with transaction.atomic():
+                        log.save(force_insert=True)
+                    written.append(log)
+                    break
+                except IntegrityError:
+                    log.pk = None
+                    log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+        return written
+
+    def prune(self, before: datetime, batch: int = 5000) -> int:
+        """Delete the rows started before ``before``, ``batch`` at a time; return how many went.
+
+        Small batches keep each transaction short, so a prune of millions of rows never
+        holds the table (SQLite: the whole database) locked against the gateway's writes.
+        """
+        deleted = 0
+        while True:
+            ids = list(self.filter(started__lt=before).order_by("started").values_list("pk", flat=True)[:batch])
+            if not ids:
+                return deleted
+            deleted += self.filter(pk__in=ids).delete()[0]
+
+
+class RequestLog(models.Model):
+    request_id = models.CharField(max_length=128, unique=True)
+    started = models.DateTimeField(default=now)
+    finished = models.DateTimeField(null=True, blank=True)
+    client_key = models.ForeignKey(ClientKey, null=True, blank=True, on_delete=models.SET_NULL)
+    key_name = models.CharField(max_length=100, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    endpoint = models.CharField(max_length=64)
+    model = models.CharField(max_length=200, blank=True)
+    upstream = models.ForeignKey(Upstream, null=True, blank=True, on_delete=models.SET_NULL)
+    upstream_name = models.CharField(max_length=100, blank=True)
+    upstream_model = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
+    stream = models.BooleanField(default=False)
+    status = models.PositiveSmallIntegerField(null=True, blank=True)
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    outcome = models.CharField(max_length=32, choices=Outcome.choices)
+    error_type = models.CharField(max_length=64, blank=True)
+    error_message = models.TextField(blank=True)
+    # Milliseconds after the request was received: the chosen upstream's answer headers,
+    # the first byte sent to the client, the end.
+    connected_ms = models.FloatField(null=True, blank=True)
+    ttfb_ms = models.FloatField(null=True, blank=True)
+    duration_ms = models.FloatField(null=True, blank=True)
+    input_tokens = models.IntegerField(null=True, blank=True)
+    output_tokens = models.IntegerField(null=True, blank=True)
+    reasoning_tokens = models.IntegerField(null=True, blank=True)
+    cached_tokens = models.IntegerField(null=True, blank=True)
+    tool_calls = models.IntegerField(default=0)
+    request_bytes = models.IntegerField(default=0)
+    response_bytes = models.IntegerField(default=0)
+    passed_headers = models.JSONField(default=dict, blank=True)
+    # Only with GATEWAY_LOG_BODIES=true: redacted and cut at api.audit.BODY_CAPTURE_BYTES.
+    request_body = models.TextField(blank=True)
+    response_body = models.TextField(blank=True)
+
+    objects = RequestLogManager()
+
+    class Meta:
+        db_table = "upstreams_requestlog"  # its name from before the request log was an app of its own
+        ordering = ["-started"]
+        indexes = [
+            # The log list, newest first, optionally by outcome.
+            models.Index(fields=["-started"]),
+            models.Index(fields=["outcome", "-started"]),
+            # The log list filtered by upstream or by key, and the per-key counts in the admin.
+            models.Index(fields=["upstream_name", "-started"]),
+            models.Index(fields=["client_key", "-started"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+    def get_absolute_url(self) -> str:
+        return reverse("logs:detail", args=[self.request_id])
+
+    @property
+    def failed(self) -> bool:
+        return self.outcome != Outcome.OK
+
+    @property
+    def total_tokens(self) -> int | None:
+        counts = [self.input_tokens, self.output_tokens]
+        return None if all(c is None for c in counts) else sum(c or 0 for c in counts)
+
+    def to_dict(self) -> RequestLogDict:
+        """Return the row as the live tail sends it: what the list shows, JSON-ready."""
+        data = {name: getattr(self, name) for name in _PLAIN_FIELDS}
+        data["started"] = self.started.isoformat()
+        data["finished"] = self.finished.isoformat() if self.finished else None
+        return data  # type: ignore[return-value]
+
+    @classmethod
+    def from_dict(cls, data: RequestLogDict) -> RequestLog:
+        """Return an unsaved row from ``to_dict()``'s output, for rendering it like a stored one."""
+        fields = {name: data.get(name) for name in _PLAIN_FIELDS if name in data}
+        finished = data.get("finished")
+        return cls(started=datetime.fromisoformat(data["started"]),
+                   finished=datetime.fromisoformat(finished) if finished else None, **fields)

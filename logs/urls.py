@@ -1,0 +1,13 @@
+"""URLs of the request log UI, mounted at /logs/ (the live tail's socket is routed in gatewaysite/asgi.py)."""
+from django.urls import path
+
+from logs import views
+
+app_name = "logs"
+urlpatterns = [
+    path("", views.log_list, name="list"),
+    path("export.csv", views.log_csv, name="csv"),
+    path("stats/", views.log_stats, name="stats"),
+    # Client-chosen request ids may hold slashes: <path:> keeps them whole.
+    path("<path:request_id>/", views.log_detail, name="detail"),
+]

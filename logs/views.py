@@ -1,0 +1,135 @@
+"""The request log UI: the list with its filters and live tail, one request's detail, the overview, CSV.
+
+Staff only (issue 5): anonymous visitors go to the admin login, others get 403.
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime, timedelta
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.utils.timezone import now as wall_now
+
+from logs import charts, stats
+from logs.filters import OUTCOME_CHOICES, LogFilter
+from logs.models import RequestLog
+from upstreams.models import ClientKey, Upstream
+
+PER_PAGE = 50
+CSV_FIELDS = ["started", "finished", "request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name",
+              "upstream_model", "mode", "stream", "status", "upstream_status", "outcome", "error_type",
+              "error_message", "connected_ms", "ttfb_ms", "duration_ms", "input_tokens", "output_tokens",
+              "reasoning_tokens", "cached_tokens", "tool_calls", "request_bytes", "response_bytes"]
+# Spreadsheets run a cell that starts with one of these as a formula; request ids and error
+# messages come from clients and upstreams, so such cells are quoted (OWASP "CSV injection").
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# What logs/_row.html reads: any other field would cost one query per row.
+LIST_COLUMNS = ["started", "request_id", "key_name", "endpoint", "model", "upstream_model", "upstream_name", "mode",
+                "status", "outcome", "error_type", "error_message", "ttfb_ms", "duration_ms", "input_tokens",
+                "output_tokens"]
+
+
+def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Let staff through; send anonymous visitors to the admin login and refuse everyone else."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        if not request.user.is_authenticated:
+            return redirect_to_login(request.get_full_path())
+        if not request.user.is_staff:
+            raise PermissionDenied("The request log is for staff only.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _choices(filters: LogFilter) -> dict[str, list[str]]:
+    """Return the values the filter form offers: configured upstreams and keys, recent models."""
+    day_ago = wall_now() - timedelta(days=1)
+    recent = RequestLog.objects.filter(started__gte=day_ago).exclude(model="")
+    models = list(recent.order_by("model").values_list("model", flat=True).distinct()[:200])
+    upstreams = sorted(set(Upstream.objects.values_list("name", flat=True)) | {filters.upstream} - {""})
+    keys = sorted(set(ClientKey.objects.values_list("name", flat=True)) | {filters.key} - {""})
+    return {"models": models, "upstreams": upstreams, "keys": keys}
+
+
+@staff_required
+def log_list(request: HttpRequest) -> HttpResponse:
+    filters = LogFilter.from_query(request.GET)
+    logs = filters.apply(RequestLog.objects.only(*LIST_COLUMNS))
+    page = Paginator(logs, PER_PAGE).get_page(request.GET.get("page"))
+    summary = [stats.totals(window) for window in stats.WINDOWS.values()]
+    sparkline = charts.traffic(stats.traffic(stats.WINDOWS["hour"]), width=300, height=44, compact_axis=True)
+    return render(request, "logs/list.html", {
+        "page": page, "filters": filters, "summary": summary, "sparkline": sparkline,
+        "outcomes": OUTCOME_CHOICES, "choices": _choices(filters), "section": "list",
+    })
+
+
+@staff_required
+def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
+    log = get_object_or_404(RequestLog, request_id=request_id)
+    return render(request, "logs/detail.html", {
+        "log": log, "timeline": charts.timeline(log), "capture_on": settings.GATEWAY_LOG_BODIES,
+        "headers": sorted(log.passed_headers.items()) if isinstance(log.passed_headers, dict) else [],
+        "section": "list",
+    })
+
+
+@staff_required
+def log_stats(request: HttpRequest) -> HttpResponse:
+    window = stats.WINDOWS.get(request.GET.get("window", ""), stats.WINDOWS["hour"])
+    overview = stats.overview(window)
+    return render(request, "logs/stats.html", {
+        "overview": overview, "window": window, "windows": stats.WINDOWS.values(),
+        "traffic": charts.traffic(overview.buckets), "ttfb": charts.ttfb(overview.upstreams),
+        "tokens": charts.tokens(overview.keys), "section": "stats",
+        "traffic_legend": charts.legend(("bar-ok", "succeeded"), ("bar-failed", "failed")),
+        "ttfb_legend": charts.legend(("bar-p50", "p50"), ("bar-p95", "p95")),
+        "tokens_legend": charts.legend(("bar-input", "input"), ("bar-output", "output")),
+        "since_param": "1h" if window.name == "hour" else "24h", "sample_size": stats.PERCENTILE_SAMPLE,
+    })
+
+
+class _Echo:
+    """A file whose write returns the line: csv.writer then yields text without a buffer."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def _cell(value: object) -> object:
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    if isinstance(value, datetime):
+        return value.isoformat(timespec="milliseconds")
+    if isinstance(value, float):
+        return round(value, 1)
+    return "" if value is None else value
+
+
+async def _csv_rows(logs: Any) -> AsyncIterator[str]:
+    writer = csv.writer(_Echo())
+    yield writer.writerow(CSV_FIELDS)
+    # values(), not values_list(): Django 5.2's aiterator() runs a values_list() query in the
+    # event loop's thread and raises SynchronousOnlyOperation.
+    async for row in logs.values(*CSV_FIELDS).aiterator(chunk_size=2000):
+        yield writer.writerow([_cell(row[name]) for name in CSV_FIELDS])
+
+
+@staff_required
+def log_csv(request: HttpRequest) -> StreamingHttpResponse:
+    """Stream every row the filters match, newest first: an export is not limited to one page."""
+    filters = LogFilter.from_query(request.GET)
+    logs = filters.apply(RequestLog.objects.order_by("-started"))
+    name = f"request-log-{wall_now():%Y%m%d-%H%M%S}.csv"
+    return StreamingHttpResponse(_csv_rows(logs), content_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": f'attachment; filename="{name}"'})

@@ -1,0 +1,77 @@
+"""Failover before the first byte, and the cool-down of upstreams that keep failing."""
+from __future__ import annotations
+
+import httpx
+
+from tests.conftest import wait_for_log, wait_for_logs
+from tests.servers import Gateway, MockUpstream
+from upstreams.models import Upstream
+
+
+def wait_for_log_count(count: int) -> int:
+    return len(wait_for_logs(count))
+
+
+CHAT = {"model": "mock-model", "messages": [{"role": "user", "content": "hi"}]}
+OK = {"chunks": [{"text": "from the backup"}, {"finish": "stop"}]}
+
+
+def post(gateway: Gateway, key: str, path: str = "/v1/chat/completions", body: dict | None = None) -> httpx.Response:
+    return httpx.post(f"{gateway.url}{path}", json=body or CHAT, headers={"authorization": f"Bearer {key}"})
+
+
+def test_a_refused_connection_fails_over_to_the_next_upstream(gateway: Gateway, scripted: MockUpstream,
+                                                              active_key: str) -> None:
+    Upstream.objects.create(name="dead", base_url="http://127.0.0.1:9/v1", priority=10)
+    Upstream.objects.create(name="backup", base_url=scripted.base_url, priority=1)
+    scripted.script(OK)
+    answer = post(gateway, active_key)
+    assert answer.status_code == 200
+    assert answer.json()["choices"][0]["message"]["content"] == "from the backup"
+    assert wait_for_log(answer.headers["x-request-id"]).upstream_name == "backup"
+
+
+def test_a_429_or_5xx_fails_over_but_a_400_does_not(gateway: Gateway, scripted: MockUpstream,
+                                                    active_key: str) -> None:
+    Upstream.objects.create(name="first", base_url=scripted.base_url, priority=10)
+    Upstream.objects.create(name="second", base_url=scripted.url, priority=1)
+    scripted.script({"status": 503, "body": "busy"}, OK)
+    assert post(gateway, active_key).json()["choices"][0]["message"]["content"] == "from the backup"
+    scripted.script({"status": 400, "body": {"error": {"message": "bad", "type": "invalid_request_error"}}}, OK)
+    refused = post(gateway, active_key)
+    assert refused.status_code == 400 and len(scripted.requests()) == 1
+
+
+def test_a_bridged_upstream_can_back_up_a_passthrough_one(gateway: Gateway, scripted: MockUpstream,
+                                                          active_key: str) -> None:
+    Upstream.objects.create(name="responses-dead", base_url="http://127.0.0.1:9", supports_responses=True,
+                            priority=10)
+    Upstream.objects.create(name="chat-backup", base_url=scripted.base_url)
+    scripted.script(OK)
+    answer = post(gateway, active_key, "/v1/responses", {"model": "m", "input": "hi"})
+    assert answer.json()["output"][0]["content"][0]["text"] == "from the backup"
+    row = wait_for_log(answer.headers["x-request-id"])
+    assert (row.upstream_name, row.mode) == ("chat-backup", "bridge")
+
+
+def test_attempts_are_bounded_and_the_last_error_is_reported(start_gateway, active_key: str) -> None:
+    for n in range(4):
+        Upstream.objects.create(name=f"dead-{n}", base_url=f"http://127.0.0.1:{9 + n}/v1", priority=n)
+    server = start_gateway(GATEWAY_MAX_ATTEMPTS="2")
+    answer = post(server, active_key)
+    assert answer.status_code == 502 and answer.json()["error"]["code"] == "upstream_unavailable"
+    assert server.log().count("failed (upstream_unavailable)") == 2
+
+
+def test_an_upstream_that_keeps_failing_cools_down_and_is_tried_last(gateway: Gateway, scripted: MockUpstream,
+                                                                     active_key: str) -> None:
+    Upstream.objects.create(name="flaky", base_url=scripted.base_url, priority=10)
+    Upstream.objects.create(name="steady", base_url=scripted.url, priority=1)
+    # flaky fails three times (steady answers each time), then it is skipped: steady answers first.
+    scripted.script({"status": 500, "body": "x"}, OK, {"status": 500, "body": "x"}, OK, {"status": 500, "body": "x"},
+                    OK, OK)
+    for _ in range(4):
+        assert post(gateway, active_key).status_code == 200
+    # Seven upstream requests for four answers: the fourth went straight to steady.
+    assert [r["path"] for r in scripted.requests()].count("/v1/chat/completions") == 7
+    assert wait_for_log_count(4) == 4
