@@ -1,9 +1,10 @@
-"""The audit record of one request: gathered while it runs, written once when it ends.
+"""The audit record of one request: gathered while it runs, settled and written once when it ends.
 
-Rows are written in batches by a background task (AuditWriter) so the client's stream is
-never held up by the database; the same task then hands each row to the live tail
-(upstreams/consumers.py).
-``drain()`` waits for the ones in flight (shutdown, tests).
+``Exchange.finish()`` is the one writer of a request's outcome, called from two places:
+``api_view`` for answers that are not streamed, and ``RelayResponse.aclose()`` at the end
+of a stream. Rows are written in batches by a background task (AuditWriter) so the
+client's stream is never held up by the database; the same task then hands each batch to
+the live tail (logs/consumers.py). ``drain()`` waits for the ones in flight (shutdown, tests).
 """
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ JSON has one number type and Python's ``bool`` is an ``int``: ``isinstance(x, in
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
 
 def as_int(value: Any) -> int | None:
@@ -19,12 +19,12 @@ def as_int(value: Any) -> int | None:
     return None
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
     """Whether ``value`` is an int and not a bool (no float: a count the client sent must be whole)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """Whether ``value`` is a JSON number (int or float, not a bool)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 

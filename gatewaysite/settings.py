@@ -79,7 +79,7 @@ try:
     GATEWAY_ENCRYPTION_KEYS = parse_keys(env.str("GATEWAY_ENCRYPTION_KEY", default=""), SECRET_KEY)
 except ValueError as exc:
     raise ImproperlyConfigured(f"GATEWAY_ENCRYPTION_KEY: {exc}") from None
-# SIGTERM: seconds in-flight requests get to finish before they are cut (gatewaysite/shutdown.py).
+# SIGTERM: seconds in-flight requests get to finish before they are cut (plumbing/shutdown.py).
 GATEWAY_SHUTDOWN_GRACE = env.float("GATEWAY_SHUTDOWN_GRACE", default=30.0)
 if GATEWAY_SHUTDOWN_GRACE < 0:
     raise ImproperlyConfigured(f"GATEWAY_SHUTDOWN_GRACE must be >= 0 seconds, got {GATEWAY_SHUTDOWN_GRACE}")
@@ -144,7 +144,7 @@ TEMPLATES = [
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
 # Django's default (close after each request) is right under ASGI, where each request's
 # ORM calls get a thread of their own. The API's hot path keeps its connections in its own
-# threads instead (upstreams/dbthread.py).
+# threads instead (plumbing/dbthread.py).
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the server write audit rows while staff read them; IMMEDIATE avoids

@@ -1,6 +1,6 @@
 """The live tail: every finished request goes to the staff watching ``/ws/logs/``.
 
-``broadcast()`` is called by bridge/audit.py once a row is written; the channel layer
+``broadcast()`` is called by api/audit.py once a batch of rows is written; the channel layer
 (in memory, or Redis with REDIS_URL) carries it to every process, where each
 ``LogTailConsumer`` sends the rows its page's filters match as one JSON message each.
 Rows travel in batches, as the audit writer writes them.

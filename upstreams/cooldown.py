@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from django.conf import settings
 
+from bridge.dialects import DIALECTS
 from plumbing import sharedstate
 from upstreams.models import Upstream
 
@@ -84,7 +85,7 @@ def status(upstream: Upstream) -> dict[str, int]:
     """Return the endpoints of ``upstream`` cooling down, with the seconds left (for the admin)."""
     now = time.time()
     left = {}
-    for endpoint in ("chat/completions", "responses"):
+    for endpoint in sorted({dialect.endpoint for dialect in DIALECTS.values()}):
         until = sharedstate.cache().get(_keys(upstream, endpoint)[1])
         if until and until > now:
             left[endpoint] = int(until - now) + 1

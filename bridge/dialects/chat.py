@@ -515,7 +515,7 @@ def _parse_tool_call(call: Any, position: int) -> ToolCallDelta | None:
     if not isinstance(call, dict):
         return None
     index = call.get("index")
-    if not isinstance(index, int) or isinstance(index, bool):
+    if not is_int(index):
         # Servers that send whole calls often omit `index`; the list position is the key.
         index = position
     call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None

@@ -1,4 +1,4 @@
-"""Graceful shutdown (gatewaysite/shutdown.py): on SIGTERM, streams in flight finish and their rows are written."""
+"""Graceful shutdown (plumbing/shutdown.py): on SIGTERM, streams in flight finish and their rows are written."""
 from __future__ import annotations
 
 import asyncio
