@@ -150,8 +150,8 @@ def parse_json(request: HttpRequest, exchange: Exchange | None = None) -> Any:
         ) from None
 
 
-ApiView = Callable[[ApiRequest], Coroutine[Any, Any, HttpResponseBase]]
-View = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponseBase]]
+ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]  # (request: ApiRequest, **url_kwargs)
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
 def api_view(endpoint: str, *, body: bool = True) -> Callable[[ApiView], View]:
@@ -166,7 +166,7 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[[ApiView], View]:
     def decorate(view: ApiView) -> View:
         @csrf_exempt
         @wraps(view)
-        async def wrapper(request: HttpRequest) -> HttpResponseBase:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             exchange = Exchange.begin(request, endpoint)
             request.exchange = exchange  # type: ignore[attr-defined]
             limits: Verdict | None = None
@@ -180,7 +180,7 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[[ApiView], View]:
                 request.client_key = exchange.key = await authenticate(request)  # type: ignore[attr-defined]
                 limits = await enforce_rate_limit(request, exchange.key)
                 request.json = parse_json(request, exchange) if body else None  # type: ignore[attr-defined]
-                response = await view(request)  # type: ignore[arg-type]
+                response = await view(request, *args, **kwargs)
                 outcome = None  # ok, or what the stream's end says
             except BridgeError as exc:
                 outcome, error, response = (Outcome.REJECTED if refused else None), exc, error_response(exc)

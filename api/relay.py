@@ -21,6 +21,7 @@ from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 from api import client, metrics
 from api.audit import Exchange
 from api.decorators import ApiRequest
+from api.stored import Keeper
 from bridge.dialects import Dialect, UpstreamRequest, dialect_for
 from bridge.errors import (
     BridgeError,
@@ -76,12 +77,17 @@ class Ending:
         self.outcome, self.error = Outcome.OK, None
 
 
-async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpResponseBase:
-    """Return the answer to a validated request to ``api``, from the first upstream that takes it."""
-    connection = await connect(request, body, api)
+async def answer(request: ApiRequest, body: dict[str, Any], api: str, *, routed: dict[str, Any] | None = None,
+                 keeper: Keeper | None = None) -> HttpResponseBase:
+    """Return the answer to a validated request to ``api``, from the first upstream that takes it.
+
+    ``routed`` is what the upstream is sent in the client's ``body``'s place (its stored
+    history taken in, api/stored.py); ``keeper`` stores the answer before it ends.
+    """
+    connection = await connect(request, routed or body, api)
     if connection.dialect.translates:
-        return await translate(request, connection, body)
-    return await passthrough(request, connection)
+        return await translate(request, connection, body, keeper)
+    return await passthrough(request, connection, keeper)
 
 
 async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Route]:
@@ -153,31 +159,40 @@ async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any],
     return response
 
 
-async def passthrough(request: ApiRequest, connection: Connection) -> HttpResponseBase:
-    """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out."""
+async def passthrough(request: ApiRequest, connection: Connection, keeper: Keeper | None = None) -> HttpResponseBase:
+    """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out.
+
+    A JSON answer to be stored is read whole first: it is kept before any of it leaves.
+    """
     exchange, upstream_response = request.exchange, connection.response
     tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(upstream_response))
     chunks = upstream_response.aiter_raw()
     try:
         with client.mapped_errors():
             first = await anext(chunks, b"")
+            if keeper is not None and not tap.sse:
+                first += b"".join([chunk async for chunk in chunks])
     except BaseException:
         await upstream_response.aclose()
         raise
     exchange.mark_first_byte()
     ending = Ending()
-    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending), upstream_response,
+    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending, keeper), upstream_response,
                          exchange, ending)
 
 
-async def translate(request: ApiRequest, connection: Connection, body: dict[str, Any]) -> HttpResponseBase:
-    """Answer a Responses request from an upstream of another dialect, its answer translated (bridge/)."""
+async def translate(request: ApiRequest, connection: Connection, body: dict[str, Any],
+                    keeper: Keeper | None = None) -> HttpResponseBase:
+    """Answer a Responses request from an upstream of another dialect, its answer translated (bridge/).
+
+    The Response object echoes the client's ``body``; the upstream was sent the routed one.
+    """
     exchange, upstream_response, dialect = request.exchange, connection.response, connection.dialect
     assert dialect.read_chunk is not None and dialect.read_body is not None
     machine = ResponseStream(model=body["model"], tools=connection.sent.tools, request=body, created_at=time.time())
     ending = Ending()
     events = client.read_events(upstream_response, dialect.read_chunk, dialect.read_body)
-    translated = _translate(machine, events, upstream_response, exchange, ending)
+    translated = _translate(machine, events, upstream_response, exchange, ending, keeper)
     if exchange.stream:
         return RelayResponse(translated, upstream_response, exchange, ending, content_type="text/event-stream")
     async for _ in translated:
@@ -198,8 +213,17 @@ def encode_events(events: list[dict[str, Any]]) -> bytes:
 
 
 async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
-                     exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
-    """Yield the Responses stream for the upstream's events; it always ends in a terminal event."""
+                     exchange: Exchange, ending: Ending, keeper: Keeper | None) -> AsyncIterator[bytes]:
+    """Yield the Responses stream for the upstream's events; it always ends in a terminal event.
+
+    The batch that holds the terminal event goes out only once the response is stored.
+    """
+
+    async def encoded(events: list[dict[str, Any]]) -> bytes:
+        if keeper is not None and machine.phase in TERMINAL:
+            await keeper.keep(machine.response)
+        return encode_events(events)
+
     try:
         yield encode_events(machine.start())
         try:
@@ -212,18 +236,18 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
                         if machine.phase in TERMINAL:
                             break
                     if out:
-                        yield encode_events(out)
+                        yield await encoded(out)
                     if machine.phase in TERMINAL:
                         break
             if machine.phase not in TERMINAL:
-                yield encode_events(machine.finish())
+                yield await encoded(machine.finish())
         except UpstreamError as error:
             exc = shutdown_error(upstream_response, error)
             ending.fail(exc)
-            yield encode_events(machine.fail(exc.code or "upstream_error", exc.message))
+            yield await encoded(machine.fail(exc.code or "upstream_error", exc.message))
         except Exception as exc:  # a bug of ours: still end the stream properly
             logger.exception("bridge failed on request %s", exchange.request_id)
-            yield encode_events(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
+            yield await encoded(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
             ending.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
             return
         if machine.phase is not Phase.FAILED:
@@ -238,14 +262,22 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
 
 
 async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
-                 exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
-    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read."""
+                 exchange: Exchange, ending: Ending, keeper: Keeper | None = None) -> AsyncIterator[bytes]:
+    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read.
+
+    With a ``keeper``, the read that holds the finished Response object goes out only once
+    it is stored (a JSON answer comes here whole: see ``passthrough``).
+    """
     try:
         chunk = first
         try:
             with client.mapped_errors():
                 while chunk:
                     tap.feed(chunk)
+                    if keeper is not None and not tap.sse:
+                        tap.close()
+                    if keeper is not None and tap.final_response is not None:
+                        await keeper.keep(tap.final_response)
                     exchange.response_bytes += len(chunk)
                     yield chunk
                     chunk = await anext(chunks, b"")

@@ -9,6 +9,9 @@ from api import health, views
 
 urlpatterns = [
     path("v1/responses", views.responses, name="responses"),
+    path("v1/responses/<str:response_id>", views.response_detail, name="response"),
+    path("v1/responses/<str:response_id>/input_items", views.input_items, name="response-input-items"),
+    path("v1/responses/<str:response_id>/cancel", views.cancel, name="response-cancel"),
     path("v1/chat/completions", views.chat_completions, name="chat-completions"),
     path("v1/models", views.models, name="models"),
     path("healthz", health.healthz, name="healthz"),

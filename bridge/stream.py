@@ -67,10 +67,10 @@ TERMINAL = (Phase.COMPLETED, Phase.INCOMPLETE, Phase.FAILED)
 # finish_reason values that end the answer short; everything else non-error is a completion.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # Request fields the Response object echoes, with the value the official API shows when the
-# client sent none. `store` defaults to false: the gateway keeps no responses.
+# client sent none. `store` defaults to true, as in the API: the gateway stores responses.
 ECHOED_FIELDS: dict[str, Any] = {
     "instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
-    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
+    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": True,
     "temperature": None, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
     "truncation": "disabled", "user": None,
 }
