@@ -58,15 +58,8 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
         head = self.for_key(response_id, key)
         if head is None:
             return None
-        responses, items = StoredResponse._meta.db_table, StoredItem._meta.db_table
-        # One query for the whole chain, however long: a recursive CTE (SQLite and PostgreSQL).
-        sql = f"""
-            WITH RECURSIVE chain(id, previous_id, depth) AS (
-                SELECT id, previous_id, depth FROM {responses} WHERE id = %s
-                UNION ALL
-                SELECT r.id, r.previous_id, r.depth FROM {responses} r JOIN chain c ON r.id = c.previous_id
-            )
-            SELECT c.id, c.depth, i.body FROM chain c LEFT JOIN {items} i ON i.response_id = c.id
+        sql = f"""{_CHAIN}
+            SELECT c.id, c.depth, i.body FROM chain c LEFT JOIN {StoredItem._meta.db_table} i ON i.response_id = c.id
             ORDER BY c.depth, i.position
         """
         with connection.cursor() as cursor:
@@ -77,6 +70,14 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
             return None
         keys = settings.GATEWAY_ENCRYPTION_KEYS
         return head, [orjson.loads(crypto.decrypt(body, keys)) for _, _, body in rows if body is not None]
+
+    def lineage(self, response_id: str) -> list[tuple[str, str, int]]:
+        """Return ``(id, request_id, depth)`` of the response and of those it continued, newest first (staff's view)."""
+        with connection.cursor() as cursor:
+            cursor.execute(f"{_CHAIN} SELECT c.id, r.request_id, c.depth FROM chain c "
+                           f"JOIN {StoredResponse._meta.db_table} r ON r.id = c.id ORDER BY c.depth DESC",
+                           [response_id])
+            return [(str(pk), str(request_id), int(depth)) for pk, request_id, depth in cursor.fetchall()]
 
     def prune(self, before: datetime, batch: int = 1000) -> int:
         """Delete the responses created before ``before`` (their items go with them); return how many went."""
@@ -147,6 +148,17 @@ class StoredItem(models.Model):
     def to_dict(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.body)
         return value
+
+
+# A response and every response it continued: one query for a chain of any length (a
+# recursive CTE, on SQLite and PostgreSQL alike); ``%s`` is the newest response's id.
+_CHAIN = """
+    WITH RECURSIVE chain(id, previous_id, depth) AS (
+        SELECT id, previous_id, depth FROM state_storedresponse WHERE id = %s
+        UNION ALL
+        SELECT r.id, r.previous_id, r.depth FROM state_storedresponse r JOIN chain c ON r.id = c.previous_id
+    )
+"""
 
 
 def _dumps(value: Any) -> str:

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from state.models import StoredItem, StoredResponse
-from tests.servers import Gateway, MockUpstream
+from tests.conftest import wait_for_log
+from tests.servers import Gateway, MockUpstream, admin_session
 from upstreams.models import ClientKey, Upstream
 
 
@@ -219,3 +220,14 @@ def test_a_passthrough_upstream_gets_a_stateless_request_with_the_history(
     assert "previous_response_id" not in sent
     assert [(item.get("role"), item["content"][0]["text"]) for item in sent["input"]] == [
         ("user", "Capital?"), ("assistant", "Paris."), ("user", "Second city?")]
+
+
+def test_staff_see_the_stored_response_and_what_it_continued(gateway: Gateway, scripted: MockUpstream,
+                                                            chat_upstream: Upstream, active_key: str) -> None:
+    scripted.script(answer("one"), answer("two"))
+    first = post(gateway, active_key, {"input": "1"})
+    second = post(gateway, active_key, {"input": "2", "previous_response_id": first.json()["id"]})
+    wait_for_log(first.headers["x-request-id"])
+    page = admin_session(gateway).get(f"/logs/{wait_for_log(second.headers['x-request-id']).request_id}/").text
+    assert "Stored response" in page and second.json()["id"] in page
+    assert f'href="/logs/{first.headers["x-request-id"]}/"' in page and first.json()["id"] in page
