@@ -5,14 +5,12 @@ from typing import Any
 
 from django.http import HttpResponseBase, JsonResponse
 
-from api import relay, stored
+from api import lists, relay, stored
 from api.decorators import ApiRequest, api_view
 from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
 from plumbing import dbthread
 from state.models import Side, StoredResponse
-
-LIST_LIMIT = (1, 100, 20)  # least, most and default `limit` of a list (OpenAI's)
 
 
 @api_view("chat/completions")
@@ -27,33 +25,30 @@ async def responses(request: ApiRequest) -> HttpResponseBase:
     return await relay.answer(request, body, "responses", routed=routed, keeper=keeper)
 
 
-@api_view("responses/{id}", body=False)
+@api_view("responses/{id}", body=False, methods=("GET", "DELETE"))
 async def response_detail(request: ApiRequest, response_id: str) -> HttpResponseBase:
     """``GET`` a stored response as it finished; ``DELETE`` it with its items."""
     if request.method == "DELETE":
         if not await dbthread.run(_delete, response_id, request.client_key):
             raise _not_found(response_id)
         return JsonResponse({"id": response_id, "object": "response.deleted", "deleted": True})
-    _require(request, "GET")
     found = await dbthread.run(StoredResponse.objects.for_key, response_id, request.client_key)
     if found is None:
         raise _not_found(response_id)
     return JsonResponse(found.to_dict())
 
 
-@api_view("responses/{id}/input_items", body=False)
+@api_view("responses/{id}/input_items", body=False, methods=("GET",))
 async def input_items(request: ApiRequest, response_id: str) -> HttpResponseBase:
     """List the input items of a stored response (its own request's, references resolved), paginated."""
-    _require(request, "GET")
     items = await dbthread.run(_inputs, response_id, request.client_key)
     if items is None:
         raise _not_found(response_id)
-    return JsonResponse(_page(items, request))
+    return JsonResponse(lists.page(items, request))
 
 
-@api_view("responses/{id}/cancel", body=False)
+@api_view("responses/{id}/cancel", body=False, methods=("POST",))
 async def cancel(request: ApiRequest, response_id: str) -> HttpResponseBase:
-    _require(request, "POST")
     if await dbthread.run(StoredResponse.objects.for_key, response_id, request.client_key) is None:
         raise _not_found(response_id)
     raise InvalidRequestError("Only responses created with `background: true` can be cancelled; this one was "
@@ -71,12 +66,6 @@ async def models(request: ApiRequest) -> HttpResponseBase:
     return JsonResponse({"object": "list", "data": data})
 
 
-def _require(request: ApiRequest, method: str) -> None:
-    if request.method != method:
-        raise InvalidRequestError(f"{request.method} is not allowed here; use {method}.", code="method_not_allowed",
-                                  status=405, headers={"allow": method})
-
-
 def _not_found(response_id: str) -> NotFoundError:
     return NotFoundError(f"Response with id '{response_id}' not found.", param="response_id")
 
@@ -90,26 +79,3 @@ def _inputs(response_id: str, key: Any) -> list[dict[str, Any]] | None:
     if found is None:
         return None
     return [item.to_dict() for item in found.items.filter(side=Side.INPUT).order_by("position")]
-
-
-def _page(items: list[dict[str, Any]], request: ApiRequest) -> dict[str, Any]:
-    """Return one page of ``items`` in OpenAI's list shape: ``order`` (desc by default), ``after``, ``limit``."""
-    least, most, default = LIST_LIMIT
-    raw_limit = request.GET.get("limit", str(default))
-    if not raw_limit.isdigit() or not least <= int(raw_limit) <= most:
-        raise InvalidRequestError(f"`limit` must be a whole number from {least} to {most}.", param="limit",
-                                  code="invalid_value")
-    order = request.GET.get("order", "desc")
-    if order not in ("asc", "desc"):
-        raise InvalidRequestError("`order` must be asc or desc.", param="order", code="invalid_value")
-    ordered = items if order == "asc" else items[::-1]
-    after = request.GET.get("after")
-    if after is not None:
-        ids = [item.get("id") for item in ordered]
-        if after not in ids:
-            raise InvalidRequestError(f"No item with id '{after}' in this list.", param="after",
-                                      code="invalid_value")
-        ordered = ordered[ids.index(after) + 1:]
-    page = ordered[: int(raw_limit)]
-    return {"object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-            "last_id": page[-1]["id"] if page else None, "has_more": len(ordered) > len(page)}

@@ -96,6 +96,24 @@ def check_state_fields(body: dict[str, Any]) -> str | None:
     return previous
 
 
+def conversation_of(body: dict[str, Any]) -> str | None:
+    """Return the id of the request's ``conversation`` (an id, or ``{"id": ...}``); None without one.
+
+    It cannot go with ``previous_response_id``: both name what comes before the input.
+    """
+    value = body.get("conversation")
+    if value is None:
+        return None
+    conversation_id = value.get("id") if isinstance(value, dict) else value
+    if not isinstance(conversation_id, str) or not conversation_id:
+        raise InvalidRequestError("Invalid type for 'conversation': expected an id or an object with an `id`.",
+                                  param="conversation", code="invalid_type")
+    if body.get("previous_response_id") is not None:
+        raise InvalidRequestError("Mutually exclusive parameters: send one of 'previous_response_id' or "
+                                  "'conversation'.", param="conversation", code="mutually_exclusive_parameters")
+    return conversation_id
+
+
 def wants_store(body: dict[str, Any]) -> bool:
     """Whether the response is to be stored: ``store`` defaults to true, as in the OpenAI API."""
     return body.get("store") is not False

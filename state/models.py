@@ -1,4 +1,4 @@
-"""What the gateway keeps between requests: stored responses and their items (issue 11).
+"""What the gateway keeps between requests: stored responses, conversations and their items (issue 11).
 
 Storage grows with a conversation, not with its square: a response keeps only its own
 input (the new items of its request) and its output, and points at the response it
@@ -7,6 +7,7 @@ Item and response bodies are encrypted at rest (the upstream keys' Fernet keys).
 """
 from __future__ import annotations
 
+import secrets
 from datetime import datetime
 from typing import Any
 
@@ -125,13 +126,28 @@ class StoredItemQuerySet(models.QuerySet["StoredItem"]):
         return found
 
 
-class StoredItem(models.Model):
-    response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE, related_name="items")
+class Item(models.Model):
+    """An input or output item as the API lists it back: its id, its owner, its JSON (encrypted)."""
+
     key = models.ForeignKey(ClientKey, null=True, blank=True, on_delete=models.CASCADE)  # the owner, for references
     item_id = models.CharField(max_length=128)  # the item's own id (msg_..., fc_...); not unique: clients resend
+    body = EncryptedTextField()
+
+    class Meta:
+        abstract = True
+
+    def __str__(self) -> str:
+        return self.item_id
+
+    def to_dict(self) -> dict[str, Any]:
+        value: dict[str, Any] = orjson.loads(self.body)
+        return value
+
+
+class StoredItem(Item):
+    response = models.ForeignKey(StoredResponse, on_delete=models.CASCADE, related_name="items")
     side = models.CharField(max_length=8, choices=Side.choices)
     position = models.PositiveIntegerField()  # order within its response: its input, then its output
-    body = EncryptedTextField()
 
     objects = StoredItemQuerySet.as_manager()
 
@@ -142,12 +158,56 @@ class StoredItem(models.Model):
             models.Index(fields=["response", "side", "position"]),  # input_items of one response, in order
         ]
 
+
+
+class ConversationManager(models.Manager["Conversation"]):
+    def for_key(self, conversation_id: str, key: ClientKey | None) -> Conversation | None:
+        return self.filter(pk=conversation_id, key=key).first()
+
+    def start(self, key: ClientKey | None, metadata: dict[str, str], items: list[dict[str, Any]]) -> Conversation:
+        """Create a conversation with its first items, in one transaction."""
+        conversation = Conversation(id=f"conv_{secrets.token_hex(24)}", key=key)
+        conversation.set_metadata(metadata)
+        with transaction.atomic():
+            conversation.save(force_insert=True)
+            conversation.add(items)
+        return conversation
+
+
+class Conversation(models.Model):
+    id = models.CharField(max_length=128, primary_key=True)  # conv_...
+    key = models.ForeignKey(ClientKey, null=True, blank=True, on_delete=models.CASCADE)
+    metadata = EncryptedTextField(default="{}")  # JSON: up to 16 string pairs, the client's own words
+    created = models.DateTimeField(default=now)
+
+    objects = ConversationManager()
+
     def __str__(self) -> str:
-        return self.item_id
+        return self.id
 
     def to_dict(self) -> dict[str, Any]:
-        value: dict[str, Any] = orjson.loads(self.body)
-        return value
+        return {"id": self.id, "object": "conversation", "created_at": int(self.created.timestamp()),
+                "metadata": orjson.loads(self.metadata)}
+
+    def set_metadata(self, metadata: dict[str, str]) -> None:
+        self.metadata = _dumps(metadata)
+
+    def add(self, items: list[dict[str, Any]]) -> list[ConversationItem]:
+        """Append ``items`` in order (ids ascending: the table's own sequence keeps the order)."""
+        return ConversationItem.objects.bulk_create(
+            ConversationItem(conversation=self, key=self.key, item_id=str(item["id"])[:128], body=_dumps(item))
+            for item in items)
+
+    def history(self) -> list[dict[str, Any]]:
+        """Return every item, oldest first: what a response in this conversation sees before its input."""
+        return [item.to_dict() for item in self.items.order_by("pk")]
+
+
+class ConversationItem(Item):
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="items")
+
+    class Meta:
+        indexes = [models.Index(fields=["conversation", "item_id"])]  # GET/DELETE one item of a conversation
 
 
 # A response and every response it continued: one query for a chain of any length (a

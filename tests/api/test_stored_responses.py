@@ -197,7 +197,6 @@ def test_cancel_refuses_a_response_that_was_not_in_the_background(gateway: Gatew
 
 
 @pytest.mark.parametrize(("field", "value"), [
-    pytest.param("conversation", "conv_123", id="conversation"),
     pytest.param("prompt", {"id": "pmpt_1"}, id="prompt-template"),
     pytest.param("background", True, id="background"),
 ])
