@@ -18,7 +18,7 @@ import httpx
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from api import client, metrics
+from api import client, metrics, stored
 from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.stored import Keeper
@@ -52,6 +52,11 @@ class Route:
     dialect: Dialect
     failing: bool  # recent failures on this endpoint: a success clears their count
 
+    @property
+    def keeps_state(self) -> bool:
+        """Whether the upstream keeps Responses state itself, and is spoken to in its own API."""
+        return self.upstream.keeps_state and not self.dialect.translates
+
 
 @dataclass(frozen=True, slots=True)
 class Connection:
@@ -77,14 +82,23 @@ class Ending:
         self.outcome, self.error = Outcome.OK, None
 
 
-async def answer(request: ApiRequest, body: dict[str, Any], api: str, *, routed: dict[str, Any] | None = None,
-                 keeper: Keeper | None = None) -> HttpResponseBase:
+async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpResponseBase:
     """Return the answer to a validated request to ``api``, from the first upstream that takes it.
 
-    ``routed`` is what the upstream is sent in the client's ``body``'s place (its stored
-    history taken in, api/stored.py); ``keeper`` stores the answer before it ends.
+    A Responses request keeps its state one of two ways. When the best upstream keeps state
+    itself (its switch in the admin: OpenAI, Azure), the request goes to it untouched, and
+    fails over only to upstreams that keep state too (another would not know the ids).
+    Otherwise the gateway keeps it (api/stored.py): the upstream is sent the history in
+    the request's place, and the answer is stored before it ends.
     """
-    connection = await connect(request, routed or body, api)
+    routes = await choose_upstreams(request, body["model"], api)
+    routed, keeper = body, None
+    if api == "responses":
+        if routes[0].keeps_state:
+            routes = [route for route in routes if route.keeps_state]
+        else:
+            routed, keeper = await stored.take_in(request, body)
+    connection = await connect(request, routed, routes)
     if connection.dialect.translates:
         return await translate(request, connection, body, keeper)
     return await passthrough(request, connection, keeper)
@@ -117,8 +131,8 @@ def is_failover_error(exc: UpstreamError) -> bool:
     return True
 
 
-async def connect(request: ApiRequest, body: dict[str, Any], api: str) -> Connection:
-    """Open the answer of the first upstream that takes the request.
+async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]) -> Connection:
+    """Open the answer of the first upstream (of ``routes``, best first) that takes the request.
 
     Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
     model, at most GATEWAY_MAX_ATTEMPTS in all; this all happens before the client has
@@ -127,7 +141,7 @@ async def connect(request: ApiRequest, body: dict[str, Any], api: str) -> Connec
     exchange = request.exchange
     exchange.stream = bool(body.get("stream"))
     error: UpstreamError | None = None
-    for route in (await choose_upstreams(request, body["model"], api))[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
+    for route in routes[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
         upstream, dialect = route.upstream, route.dialect
         target = upstream.upstream_model(body["model"])
         exchange.route(upstream, target, bridged=dialect.translates)

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.http import HttpResponseBase, JsonResponse
 
-from api import lists, relay, stored
+from api import lists, relay
 from api.decorators import ApiRequest, api_view
 from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
@@ -20,9 +20,7 @@ async def chat_completions(request: ApiRequest) -> HttpResponseBase:
 
 @api_view("responses")
 async def responses(request: ApiRequest) -> HttpResponseBase:
-    body = validate_responses(request.json)
-    routed, keeper = await stored.take_in(request, body)
-    return await relay.answer(request, body, "responses", routed=routed, keeper=keeper)
+    return await relay.answer(request, validate_responses(request.json), "responses")
 
 
 @api_view("responses/{id}", body=False, methods=("GET", "DELETE"))

@@ -230,3 +230,19 @@ def test_staff_see_the_stored_response_and_what_it_continued(gateway: Gateway, s
     page = admin_session(gateway).get(f"/logs/{wait_for_log(second.headers['x-request-id']).request_id}/").text
     assert "Stored response" in page and second.json()["id"] in page
     assert f'href="/logs/{first.headers["x-request-id"]}/"' in page and first.json()["id"] in page
+
+
+def test_an_upstream_that_keeps_state_gets_the_state_fields_untouched(gateway: Gateway, scripted: MockUpstream,
+                                                                     active_key: str) -> None:
+    """With its switch on (OpenAI, Azure), the upstream's own ids are continued by the upstream itself."""
+    Upstream.objects.create(name="stateful", base_url=scripted.url, supports_responses=True, keeps_state=True,
+                            priority=10)
+    Upstream.objects.create(name="stateless", base_url=scripted.base_url, priority=0)  # never a failover target
+    scripted.script({"status": 500, "body": "down"})
+    body = {"input": "again", "previous_response_id": "resp_theirs", "store": True, "background": True}
+    response = post(gateway, active_key, body)
+    assert response.status_code == 500  # its own failure, relayed: the stateless upstream would not know the id
+    [sent] = scripted.requests()
+    assert sent["path"] == "/v1/responses"
+    assert {k: sent["body"][k] for k in body} == body
+    assert StoredResponse.objects.count() == 0
