@@ -26,6 +26,7 @@ from bridge.dialects import Dialect, UpstreamRequest, dialect_for
 from bridge.errors import (
     BridgeError,
     GatewayError,
+    InvalidRequestError,
     ModelNotFoundError,
     ShuttingDownError,
     UpstreamError,
@@ -98,7 +99,7 @@ async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpRes
             routes = [route for route in routes if route.keeps_state]
         else:
             routed, keeper = await stored.take_in(request, body)
-    connection = await connect(request, routed, routes)
+    connection = await connect(request, routed, routes, asked=body)
     if connection.dialect.translates:
         return await translate(request, connection, body, keeper)
     return await passthrough(request, connection, keeper)
@@ -131,18 +132,31 @@ def is_failover_error(exc: UpstreamError) -> bool:
     return True
 
 
-async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]) -> Connection:
+async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route],
+                  asked: dict[str, Any] | None = None) -> Connection:
     """Open the answer of the first upstream (of ``routes``, best first) that takes the request.
 
     Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
     model, at most GATEWAY_MAX_ATTEMPTS in all; this all happens before the client has
-    seen a byte. Each upstream gets the body in its own dialect.
+    seen a byte. Each upstream gets the body in its own dialect, and one whose dialect
+    cannot honour what the client ``asked`` (the body before its history was taken in) is
+    passed over; when none can, the client is told why.
     """
     exchange = request.exchange
     exchange.stream = bool(body.get("stream"))
     error: UpstreamError | None = None
-    for route in routes[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
+    refused: InvalidRequestError | None = None  # by a dialect: told only when no upstream was tried
+    tried = 0
+    for route in routes:
+        if tried >= max(settings.GATEWAY_MAX_ATTEMPTS, 1):
+            break
         upstream, dialect = route.upstream, route.dialect
+        try:
+            dialect.check(asked if asked is not None else body)
+        except InvalidRequestError as exc:
+            refused = refused or exc
+            continue
+        tried += 1
         target = upstream.upstream_model(body["model"])
         exchange.route(upstream, target, bridged=dialect.translates)
         sent = dialect.to_request(body, upstream.options(target))
@@ -158,8 +172,9 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
         if route.failing:
             await cooldown.record_success(upstream, dialect.endpoint)
         return Connection(upstream, dialect, sent, response)
-    assert error is not None
-    raise error
+    failure = error or refused
+    assert failure is not None
+    raise failure
 
 
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:

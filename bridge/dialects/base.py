@@ -45,6 +45,8 @@ class Dialect:
     to_request: Callable[[dict[str, Any], UpstreamOptions], UpstreamRequest]
     read_chunk: Callable[[Any], list[UpstreamEvent]] | None = None
     read_body: Callable[[Any], list[UpstreamEvent]] | None = None
+    # Raises InvalidRequestError for what the client asked that this dialect cannot honour.
+    check: Callable[[dict[str, Any]], None] = lambda body: None
 
     @property
     def translates(self) -> bool:
