@@ -10,4 +10,5 @@ imported by the gateway, and ``make test`` only runs a smoke run (tests/test_ben
     make bench BENCH_ARGS="--quick"              # a few requests per mode at 1 and 2
     python -m bench --levels 1,50 --profile bridge@50    # + a py-spy profile of the gateway
     python -m bench --soak-only                  # 20,000 bridged requests at 50, RSS every 1,000
+    python -m bench --compare old=../baseline --levels 1,50 --rounds 5   # A/B against another tree
 """

@@ -171,3 +171,100 @@ def comparison_table(rows: list[Run]) -> str:
                             _num(r["total_ms"]["p99"], 2), _num(r["cpu_ms_per_req"], 2),
                             _x((r.get("vs_daphne") or {}).get("rps")), _x((r.get("vs_daphne") or {}).get("cpu"))]
                            for r in rows])
+
+
+# --- compare mode (python -m bench --compare) -------------------------------------------
+
+# Figures summarized per tree over the rounds: (name, how to read it from a run).
+COMPARE_FIGURES = {
+    "cpu_ms_per_req": lambda r: r["cpu_ms_per_req"],
+    "rps": lambda r: r["rps"],
+    "ttfc_p50_ms": lambda r: r["ttfc_ms"]["p50"],
+    "ttfc_p99_ms": lambda r: r["ttfc_ms"]["p99"],
+    "total_p50_ms": lambda r: r["total_ms"]["p50"],
+    # The other trees' gateways, idle meanwhile: noise on this run if not near zero.
+    "others_cpu_ms_per_req": lambda r: r.get("others_cpu_ms_per_req"),
+    # Other jobs on the machine during the run (% of one core) and the hypervisor's steal.
+    "foreign_cpu_pct": lambda r: r.get("foreign_cpu_pct"),
+    "steal_pct": lambda r: r.get("steal_pct"),
+}
+RATIO_OF = ("cpu_ms_per_req", "rps", "ttfc_p50_ms")
+
+
+def median(values: list[float]) -> float | None:
+    """Return the median (the mean of the middle two for an even count); None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def _spread(values: list[float]) -> dict[str, float | list[float] | None]:
+    mid = median(values)
+    low, high = (min(values), max(values)) if values else (None, None)
+    spread = (high - low) / mid * 100 if mid and low is not None and high is not None else None
+    return {"median": mid, "min": low, "max": high, "spread_pct": spread, "rounds": values}
+
+
+def compare_summary(runs: list[Run], labels: list[str], base: str) -> list[dict[str, Any]]:
+    """Per mode, level and tree: medians over the rounds, their spread, and ratios to ``base``.
+
+    The rounds interleave the trees, so round r of each tree met much the same machine: the
+    per-round ratios (``paired``) show how much of a difference the noise could explain.
+    """
+    groups: dict[tuple[str, int], dict[str, list[Run]]] = {}
+    for run in runs:
+        groups.setdefault((run["mode"], run["concurrency"]), {}).setdefault(run["tree"], []).append(run)
+    summary: list[dict[str, Any]] = []
+    for (mode, level), by_tree in groups.items():
+        base_runs = {r["round"]: r for r in by_tree.get(base, [])}
+        base_stats = {name: _spread([v for r in base_runs.values() if (v := read(r)) is not None])
+                      for name, read in COMPARE_FIGURES.items()}
+        for label in labels:
+            tree_runs = by_tree.get(label, [])
+            if not tree_runs:
+                continue
+            stats = {name: _spread([v for r in tree_runs if (v := read(r)) is not None])
+                     for name, read in COMPARE_FIGURES.items()}
+            audit = [r["audit_rows_per_req"] for r in tree_runs if r.get("audit_rows_per_req") is not None]
+            entry: dict[str, Any] = {
+                "mode": mode, "concurrency": level, "tree": label, "rounds": len(tree_runs),
+                "ok": sum(r["ok"] for r in tree_runs), "total": sum(r["total"] for r in tree_runs),
+                "audit_rows_per_req": [min(audit), max(audit)] if audit else None, **stats,
+                "vs_base": None, "paired": None}
+            if label != base and base_runs:
+                entry["vs_base"] = {name: _ratio(stats[name]["median"], base_stats[name]["median"])
+                                    for name in RATIO_OF}
+                entry["paired"] = {name: [_ratio(COMPARE_FIGURES[name](r), COMPARE_FIGURES[name](base_runs[r["round"]]))
+                                          for r in tree_runs if r["round"] in base_runs]
+                                   for name in RATIO_OF}
+            summary.append(entry)
+    return summary
+
+
+def _range(low: float | None, high: float | None, digits: int) -> str:
+    return "-" if low is None or high is None else f"{low:.{digits}f}-{high:.{digits}f}"
+
+
+def _paired_range(values: list[float | None] | None) -> str:
+    known = [v for v in values or [] if v is not None]
+    return f"{min(known):.2f}-{max(known):.2f} ({median(known):.2f})" if known else "-"
+
+
+def compare_table(summary: list[dict[str, Any]], base: str) -> str:
+    header = ["mode", "c", "tree", "rounds", "ok/total", "CPU ms/req", "CPU range", "req/s", "req/s range",
+              "TTFC p50", "audit/req", "foreign % max", f"CPU x {base}", "per round (med)", f"req/s x {base}",
+              "per round (med)", f"TTFC x {base}"]
+    rows = []
+    for s in summary:
+        cpu, rps, ttfc = s["cpu_ms_per_req"], s["rps"], s["ttfc_p50_ms"]
+        vs, paired = s.get("vs_base") or {}, s.get("paired") or {}
+        audit = s.get("audit_rows_per_req")
+        rows.append([s["mode"], str(s["concurrency"]), s["tree"], str(s["rounds"]), f"{s['ok']}/{s['total']}",
+                     _num(cpu["median"], 3), _range(cpu["min"], cpu["max"], 3), _num(rps["median"]),
+                     _range(rps["min"], rps["max"], 1), _num(ttfc["median"], 2),
+                     "-" if audit is None else _range(audit[0], audit[1], 2), _num(s["foreign_cpu_pct"]["max"], 0),
+                     _x(vs.get("cpu_ms_per_req")), _paired_range(paired.get("cpu_ms_per_req")),
+                     _x(vs.get("rps")), _paired_range(paired.get("rps")), _x(vs.get("ttfc_p50_ms"))])
+    return _table(header, rows)

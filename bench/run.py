@@ -10,6 +10,27 @@ Modes (issue 6), each a separate load-generator process against one server:
     bridge-json   the same, not streamed
     direct-responses  (optional) the load generator straight to the mock's Responses stream
 
+Compare mode (--compare LABEL=PATH, repeatable): an A/B of gateways served from other source
+trees (a git worktree, another checkout) against this one, in one sitting so that the
+machine's noise hits every side alike. Each tree gets its own fresh database, migrated by its
+own manage.py, and its own daphne started with cwd = that tree (so it imports that tree's
+code) and exactly this tree's production env (DEBUG off, keys, rate limit, INFO logs); all
+use this tree's Python, mock and load generator. For each mode and level, the trees are
+measured in turn, round after round (current, A, B, current, A, B, ...; --rounds, default 3),
+each on its own settled server (--fresh: restarted before each run). The table gives per tree
+the median CPU ms/request of the serving process over the rounds with its range, req/s, TTFC,
+the audit rows written per request (a variant that skipped them would look cheaper) and the
+ratios to the current tree: of the medians, and per round (paired). --compare-env
+LABEL:KEY=VALUE (repeatable) sets an env variable for one tree only; LABEL "current" is this
+tree. Only gateway modes are compared (default: bridge; levels default 1,50); no uvicorn
+pass, soak or profile in this mode. Results: the "compare" key of the JSON. The "foreign %"
+column is the CPU other jobs took meanwhile (% of one core): on a shared machine, give the
+run priority (`nice -n -15`, inherited by the children; with sched autogroup, in a session of
+its own: `setsid`, and -15 written to /proc/self/autogroup) and distrust rounds where it is high.
+
+    python -m bench --compare old=/work/baseline --levels 1,50 --rounds 3
+    python -m bench --compare ttl0=. --compare-env ttl0:GATEWAY_ROUTING_TTL=0 --levels 50
+
 Every wait has a timeout and every loop a bound; every child is stopped at the end, even on error.
 """
 from __future__ import annotations
@@ -19,6 +40,7 @@ import asyncio
 import importlib.metadata
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -27,7 +49,8 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -42,11 +65,14 @@ from bench.servers import (
     PYTHON,
     RESPONSES_MODEL,
     ROOT,
+    SETUP_TIMEOUT,
     Gateway,
     HarnessError,
     Server,
     Servers,
+    audit_rows,
     base_env,
+    check_imports,
     die_with_parent,
     gateway_env,
     new_secret_key,
@@ -91,6 +117,36 @@ MODES = {mode.name: mode for mode in (
     Mode("direct-responses", "mock", "/v1/responses", "responses", _responses_body(RESPONSES_MODEL, True)),
 )}
 DEFAULT_MODES = ("direct", "floor", "chat", "responses", "bridge", "bridge-json")
+CURRENT = "current"  # compare mode's label for this tree
+COMPARE_MODES = ("bridge",)
+COMPARE_LEVELS = (1, 50)
+DEFAULT_ROUNDS = 3
+_LABEL = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,39}")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True)
+class TreeSpec:
+    """A source tree whose gateway compare mode measures, and the env variables set for it alone."""
+
+    label: str
+    path: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Tree:
+    """A compared tree once set up: its database, client key and running gateway."""
+
+    spec: TreeSpec
+    database_url: str
+    client_key: str = ""
+    gateway: Server | None = None
+    commit: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.spec.label
 
 
 def auto_requests(level: int) -> int:
@@ -113,11 +169,56 @@ def _modes(text: str) -> list[str]:
     return names
 
 
+def _tree_spec(text: str) -> TreeSpec:
+    label, sep, raw = text.partition("=")
+    if not sep or not _LABEL.fullmatch(label) or not raw:
+        raise argparse.ArgumentTypeError("give LABEL=PATH, e.g. old=/work/baseline (label: letters, digits, _.-)")
+    if label == CURRENT:
+        raise argparse.ArgumentTypeError(f"the label {CURRENT!r} is this tree's")
+    path = Path(raw).expanduser().resolve()
+    missing = [name for name in ("manage.py", "gatewaysite/asgi.py") if not (path / name).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(f"{path} is not a checkout of the gateway (no {', '.join(missing)})")
+    return TreeSpec(label, path)
+
+
+def _env_spec(text: str) -> tuple[str, str, str]:
+    label, sep, assignment = text.partition(":")
+    name, eq, value = assignment.partition("=")
+    if not sep or not eq or not _LABEL.fullmatch(label) or not _ENV_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError("give LABEL:KEY=VALUE, e.g. ttl0:GATEWAY_ROUTING_TTL=0")
+    return label, name, value
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("give a positive integer")
+    return value
+
+
 def _profile_spec(text: str) -> tuple[str, int]:
     mode, _, level = text.partition("@")
     if mode not in MODES or not level.isdigit():
         raise argparse.ArgumentTypeError("give MODE@CONCURRENCY, e.g. bridge@50")
     return mode, int(level)
+
+
+def _trees(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[TreeSpec]:
+    """The trees of compare mode, this one first (the base of the ratios); empty without --compare."""
+    if not args.compare:
+        if args.compare_env:
+            parser.error("--compare-env needs --compare")
+        return []
+    specs = [TreeSpec(CURRENT, ROOT), *args.compare]
+    labels = [spec.label for spec in specs]
+    if len(set(labels)) < len(labels):
+        parser.error(f"--compare labels must differ: {', '.join(labels[1:])}")
+    for label, name, value in args.compare_env:
+        if label not in labels:
+            parser.error(f"--compare-env {label}:{name}: no tree labelled {label!r} (known: {', '.join(labels)})")
+        next(spec for spec in specs if spec.label == label).env[name] = value
+    return specs
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -149,6 +250,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=_profile_spec, action="append", default=[], metavar="MODE@C",
                         help="py-spy the serving process during an extra pass of MODE at concurrency C "
                              "(repeatable; needs py-spy in the venv)")
+    parser.add_argument("--compare", type=_tree_spec, action="append", default=[], metavar="LABEL=PATH",
+                        help="compare mode: also measure the gateway of the tree at PATH (a checkout of this "
+                             "project, e.g. a git worktree), interleaved with this tree's (repeatable; see below)")
+    parser.add_argument("--compare-env", type=_env_spec, action="append", default=[], metavar="LABEL:KEY=VALUE",
+                        help=f"compare mode: set KEY=VALUE in the env of tree LABEL only ({CURRENT!r}: this tree; "
+                             "repeatable), e.g. --compare ttl0=. --compare-env ttl0:GATEWAY_ROUTING_TTL=0")
+    parser.add_argument("--rounds", type=_positive, default=DEFAULT_ROUNDS,
+                        help=f"compare mode: interleaved rounds per mode and level (default {DEFAULT_ROUNDS})")
+    parser.add_argument("--fresh", action="store_true",
+                        help="compare mode: restart each tree's gateway before each of its runs "
+                             "(default: one long-lived gateway per tree, settled before each run)")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (default 60)")
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds per measured run (default 900)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"results JSON (default {DEFAULT_OUT})")
@@ -157,8 +269,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.quick:
         args.levels = args.levels or list(QUICK_LEVELS)
         args.requests = args.requests or QUICK_REQUESTS
-    args.levels = args.levels or list(DEFAULT_LEVELS)
-    args.modes = args.modes or list(DEFAULT_MODES)
+    args.trees = _trees(parser, args)
+    args.levels = args.levels or list(COMPARE_LEVELS if args.trees else DEFAULT_LEVELS)
+    args.modes = args.modes or list(COMPARE_MODES if args.trees else DEFAULT_MODES)
+    if args.trees:
+        others = [name for name in args.modes if MODES[name].target != "gateway"]
+        if others:
+            parser.error(f"--compare measures gateway modes only, not {', '.join(others)}")
+        if args.soak or args.soak_only or args.profile:
+            parser.error("--compare does not combine with --soak, --soak-only or --profile")
+        args.uvicorn = False
     if args.soak_only:
         args.soak = True
     if args.uvicorn_level is None:
@@ -183,6 +303,8 @@ class Bench:
         self.comparison: list[dict[str, Any]] = []
         self.soak: dict[str, Any] | None = None
         self.profiles: list[dict[str, Any]] = []
+        self.trees: list[Tree] = []
+        self.compare_runs: list[dict[str, Any]] = []
         self.failed = False
 
     # --- servers ---------------------------------------------------------------------
@@ -192,6 +314,9 @@ class Bench:
         self.mock = self.servers.start("mock", [PYTHON, "-m", "bench.mock", "--port", "{port}", "--deltas",
                                                 str(args.deltas), "--delay", str(args.delay_ms / 1000)],
                                        base_env(), ready_path="/healthz")
+        if args.trees:
+            self.start_trees()
+            return
         self.client_key = setup_database(gateway_env(self.database_url, self.secret_key), self.mock.url)
         if not args.soak_only and "floor" in args.modes:
             self.floor = self.servers.start(
@@ -199,8 +324,47 @@ class Bench:
                 {**base_env(), "BENCH_FLOOR_UPSTREAM": self.mock.url}, ready_path="/healthz")
         self.gateway = self.start_gateway("daphne")
 
-    def start_gateway(self, server: str) -> Server:
-        """Start the gateway app under ``server`` (daphne as documented; uvicorn for the comparison)."""
+    def start_trees(self) -> None:
+        """Give each compared tree its own database (its own migrations) and gateway, all started alike.
+
+        The trees' databases are set up side by side (threads waiting on child processes), then
+        their gateways started together from this thread: PR_SET_PDEATHSIG kills a child when
+        the thread that started it ends, so a server must never be started from a worker thread.
+        """
+        assert self.mock is not None
+        mock_url = self.mock.url
+        self.trees = [Tree(spec, f"sqlite:///{self.tmp / f'bench-{spec.label}.sqlite3'}", commit=_git_commit(spec.path))
+                      for spec in self.args.trees]
+
+        def setup(tree: Tree) -> None:
+            env = self.tree_env(tree)
+            check_imports(tree.spec.path, env)
+            tree.client_key = setup_database(env, mock_url, tree.spec.path)
+
+        with ThreadPoolExecutor(max_workers=len(self.trees)) as pool:
+            for future in [pool.submit(setup, tree) for tree in self.trees]:
+                future.result(timeout=SETUP_TIMEOUT * 2 + LINE_SLACK)  # re-raises a tree's HarnessError
+        for tree in self.trees:
+            tree.gateway = self.start_gateway("daphne", tree, wait=False)
+        for tree in self.trees:
+            assert tree.gateway is not None
+            tree.gateway.wait_ready()
+
+    def tree_env(self, tree: Tree) -> dict[str, str]:
+        """The env of a tree's gateway: the same production env for every tree, plus its --compare-env."""
+        return {**gateway_env(tree.database_url, self.secret_key), **tree.spec.env}
+
+    def start_gateway(self, server: str, tree: Tree | None = None, *, wait: bool = True) -> Server:
+        """Start the gateway app under ``server`` (daphne as documented; uvicorn for the comparison).
+
+        With ``tree`` (compare mode), that tree's gateway: its code (cwd), its database, its env;
+        ``wait=False`` returns before it is ready (the caller then calls ``wait_ready``).
+        """
+        if tree is not None:
+            return self.servers.start(f"gateway-{tree.label}", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p",
+                                                                "{port}", "gatewaysite.asgi:application"],
+                                      self.tree_env(tree), ready_path="/healthz", kind=Gateway, cwd=tree.spec.path,
+                                      wait=wait)
         if server == "daphne":
             command = [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "gatewaysite.asgi:application"]
         else:
@@ -222,10 +386,15 @@ class Bench:
     async def measure(self, mode: Mode, level: int, *, server: Server | None = None, server_label: str | None = None,
                       requests: int | None = None, progress_every: int = 0,
                       on_progress: Callable[[int, int], None] | None = None,
-                      profile_to: Path | None = None) -> dict[str, Any]:
-        """Run one load-generator process against one server and return its figures."""
+                      profile_to: Path | None = None, tree: Tree | None = None) -> dict[str, Any]:
+        """Run one load-generator process against one server and return its figures.
+
+        ``tree`` (compare mode): measure that tree's gateway, with its client key and database.
+        """
         args = self.args
-        subject = server or self.subject(mode)
+        subject = (tree.gateway if tree else server) or self.subject(mode)
+        client_key = tree.client_key if tree else self.client_key
+        database_url = (tree.database_url if tree else self.database_url) if mode.target == "gateway" else None
         assert self.mock is not None
         requests = requests or args.requests or auto_requests(level)
         warmup = args.warmup if args.warmup is not None else max(level, 2)
@@ -235,7 +404,7 @@ class Bench:
                    "--timeout", str(args.timeout), "--run-timeout", str(args.run_timeout),
                    "--progress-every", str(progress_every), "--wait-go", "--hold"]
         if mode.target == "gateway":
-            command += ["--header", f"authorization: Bearer {self.client_key}"]
+            command += ["--header", f"authorization: Bearer {client_key}"]
         log = (self.tmp / "loadgen.log").open("ab")
         process = await asyncio.create_subprocess_exec(
             *command, cwd=ROOT, env=base_env(), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
@@ -244,7 +413,7 @@ class Bench:
         try:
             ready = await self._line(process, "READY", args.run_timeout + LINE_SLACK)
             subject.settle()
-            before = self._snapshot(subject)
+            before = self._snapshot(subject, database_url)
             if profile_to is not None:
                 profiler = profile.Profiler(subject.process.pid, profile_to)
                 await asyncio.sleep(0.5)  # let py-spy attach before the load starts
@@ -264,7 +433,7 @@ class Bench:
             if profiler is not None:
                 profiler.stop()
             subject.settle()
-            after = self._snapshot(subject)
+            after = self._snapshot(subject, database_url)
             process.stdin.write(b"BYE\n")  # type: ignore[union-attr]
             await process.stdin.drain()  # type: ignore[union-attr]
             process.stdin.close()  # type: ignore[union-attr]
@@ -293,16 +462,31 @@ class Bench:
             "rss_before_mb": before["rss"], "rss_after_mb": after["rss"],
             "fds_before": before["fds"], "fds_after": after["fds"],
             "warmup": {k: warm[k] for k in ("ok", "total", "errors", "elapsed_s")} if warm else None,
+            # CPU the machine spent outside the measured processes (server, mock, load generator), in %
+            # of one core over the measured window: another job on a shared machine shows up here.
+            "foreign_cpu_pct": (after["busy"] - before["busy"] - (after["cpu"] - before["cpu"])
+                                - (after["mock_cpu"] - before["mock_cpu"] if subject is not self.mock else 0.0)
+                                - result["loadgen_cpu_s"] - (after["harness_cpu"] - before["harness_cpu"]))
+            / max(after["wall"] - before["wall"], 1e-9) * 100,
+            # The hypervisor's steal time, same unit: CPU the VM was denied.
+            "steal_pct": (after["steal"] - before["steal"]) / max(after["wall"] - before["wall"], 1e-9) * 100,
+            # One per request when every audit row was written (the gateway modes; None if unknown).
+            "audit_rows_per_req": (after["audit"] - before["audit"]) / total
+            if before.get("audit") is not None and after.get("audit") is not None else None,
         }
         if run["ok"] < run["total"]:
             self.failed = True
         return run
 
-    def _snapshot(self, subject: Server) -> dict[str, Any]:
+    def _snapshot(self, subject: Server, database_url: str | None = None) -> dict[str, Any]:
         assert self.mock is not None
         # Read after the CPU figures: the /_stats request itself costs the mock a little.
+        machine = psutil.cpu_times()
         snapshot = {"cpu": subject.cpu_seconds(), "mock_cpu": self.mock.cpu_seconds(), "rss": subject.rss_mb(),
-                    "fds": subject.fds()}
+                    "fds": subject.fds(), "audit": audit_rows(database_url) if database_url else None,
+                    "wall": time.monotonic(), "steal": getattr(machine, "steal", 0.0),
+                    "harness_cpu": time.process_time(),
+                    "busy": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
         try:
             snapshot["mock"] = httpx.get(self.mock.url + "/_stats", timeout=5.0, trust_env=False).json()
         except (httpx.HTTPError, ValueError) as exc:
@@ -328,6 +512,9 @@ class Bench:
     async def run(self) -> None:
         args = self.args
         self.start()
+        if args.trees:
+            await self.compare_pass()
+            return
         if not args.soak_only:
             for level in args.levels:
                 for name in args.modes:
@@ -339,6 +526,38 @@ class Bench:
                     await self.uvicorn_pass(level)
         if args.soak:
             await self.soak_pass()
+
+    async def compare_pass(self) -> None:
+        """Each mode and level: every tree in turn, round after round, so drift and noise hit all alike."""
+        args = self.args
+        for level in args.levels:
+            for name in args.modes:
+                for round_ in range(1, args.rounds + 1):
+                    for tree in self.trees:
+                        if args.fresh:
+                            assert tree.gateway is not None
+                            self.servers.stop(tree.gateway)
+                            tree.gateway = self.start_gateway("daphne", tree)
+                        others = [t.gateway for t in self.trees if t is not tree and t.gateway is not None]
+                        idle = sum(g.cpu_seconds() for g in others)
+                        run = await self.measure(MODES[name], level, tree=tree)
+                        run["tree"], run["round"] = tree.label, round_
+                        # The other trees' gateways sit idle meanwhile: their CPU would be noise on this run.
+                        run["others_cpu_ms_per_req"] = ((sum(g.cpu_seconds() for g in others) - idle) * 1000
+                                                        / max(run["total"], 1))
+                        self.compare_runs.append(run)
+                        _progress(run)
+
+    def compare_results(self) -> dict[str, Any] | None:
+        """The compare mode's part of the JSON: the trees, every run, and the summary per tree."""
+        if not self.trees:
+            return None
+        labels = [tree.label for tree in self.trees]
+        return {"base": CURRENT, "rounds": self.args.rounds, "fresh": self.args.fresh,
+                "order": "interleaved: every tree in turn within each round",
+                "trees": [{"label": t.label, "path": str(t.spec.path), "commit": t.commit, "env": t.spec.env}
+                          for t in self.trees],
+                "runs": self.compare_runs, "summary": report.compare_summary(self.compare_runs, labels, CURRENT)}
 
     async def uvicorn_pass(self, level: int) -> None:
         uvicorn_gateway = self.start_gateway("uvicorn")
@@ -411,6 +630,7 @@ class Bench:
                            "cache": "locmem (REDIS_URL unset)", "client_key_rate_limit": "100000/m",
                            "log_level": "INFO"}},
             "runs": self.runs, "comparison": self.comparison, "soak": self.soak, "profiles": self.profiles,
+            "compare": self.compare_results(),
             "targets": report.targets(self.runs, self.soak),
         }
 
@@ -425,6 +645,17 @@ class Bench:
             print("\nratios: xD = to direct at the same concurrency, xF = to the bare relay floor; "
                   "+ms = TTFC p50 added over direct\n")
             print(report.ratios_table(self.runs))
+        if results["compare"]:
+            compare = results["compare"]
+            print(f"compare mode: {compare['rounds']} interleaved round(s) per mode and level, "
+                  f"{'a fresh' if compare['fresh'] else 'a settled'} gateway per run")
+            for tree in compare["trees"]:
+                env = " ".join(f"{k}={v}" for k, v in tree["env"].items())
+                print(f"  {tree['label']:<12} {tree['path']}  commit {tree['commit']}"
+                      + (f"  env {env}" if env else ""))
+            print(f"\nmedians over the rounds; 'x {CURRENT}' = ratio of the medians to the current tree's, "
+                  "'per round' = the range of the ratios round by round\n")
+            print(report.compare_table(compare["summary"], CURRENT))
         if self.comparison:
             print("\nanother ASGI server, same gateway app:\n")
             print(report.comparison_table(self.comparison))
@@ -445,7 +676,8 @@ class Bench:
 
 
 def _progress(run: dict[str, Any]) -> None:
-    print(f"bench: {run['mode']:<16} {run['server']:<7} c={run['concurrency']:<4} {run['ok']}/{run['total']} ok "
+    where = f"{run['tree']:<10} r{run['round']} " if "tree" in run else ""
+    print(f"bench: {run['mode']:<16} {run['server']:<7} {where}c={run['concurrency']:<4} {run['ok']}/{run['total']} ok "
           f"{run['rps']:8.1f} req/s  CPU {run['cpu_ms_per_req']:.2f} ms/req"
           + (f"  errors {run['errors']}" if run["errors"] else ""), file=sys.stderr, flush=True)
 
@@ -494,11 +726,12 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "packages": versions, "commit": _git_commit()}
 
 
-def _git_commit() -> str:
+def _git_commit(tree: Path = ROOT) -> str:
+    """Return the tree's commit, "+dirty" if its tracked files differ from it."""
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tree, capture_output=True, text=True,
                               timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=tree,
                                capture_output=True, text=True, timeout=10).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return "unknown"

@@ -10,9 +10,11 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -43,7 +45,11 @@ def free_port() -> int:
 
 
 def die_with_parent() -> None:
-    """Ask the kernel to kill this child when the harness dies (preexec_fn; Linux only)."""
+    """Ask the kernel to kill this child when the harness dies (preexec_fn; Linux only).
+
+    The kernel sends the signal when the *thread* that forked the child ends: servers are
+    started from the harness's main thread only (workers may run short-lived commands).
+    """
     try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
@@ -54,11 +60,12 @@ class Server:
     """One child process serving HTTP on a loopback port, with its log in the run's folder."""
 
     def __init__(self, name: str, args: list[str], port: int, env: dict[str, str], log_dir: Path,
-                 ready_path: str | None = None) -> None:
+                 ready_path: str | None = None, cwd: Path = ROOT) -> None:
         self.name, self.port, self.ready_path = name, port, ready_path
         self.log_path = log_dir / f"{name}-{port}.log"
         self._log = self.log_path.open("wb")
-        self.process = subprocess.Popen(args, cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
+        # cwd decides which tree's code `python -m daphne gatewaysite.asgi:...` imports (compare mode).
+        self.process = subprocess.Popen(args, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=self._log,
                                         stderr=subprocess.STDOUT, preexec_fn=die_with_parent)
         self.ps = psutil.Process(self.process.pid)
 
@@ -151,12 +158,14 @@ class Servers:
         self.started: list[Server] = []
 
     def start(self, name: str, args: list[str], env: dict[str, str], *, ready_path: str | None = None,
-              kind: type[Server] = Server) -> Server:
+              kind: type[Server] = Server, cwd: Path = ROOT, wait: bool = True) -> Server:
+        """Start a child (from the main thread: see ``die_with_parent``); ``wait``: until it is ready."""
         port = free_port()
         args = [a.replace("{port}", str(port)) for a in args]
-        server = kind(name, args, port, env, self.log_dir, ready_path)
+        server = kind(name, args, port, env, self.log_dir, ready_path, cwd)
         self.started.append(server)
-        server.wait_ready()
+        if wait:
+            server.wait_ready()
         return server
 
     def stop(self, server: Server) -> None:
@@ -202,22 +211,46 @@ print("BENCH_KEY=" + secret)
 """
 
 
-def setup_database(env: dict[str, str], mock_url: str) -> str:
-    """Migrate the run's fresh database, add the two upstreams and a client key; return the key's secret."""
-    manage = [PYTHON, str(ROOT / "manage.py")]
-    _run([*manage, "migrate", "--noinput", "-v", "0"], env)
+def setup_database(env: dict[str, str], mock_url: str, tree: Path = ROOT) -> str:
+    """Migrate the run's fresh database, add the two upstreams and a client key; return the key's secret.
+
+    ``tree``'s own ``manage.py`` does it, from that tree: its migrations make its schema (compare mode).
+    """
+    manage = [PYTHON, str(tree / "manage.py")]
+    _run([*manage, "migrate", "--noinput", "-v", "0"], env, tree)
     out = _run([*manage, "shell", "-c", SETUP_CODE],
                {**env, "BENCH_MOCK_URL": mock_url, "BENCH_CHAT_MODEL": CHAT_MODEL,
-                "BENCH_RESPONSES_MODEL": RESPONSES_MODEL, "BENCH_RATE_LIMIT": BENCH_RATE_LIMIT})
+                "BENCH_RESPONSES_MODEL": RESPONSES_MODEL, "BENCH_RATE_LIMIT": BENCH_RATE_LIMIT}, tree)
     for line in out.splitlines():
         if line.startswith("BENCH_KEY="):
             return line.removeprefix("BENCH_KEY=").strip()
     raise HarnessError(f"the database setup printed no key:\n{out}")
 
 
-def _run(args: list[str], env: dict[str, str]) -> str:
+def check_imports(tree: Path, env: dict[str, str]) -> None:
+    """Fail unless Python started in ``tree`` imports that tree's gateway, not another (PYTHONPATH, .pth files)."""
+    out = _run([PYTHON, "-c", "import gatewaysite; print(gatewaysite.__file__)"], env, tree).strip()
+    if not Path(out).resolve().is_relative_to(tree.resolve()):
+        raise HarnessError(f"Python started in {tree} imports the gateway from {out}")
+
+
+def audit_rows(database_url: str) -> int | None:
+    """Count the audit rows in a run's SQLite database (one per API request); None if it cannot tell.
+
+    A check on the compared trees: a variant that skipped writing them would look cheaper than it is.
+    The table has kept its name across layouts (logs.RequestLog's db_table).
+    """
+    path = database_url.removeprefix("sqlite:///")
     try:
-        done = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=SETUP_TIMEOUT,
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
+            return int(db.execute("SELECT COUNT(*) FROM upstreams_requestlog").fetchone()[0])
+    except sqlite3.Error:
+        return None
+
+
+def _run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> str:
+    try:
+        done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=SETUP_TIMEOUT,
                               preexec_fn=die_with_parent)
     except subprocess.TimeoutExpired as exc:
         raise HarnessError(f"{' '.join(args[:3])} took over {SETUP_TIMEOUT:.0f}s") from exc

@@ -31,3 +31,25 @@ def test_quick_bench_measures_every_mode_with_every_request_ok(tmp_path: Path) -
         assert run["errors"] == {}, run
     assert [run["server"] for run in results["comparison"]] == ["uvicorn"]
     assert results["soak"] is None
+
+
+def test_compare_mode_interleaves_the_trees_and_reports_ratios(tmp_path: Path) -> None:
+    """--compare of this tree against itself (with an env override): every round of every tree, in turn."""
+    out = tmp_path / "compare.json"
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--compare", "same=.", "--compare-env",
+                           "same:GATEWAY_ROUTING_TTL=0", "--concurrency", "1", "--requests", "3", "--rounds", "2",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "x current" in done.stdout
+    compare = json.loads(out.read_text())["compare"]
+    assert [(t["label"], t["env"]) for t in compare["trees"]] == [
+        ("current", {}), ("same", {"GATEWAY_ROUTING_TTL": "0"})]
+    assert [(r["tree"], r["round"]) for r in compare["runs"]] == [
+        ("current", 1), ("same", 1), ("current", 2), ("same", 2)]
+    for run in compare["runs"]:
+        assert run["mode"] == "bridge" and run["ok"] == run["total"] == 3, run
+        assert run["audit_rows_per_req"] == 1.0, run  # every request's audit row written
+    same = next(s for s in compare["summary"] if s["tree"] == "same")
+    assert same["rounds"] == 2 and same["vs_base"]["cpu_ms_per_req"] > 0
+    assert len(same["paired"]["cpu_ms_per_req"]) == 2
