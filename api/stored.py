@@ -92,7 +92,8 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
                                       code="conversation_not_found")
         own = history.resolve(own, read.found)
     routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
-    routed["input"] = [*read.earlier, *own]
+    if read.earlier or wanted:
+        routed["input"] = history.for_upstream([*read.earlier, *own])
     store = history.wants_store(body)
     if not store and read.conversation is None:
         return routed, None

@@ -58,6 +58,16 @@ def _stored_form(item: dict[str, Any], new_id: Callable[[str], str]) -> dict[str
     return stored
 
 
+def for_upstream(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Return stored items as a stateless upstream is sent them: without their ids.
+
+    An id tells a stateful server to look the item up: OpenAI answers 404 "Items are not
+    persisted when `store` is set to false" for a reasoning item it does not hold. The
+    stored copies keep their ids; the items are whole without them.
+    """
+    return [{key: value for key, value in item.items() if key != "id"} for item in items]
+
+
 def references(items: list[dict[str, Any]]) -> list[str]:
     """Return the ids the ``item_reference`` items name, in order (what the IO side must look up)."""
     return [str(item["id"]) for item in items if item.get("type") == REFERENCE]

@@ -146,6 +146,16 @@ def test_a_reference_to_an_unknown_item_is_a_400_naming_it(gateway: Gateway, scr
     assert scripted.requests() == []
 
 
+def test_an_input_without_stored_state_reaches_the_upstream_untouched(
+        gateway: Gateway, scripted: MockUpstream, responses_upstream: Upstream, active_key: str) -> None:
+    """Codex's own history (store false, no references) is passed through exactly as sent."""
+    scripted.script(answer("ok"))
+    items = [{"type": "message", "id": "msg_codex", "role": "user", "content": [{"type": "input_text", "text": "hi"}]},
+             {"type": "reasoning", "id": "rs_1", "summary": [], "encrypted_content": "opaque"}]
+    streamed(gateway, active_key, {"input": items, "store": False})
+    assert scripted.requests()[-1]["body"]["input"] == items
+
+
 def test_store_false_keeps_nothing(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
                                    active_key: str) -> None:
     scripted.script(answer("ok"))
@@ -219,6 +229,7 @@ def test_a_passthrough_upstream_gets_a_stateless_request_with_the_history(
     assert "previous_response_id" not in sent
     assert [(item.get("role"), item["content"][0]["text"]) for item in sent["input"]] == [
         ("user", "Capital?"), ("assistant", "Paris."), ("user", "Second city?")]
+    assert all("id" not in item for item in sent["input"])  # a stateless upstream would look ids up
 
 
 def test_staff_see_the_stored_response_and_what_it_continued(gateway: Gateway, scripted: MockUpstream,

@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import InvalidRequestError
-from bridge.history import check_state_fields, input_items, references, resolve, wants_store
+from bridge.history import check_state_fields, for_upstream, input_items, references, resolve, wants_store
 from tests.bridge.helpers import counter_ids
 
 STORED_FORMS = [
@@ -79,3 +79,12 @@ def test_history_malformed_state_fields_are_400s_naming_them(body: dict[str, Any
 def test_history_store_defaults_to_true(body: dict[str, Any], stored: bool) -> None:
     assert wants_store(body) is stored
     assert check_state_fields({**body, "previous_response_id": "resp_1"}) == "resp_1"
+
+
+def test_history_items_go_upstream_without_their_ids() -> None:
+    items = input_items([{"role": "user", "content": "a"}, {"type": "function_call_output", "call_id": "c1",
+                                                             "output": "x"}], counter_ids())
+    assert for_upstream(items) == [
+        {"type": "message", "role": "user", "status": "completed", "content": [{"type": "input_text", "text": "a"}]},
+        {"type": "function_call_output", "call_id": "c1", "output": "x"}]
+    assert items[0]["id"] == "msg_0"  # the stored copies keep theirs
