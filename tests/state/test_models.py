@@ -136,3 +136,21 @@ def test_a_retention_of_zero_keeps_every_stored_response() -> None:
     out = io.StringIO()
     call_command("prunelogs", stdout=out)
     assert "every stored response is kept" in out.getvalue() and StoredResponse.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_chain_keeps_reasoning_calls_and_outputs_in_the_order_they_happened() -> None:
+    key, _ = ClientKey.objects.create_key("alice")
+    reasoning = {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": "look it up"}]}
+    call = {"type": "function_call", "id": "fc_1", "call_id": "c1", "name": "weather", "arguments": "{}"}
+    first = StoredResponse.objects.store(
+        {"id": "resp_a", "object": "response", "status": "completed", "model": "m", "output": [reasoning, call]},
+        key=key, previous=None, inputs=[message("msg_1", "user", "Weather?")], request_id="req_a")
+    output = {"type": "function_call_output", "id": "fco_1", "call_id": "c1", "output": "21 C"}
+    StoredResponse.objects.store(
+        {"id": "resp_b", "object": "response", "status": "completed", "model": "m",
+         "output": [message("msg_2", "assistant", "Sunny, 21 C.")]},
+        key=key, previous=first, inputs=[output], request_id="req_b")
+    head, items = StoredResponse.objects.chain("resp_b", key)  # type: ignore[misc]
+    assert [item["id"] for item in items] == ["msg_1", "rs_1", "fc_1", "fco_1", "msg_2"]
+    assert items[1] == reasoning and items[2] == call and items[3] == output
