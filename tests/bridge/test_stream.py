@@ -546,16 +546,25 @@ def test_stream_response_echoes_the_request() -> None:
         "parallel_tool_calls": False,
         "temperature": 0.2,
         "top_p": 0.9,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
         "max_output_tokens": 100,
         "metadata": {"k": "v"},
         "text": {"format": {"type": "json_object"}},
         "reasoning": {"effort": "high", "summary": "auto"},
         "store": False,
+        "truncation": "auto",
+        "previous_response_id": "resp_before",
+        "safety_identifier": "user-hash-1",
+        "prompt_cache_key": "conversation-1",
         "user": "u-1",
     }
-    stream, _ = run([finish()], request=request, created_at=1_700_000_000, model="m")
+    stream, _ = run([finish()], request=request, created_at=1_700_000_000, model="m",
+                    tools={"f": ToolTarget("function", "f")})
     response = stream.response
     echoed = {key: value for key, value in request.items() if key != "model"}
+    # A function tool comes back whole, as the API shows it: with its description and `strict`.
+    echoed["tools"] = [{**request["tools"][0], "description": None, "strict": False}]
     assert {key: response[key] for key in echoed} == echoed
     assert (response["created_at"], response["model"], response["object"]) == (1_700_000_000, "m", "response")
 
@@ -567,9 +576,75 @@ def test_stream_response_defaults_without_a_request() -> None:
     assert response["instructions"] is None
     assert response["tools"] == []
     assert (response["tool_choice"], response["parallel_tool_calls"]) == ("auto", True)
-    assert (response["temperature"], response["top_p"], response["usage"]) == (None, None, None)
+    assert (response["temperature"], response["top_p"], response["usage"]) == (1, 1, None)
+    assert (response["presence_penalty"], response["frequency_penalty"], response["top_logprobs"]) == (0, 0, 0)
     assert (response["metadata"], response["text"]) == ({}, {"format": {"type": "text"}})
     assert (response["error"], response["incomplete_details"]) == (None, None)
+    assert (response["store"], response["background"], response["service_tier"]) == (True, False, "default")
+    assert (response["truncation"], response["reasoning"]) == ("disabled", {"effort": None, "summary": None})
+    assert (response["max_output_tokens"], response["max_tool_calls"], response["previous_response_id"]) == \
+        (None, None, None)
+    assert (response["safety_identifier"], response["prompt_cache_key"], response["user"]) == (None, None, None)
+
+
+def test_stream_response_states_what_was_in_force_not_what_was_asked() -> None:
+    """Settings the upstream never got are stated as they applied: no log probabilities, no tier, no call limit."""
+    request = {"top_logprobs": 5, "service_tier": "priority", "max_tool_calls": 2, "background": False,
+               "reasoning": {"effort": "high", "summary": "auto"},
+               "text": {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}},
+                        "verbosity": "low"}}
+    stream, _ = run([finish()], request=request, unsent=frozenset({"reasoning.effort"}))
+    response = stream.response
+    assert (response["top_logprobs"], response["service_tier"], response["max_tool_calls"]) == (0, "default", None)
+    assert response["background"] is False
+    assert response["reasoning"] == {"effort": None, "summary": "auto"}
+    assert response["text"] == {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"},
+                                           "description": None, "strict": False}}
+
+
+def test_stream_response_lists_only_the_tools_the_upstream_was_offered() -> None:
+    """Function, custom, local_shell and namespace tools come back in Responses form; hosted ones were not offered."""
+    request = {"tools": [
+        {"type": "function", "function": {"name": "chat_shaped", "description": "Old form."}},
+        {"type": "function", "name": "strict_one", "description": "", "parameters": {"type": "object"}, "strict": True},
+        {"type": "custom", "name": "apply_patch", "description": "Patch files."},
+        {"type": "local_shell"},
+        {"type": "namespace", "name": "ns", "description": "Agents.",
+         "tools": [{"type": "function", "name": "spawn"}, {"type": "web_search"}]},
+        {"type": "namespace", "name": "empty", "description": "Only hosted.", "tools": [{"type": "web_search"}]},
+        {"type": "web_search", "external_web_access": False},
+        {"type": "function", "name": "not_offered"},
+        "not a tool",
+    ]}
+    tools = {"chat_shaped": ToolTarget("function", "chat_shaped"), "strict_one": ToolTarget("function", "strict_one"),
+             "apply_patch": ToolTarget("custom", "apply_patch"),
+             "local_shell": ToolTarget("local_shell", "local_shell"),
+             "ns__spawn": ToolTarget("function", "spawn", "ns")}
+    stream, _ = run([finish()], request=request, tools=tools)
+    function = {"type": "function", "description": None, "parameters": None, "strict": False}
+    assert stream.response["tools"] == [
+        {**function, "name": "chat_shaped", "description": "Old form."},
+        {**function, "name": "strict_one", "parameters": {"type": "object"}},
+        {"type": "custom", "name": "apply_patch", "description": "Patch files."},
+        {"type": "local_shell"},
+        {"type": "namespace", "name": "ns", "description": "Agents.", "tools": [{**function, "name": "spawn"}]},
+    ]
+
+
+@pytest.mark.parametrize("ending", ["completed", "incomplete", "failed"])
+def test_stream_completed_at_is_read_from_the_clock_once_at_the_end(ending: str) -> None:
+    """completed_at is null until the response is terminal, then the time the caller's clock gave then."""
+    times = iter([1_700_000_042.9])
+    stream, events = run(TERMINATIONS[ending], finish=ending != "failed", created_at=1_700_000_000,
+                         clock=lambda: next(times))
+    assert [event["response"]["completed_at"] for event in events if "response" in event] == [None, None, 1_700_000_042]
+    assert stream.response["completed_at"] == 1_700_000_042  # read once: a second read would have raised
+
+
+def test_stream_completed_at_without_a_clock_is_created_at() -> None:
+    """Tests that pass no clock get completed_at == created_at, never a real time."""
+    stream, _ = run([finish()], created_at=1_700_000_000)
+    assert stream.response["completed_at"] == 1_700_000_000
 
 
 def test_stream_phases_follow_the_verbs() -> None:
