@@ -218,7 +218,9 @@ async def translate(request: ApiRequest, connection: Connection, body: dict[str,
     """
     exchange, upstream_response, dialect = request.exchange, connection.response, connection.dialect
     assert dialect.read_chunk is not None and dialect.read_body is not None
-    machine = ResponseStream(model=body["model"], tools=connection.sent.tools, request=body, created_at=time.time())
+    sent = connection.sent
+    machine = ResponseStream(model=body["model"], tools=sent.tools, unsent=sent.unsent, request=body,
+                             created_at=time.time(), clock=time.time)
     ending = Ending()
     events = client.read_events(upstream_response, dialect.read_chunk, dialect.read_body)
     translated = _translate(machine, events, upstream_response, exchange, ending, keeper)

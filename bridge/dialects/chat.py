@@ -54,6 +54,8 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 PLACEHOLDERS = {"input_image": "[image omitted: the upstream model cannot receive images in tool output]",
                 "input_file": "[file omitted]"}
 IMAGE_DETAILS = ("auto", "low", "high")
+# Sampling settings Chat has under the same names; the Response object echoes them (bridge/stream.py).
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 
 
 # What the bridge does with every field of a Responses request (issue 11: nothing silently
@@ -134,7 +136,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
             chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
-    chat |= {key: body[key] for key in ("temperature", "top_p") if is_number(body.get(key))}
+    chat |= {key: body[key] for key in SAMPLING if is_number(body.get(key))}
     chat |= {"user": body["user"]} if isinstance(body.get("user"), str) else {}
     if is_int(body.get("max_output_tokens")):
         chat[options.max_tokens_field] = body["max_output_tokens"]
@@ -142,13 +144,14 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     effort = str_of(body["reasoning"], "effort") if isinstance(body.get("reasoning"), dict) else ""
     if options.send_reasoning_effort and effort:
         chat["reasoning_effort"] = effort
+    unsent = frozenset({"reasoning.effort"} if effort and "reasoning_effort" not in chat else ())
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
     chat["stream"] = True
     if options.send_stream_options:
         chat["stream_options"] = {"include_usage": True}
-    return UpstreamRequest(body=chat, tools=namer.tools)
+    return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent)
 
 
 class _ToolNamer:
