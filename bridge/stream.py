@@ -507,8 +507,15 @@ def _settings(request: dict[str, Any], offered: set[ToolTarget], unsent: frozens
         "safety_identifier": _str_or_none(request.get("safety_identifier")),
         "prompt_cache_key": _str_or_none(request.get("prompt_cache_key")),
         "user": _str_or_none(request.get("user")),  # not in Open Responses; the OpenAI API still echoes it
+        # The conversation it was answered in (an id, or {"id": ...} in the request): OpenAI's field.
+        "conversation": _conversation(request.get("conversation")),
     }
     return {**settings, **SETTINGS_IN_FORCE}
+
+
+def _conversation(value: Any) -> dict[str, str] | None:
+    conversation_id = value.get("id") if isinstance(value, dict) else value
+    return {"id": conversation_id} if isinstance(conversation_id, str) and conversation_id else None
 
 
 def _offered_tools(declared: Any, offered: set[ToolTarget]) -> list[dict[str, Any]]:

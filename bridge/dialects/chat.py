@@ -61,7 +61,8 @@ SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 # What the bridge does with every field of a Responses request (issue 11: nothing silently
 # ignored). A field on none of these lists is refused, as the OpenAI API refuses it.
 TRANSLATED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
-                        "temperature", "top_p", "max_output_tokens", "user", "text", "reasoning", "stream"})
+                        "temperature", "top_p", "presence_penalty", "frequency_penalty", "max_output_tokens", "user",
+                        "text", "reasoning", "stream"})
 # Kept by the gateway itself (api/stored.py), or echoed: never the upstream's business.
 KEPT_BY_GATEWAY = frozenset({"store", "previous_response_id", "conversation", "metadata", "stream_options",
                              "background", "prompt"})

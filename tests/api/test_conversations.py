@@ -1,6 +1,7 @@
 """The Conversations API through a real gateway, and responses that read and extend a conversation."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -129,3 +130,15 @@ def test_a_method_an_endpoint_does_not_take_is_a_405(gateway: Gateway, active_ke
     response = call(gateway, active_key, "GET", "/v1/conversations")
     assert (response.status_code, response.headers["allow"]) == (405, "POST")
     assert response.json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_response_in_a_conversation_says_so_in_its_stream(gateway: Gateway, scripted: MockUpstream,
+                                                           chat_upstream: Upstream, active_key: str) -> None:
+    scripted.script(answer("ok"))
+    conversation = call(gateway, active_key, "POST", "/v1/conversations", {}).json()
+    response = httpx.post(f"{gateway.url}/v1/responses", timeout=30, headers={"authorization": f"Bearer {active_key}"},
+                          json={"model": "m", "input": "hi", "stream": True, "conversation": conversation["id"]})
+    created, completed = (json.loads(line[5:]) for line in response.text.splitlines()
+                          if line.startswith("data:") and ('"response.created"' in line
+                                                           or '"response.completed"' in line))
+    assert created["response"]["conversation"] == completed["response"]["conversation"] == {"id": conversation["id"]}
