@@ -27,4 +27,4 @@ const messages = [{ role: "user", content: "Capital of France?" }];
 const first = await generateText({ model: openai.responses(model), messages, maxRetries: 0 });
 messages.push(...first.response.messages, { role: "user", content: "Second city?" });
 const second = await generateText({ model: openai.responses(model), messages, maxRetries: 0 });
-console.log(JSON.stringify({ turns: [turn(first), turn(second)], messages }));
+console.log(JSON.stringify({ turns: [turn(first), turn(second)] }));
