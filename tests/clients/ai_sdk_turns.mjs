@@ -3,7 +3,8 @@
 // The Responses model, store left to its default (true): turn 2's messages are turn 1's
 // messages plus `response.messages` as the SDK returned them, so the SDK sends turn 1's
 // answer as an `item_reference` to its stored id. Prints one JSON line: per turn, the
-// answer, the response id and the request body the SDK sent.
+// answer and the response id (what the SDK sent is read from the gateway's audit rows: ai 7
+// leaves the request body out of its result unless asked, and this script keeps the defaults).
 // Usage: node ai_sdk_turns.mjs GATEWAY_URL MODEL (the client key in GATEWAY_KEY).
 import { createRequire } from "node:module";
 import path from "node:path";
@@ -20,7 +21,7 @@ const [gatewayUrl, model] = process.argv.slice(2);
 const openai = createOpenAI({ baseURL: `${gatewayUrl}/v1`, apiKey: process.env.GATEWAY_KEY });
 
 function turn(result) {
-  return { text: result.text, responseId: result.response.id, sent: result.request.body };
+  return { text: result.text, responseId: result.response.id };
 }
 
 const messages = [{ role: "user", content: "Capital of France?" }];

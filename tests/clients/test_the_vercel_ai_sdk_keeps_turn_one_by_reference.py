@@ -30,7 +30,6 @@ def test_turn_two_references_turn_ones_answer_and_the_upstream_gets_it_back(
 
     # The SDK left store to the API's default (true) and referred to turn 1's answer by its id.
     [first_body, second_body] = bodies_received(2)
-    assert [first_body, second_body] == [turn["sent"] for turn in (first, second)]  # what the SDK says it sent
     assert "store" not in first_body and "store" not in second_body
     [answer] = StoredResponse.objects.get(pk=first["responseId"]).to_dict()["output"]
     assert second_body["input"] == [
