@@ -4,9 +4,14 @@ VENV := .venv
 PY := $(VENV)/bin/python
 CODEX_VERSION := 0.169.0
 CODEX := .codex-cli/node_modules/.bin/codex
+# The Vercel AI SDK for tests/clients/: ai@7 goes with @ai-sdk/openai@4 (one provider-utils between them).
+AI_VERSION := 7.0.173
+AI_OPENAI_VERSION := 4.0.118
+ZOD_VERSION := 4.6.7
+AI_SDK := .ai-sdk/.installed-$(AI_VERSION)-$(AI_OPENAI_VERSION)-$(ZOD_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint codex chromium bench clean
+.PHONY: venv run test lint codex ai-sdk chromium bench clean
 
 venv: $(VENV)/.installed
 
@@ -22,6 +27,16 @@ $(CODEX):
 	npm install --prefix .codex-cli --no-fund --no-audit --no-save @openai/codex@$(CODEX_VERSION)
 	test -x $(CODEX)
 
+# The Vercel AI SDK (ai, @ai-sdk/openai and their peer zod) for the real-client tests, in a
+# git-ignored folder too. They declare node >=22; tests/clients runs them on Debian's node 20.
+ai-sdk: $(AI_SDK)
+
+$(AI_SDK):
+	rm -rf .ai-sdk
+	npm install --prefix .ai-sdk --no-fund --no-audit --no-save ai@$(AI_VERSION) \
+		@ai-sdk/openai@$(AI_OPENAI_VERSION) zod@$(ZOD_VERSION)
+	touch $@
+
 # Debian's chromium for the browser tests: Playwright drives it (`playwright install` would
 # download a browser build, which cannot work here).
 chromium:
@@ -32,7 +47,7 @@ run: venv
 
 # The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
 # TEST_POSTGRES_URL is set (.ci/run sets it).
-test: venv codex chromium
+test: venv codex ai-sdk chromium
 	$(PY) -m pytest
 	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
 
@@ -48,4 +63,4 @@ bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) .codex-cli .test-db*
+	rm -rf $(VENV) .codex-cli .ai-sdk .test-db*

@@ -150,23 +150,26 @@ def parse_json(request: HttpRequest, exchange: Exchange | None = None) -> Any:
         ) from None
 
 
-ApiView = Callable[[ApiRequest], Coroutine[Any, Any, HttpResponseBase]]
-View = Callable[[HttpRequest], Coroutine[Any, Any, HttpResponseBase]]
+ApiView = Callable[..., Coroutine[Any, Any, HttpResponseBase]]  # (request: ApiRequest, **url_kwargs)
+View = Callable[..., Coroutine[Any, Any, HttpResponseBase]]
 
 
-def api_view(endpoint: str, *, body: bool = True) -> Callable[[ApiView], View]:
+def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,
+             methods: tuple[str, ...] = ()) -> Callable[[ApiView], View]:
     """Wrap an async API view so that every outcome is an OpenAI-shaped answer and one audit row.
 
     An answer that is not streamed is recorded here, once, however it ends (an error, the
     client leaving, a refusal while the process drains); a streamed one is recorded by its
     ``RelayResponse`` when the stream ends. The endpoint name is kept on the view
-    (``view.endpoint``): the URL conf is then the one list of the API's endpoints.
+    (``view.endpoint``): the URL conf is then the one list of the API's endpoints. ``methods``:
+    the methods it takes (any when empty); another gets 405 with ``Allow``. ``body``: whether
+    the JSON body is parsed (``request.json``): always, never, or for the methods named.
     """
 
     def decorate(view: ApiView) -> View:
         @csrf_exempt
         @wraps(view)
-        async def wrapper(request: HttpRequest) -> HttpResponseBase:
+        async def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             exchange = Exchange.begin(request, endpoint)
             request.exchange = exchange  # type: ignore[attr-defined]
             limits: Verdict | None = None
@@ -177,10 +180,15 @@ def api_view(endpoint: str, *, body: bool = True) -> Callable[[ApiView], View]:
             try:
                 if refused:
                     raise ShuttingDownError(headers={"connection": "close"})
+                if methods and request.method not in methods:
+                    raise InvalidRequestError(f"{request.method} is not allowed here; use {' or '.join(methods)}.",
+                                              code="method_not_allowed", status=405,
+                                              headers={"allow": ", ".join(methods)})
                 request.client_key = exchange.key = await authenticate(request)  # type: ignore[attr-defined]
                 limits = await enforce_rate_limit(request, exchange.key)
-                request.json = parse_json(request, exchange) if body else None  # type: ignore[attr-defined]
-                response = await view(request)  # type: ignore[arg-type]
+                parsed = body is True or (isinstance(body, tuple) and request.method in body)
+                request.json = parse_json(request, exchange) if parsed else None  # type: ignore[attr-defined]
+                response = await view(request, *args, **kwargs)
                 outcome = None  # ok, or what the stream's end says
             except BridgeError as exc:
                 outcome, error, response = (Outcome.REJECTED if refused else None), exc, error_response(exc)

@@ -18,13 +18,15 @@ import httpx
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
 
-from api import client, metrics
+from api import client, metrics, stored
 from api.audit import Exchange
 from api.decorators import ApiRequest
+from api.stored import Keeper
 from bridge.dialects import Dialect, UpstreamRequest, dialect_for
 from bridge.errors import (
     BridgeError,
     GatewayError,
+    InvalidRequestError,
     ModelNotFoundError,
     ShuttingDownError,
     UpstreamError,
@@ -50,6 +52,11 @@ class Route:
     upstream: Upstream
     dialect: Dialect
     failing: bool  # recent failures on this endpoint: a success clears their count
+
+    @property
+    def keeps_state(self) -> bool:
+        """Whether the upstream keeps Responses state itself, and is spoken to in its own API."""
+        return self.upstream.keeps_state and not self.dialect.translates
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,11 +84,25 @@ class Ending:
 
 
 async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpResponseBase:
-    """Return the answer to a validated request to ``api``, from the first upstream that takes it."""
-    connection = await connect(request, body, api)
+    """Return the answer to a validated request to ``api``, from the first upstream that takes it.
+
+    A Responses request keeps its state one of two ways. When the best upstream keeps state
+    itself (its switch in the admin: OpenAI, Azure), the request goes to it untouched, and
+    fails over only to upstreams that keep state too (another would not know the ids).
+    Otherwise the gateway keeps it (api/stored.py): the upstream is sent the history in
+    the request's place, and the answer is stored before it ends.
+    """
+    routes = await choose_upstreams(request, body["model"], api)
+    routed, keeper = body, None
+    if api == "responses":
+        if routes[0].keeps_state:
+            routes = [route for route in routes if route.keeps_state]
+        else:
+            routed, keeper = await stored.take_in(request, body)
+    connection = await connect(request, routed, routes, asked=body)
     if connection.dialect.translates:
-        return await translate(request, connection, body)
-    return await passthrough(request, connection)
+        return await translate(request, connection, body, keeper)
+    return await passthrough(request, connection, keeper)
 
 
 async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Route]:
@@ -111,18 +132,31 @@ def is_failover_error(exc: UpstreamError) -> bool:
     return True
 
 
-async def connect(request: ApiRequest, body: dict[str, Any], api: str) -> Connection:
-    """Open the answer of the first upstream that takes the request.
+async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route],
+                  asked: dict[str, Any] | None = None) -> Connection:
+    """Open the answer of the first upstream (of ``routes``, best first) that takes the request.
 
     Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
     model, at most GATEWAY_MAX_ATTEMPTS in all; this all happens before the client has
-    seen a byte. Each upstream gets the body in its own dialect.
+    seen a byte. Each upstream gets the body in its own dialect, and one whose dialect
+    cannot honour what the client ``asked`` (the body before its history was taken in) is
+    passed over; when none can, the client is told why.
     """
     exchange = request.exchange
     exchange.stream = bool(body.get("stream"))
     error: UpstreamError | None = None
-    for route in (await choose_upstreams(request, body["model"], api))[: max(settings.GATEWAY_MAX_ATTEMPTS, 1)]:
+    refused: InvalidRequestError | None = None  # by a dialect: told only when no upstream was tried
+    tried = 0
+    for route in routes:
+        if tried >= max(settings.GATEWAY_MAX_ATTEMPTS, 1):
+            break
         upstream, dialect = route.upstream, route.dialect
+        try:
+            dialect.check(asked if asked is not None else body)
+        except InvalidRequestError as exc:
+            refused = refused or exc
+            continue
+        tried += 1
         target = upstream.upstream_model(body["model"])
         exchange.route(upstream, target, bridged=dialect.translates)
         sent = dialect.to_request(body, upstream.options(target))
@@ -138,8 +172,9 @@ async def connect(request: ApiRequest, body: dict[str, Any], api: str) -> Connec
         if route.failing:
             await cooldown.record_success(upstream, dialect.endpoint)
         return Connection(upstream, dialect, sent, response)
-    assert error is not None
-    raise error
+    failure = error or refused
+    assert failure is not None
+    raise failure
 
 
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:
@@ -153,31 +188,42 @@ async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any],
     return response
 
 
-async def passthrough(request: ApiRequest, connection: Connection) -> HttpResponseBase:
-    """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out."""
+async def passthrough(request: ApiRequest, connection: Connection, keeper: Keeper | None = None) -> HttpResponseBase:
+    """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out.
+
+    A JSON answer to be stored is read whole first: it is kept before any of it leaves.
+    """
     exchange, upstream_response = request.exchange, connection.response
     tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(upstream_response))
     chunks = upstream_response.aiter_raw()
     try:
         with client.mapped_errors():
             first = await anext(chunks, b"")
+            if keeper is not None and not tap.sse:
+                first += b"".join([chunk async for chunk in chunks])
     except BaseException:
         await upstream_response.aclose()
         raise
     exchange.mark_first_byte()
     ending = Ending()
-    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending), upstream_response,
+    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending, keeper), upstream_response,
                          exchange, ending)
 
 
-async def translate(request: ApiRequest, connection: Connection, body: dict[str, Any]) -> HttpResponseBase:
-    """Answer a Responses request from an upstream of another dialect, its answer translated (bridge/)."""
+async def translate(request: ApiRequest, connection: Connection, body: dict[str, Any],
+                    keeper: Keeper | None = None) -> HttpResponseBase:
+    """Answer a Responses request from an upstream of another dialect, its answer translated (bridge/).
+
+    The Response object echoes the client's ``body``; the upstream was sent the routed one.
+    """
     exchange, upstream_response, dialect = request.exchange, connection.response, connection.dialect
     assert dialect.read_chunk is not None and dialect.read_body is not None
-    machine = ResponseStream(model=body["model"], tools=connection.sent.tools, request=body, created_at=time.time())
+    sent = connection.sent
+    machine = ResponseStream(model=body["model"], tools=sent.tools, unsent=sent.unsent, request=body,
+                             created_at=time.time(), clock=time.time)
     ending = Ending()
     events = client.read_events(upstream_response, dialect.read_chunk, dialect.read_body)
-    translated = _translate(machine, events, upstream_response, exchange, ending)
+    translated = _translate(machine, events, upstream_response, exchange, ending, keeper)
     if exchange.stream:
         return RelayResponse(translated, upstream_response, exchange, ending, content_type="text/event-stream")
     async for _ in translated:
@@ -198,8 +244,17 @@ def encode_events(events: list[dict[str, Any]]) -> bytes:
 
 
 async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
-                     exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
-    """Yield the Responses stream for the upstream's events; it always ends in a terminal event."""
+                     exchange: Exchange, ending: Ending, keeper: Keeper | None) -> AsyncIterator[bytes]:
+    """Yield the Responses stream for the upstream's events; it always ends in a terminal event.
+
+    The batch that holds the terminal event goes out only once the response is stored.
+    """
+
+    async def encoded(events: list[dict[str, Any]]) -> bytes:
+        if keeper is not None and machine.phase in TERMINAL:
+            await keeper.keep(machine.response)
+        return encode_events(events)
+
     try:
         yield encode_events(machine.start())
         try:
@@ -212,18 +267,18 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
                         if machine.phase in TERMINAL:
                             break
                     if out:
-                        yield encode_events(out)
+                        yield await encoded(out)
                     if machine.phase in TERMINAL:
                         break
             if machine.phase not in TERMINAL:
-                yield encode_events(machine.finish())
+                yield await encoded(machine.finish())
         except UpstreamError as error:
             exc = shutdown_error(upstream_response, error)
             ending.fail(exc)
-            yield encode_events(machine.fail(exc.code or "upstream_error", exc.message))
+            yield await encoded(machine.fail(exc.code or "upstream_error", exc.message))
         except Exception as exc:  # a bug of ours: still end the stream properly
             logger.exception("bridge failed on request %s", exchange.request_id)
-            yield encode_events(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
+            yield await encoded(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
             ending.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
             return
         if machine.phase is not Phase.FAILED:
@@ -238,14 +293,22 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
 
 
 async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
-                 exchange: Exchange, ending: Ending) -> AsyncIterator[bytes]:
-    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read."""
+                 exchange: Exchange, ending: Ending, keeper: Keeper | None = None) -> AsyncIterator[bytes]:
+    """Yield the upstream's bytes as they come; end a broken stream with an error the client can read.
+
+    With a ``keeper``, the read that holds the finished Response object goes out only once
+    it is stored (a JSON answer comes here whole: see ``passthrough``).
+    """
     try:
         chunk = first
         try:
             with client.mapped_errors():
                 while chunk:
                     tap.feed(chunk)
+                    if keeper is not None and not tap.sse:
+                        tap.close()
+                    if keeper is not None and tap.final_response is not None:
+                        await keeper.keep(tap.final_response)
                     exchange.response_bytes += len(chunk)
                     yield chunk
                     chunk = await anext(chunks, b"")

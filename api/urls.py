@@ -5,11 +5,18 @@ refusals, take it from here, so this list is the one place the API's paths are w
 """
 from django.urls import path
 
-from api import health, views
+from api import conversations, health, views
 
 urlpatterns = [
     path("v1/responses", views.responses, name="responses"),
+    path("v1/responses/<str:response_id>", views.response_detail, name="response"),
+    path("v1/responses/<str:response_id>/input_items", views.input_items, name="response-input-items"),
+    path("v1/responses/<str:response_id>/cancel", views.cancel, name="response-cancel"),
     path("v1/chat/completions", views.chat_completions, name="chat-completions"),
+    path("v1/conversations", conversations.conversations, name="conversations"),
+    path("v1/conversations/<str:conversation_id>", conversations.conversation, name="conversation"),
+    path("v1/conversations/<str:conversation_id>/items", conversations.items, name="conversation-items"),
+    path("v1/conversations/<str:conversation_id>/items/<str:item_id>", conversations.item, name="conversation-item"),
     path("v1/models", views.models, name="models"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),

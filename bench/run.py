@@ -8,6 +8,7 @@ Modes (issue 6), each a separate load-generator process against one server:
     responses     /v1/responses passthrough (Responses-speaking upstream)
     bridge        /v1/responses bridged to a Chat-only upstream, streamed
     bridge-json   the same, not streamed
+    bridge-stored the bridge with ``store: true``: the response and its items written before the end
     direct-responses  (optional) the load generator straight to the mock's Responses stream
 
 Compare mode (--compare LABEL=PATH, repeatable): an A/B of gateways served from other source
@@ -77,6 +78,7 @@ from bench.servers import (
     gateway_env,
     new_secret_key,
     setup_database,
+    stored_bytes,
 )
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
@@ -103,8 +105,10 @@ def _chat_body(model: str) -> dict[str, Any]:
                          {"role": "user", "content": "Say hello."}]}
 
 
-def _responses_body(model: str, stream: bool) -> dict[str, Any]:
-    return {"model": model, "instructions": "You are a terse assistant.", "input": "Say hello.", "stream": stream}
+def _responses_body(model: str, stream: bool, store: bool = False) -> dict[str, Any]:
+    """A one-line Responses request; ``store: false`` (as Codex sends) unless the mode measures storing."""
+    return {"model": model, "instructions": "You are a terse assistant.", "input": "Say hello.", "stream": stream,
+            "store": store}
 
 
 MODES = {mode.name: mode for mode in (
@@ -114,9 +118,10 @@ MODES = {mode.name: mode for mode in (
     Mode("responses", "gateway", "/v1/responses", "responses", _responses_body(RESPONSES_MODEL, True)),
     Mode("bridge", "gateway", "/v1/responses", "responses", _responses_body(CHAT_MODEL, True)),
     Mode("bridge-json", "gateway", "/v1/responses", "responses-json", _responses_body(CHAT_MODEL, False)),
+    Mode("bridge-stored", "gateway", "/v1/responses", "responses", _responses_body(CHAT_MODEL, True, store=True)),
     Mode("direct-responses", "mock", "/v1/responses", "responses", _responses_body(RESPONSES_MODEL, True)),
 )}
-DEFAULT_MODES = ("direct", "floor", "chat", "responses", "bridge", "bridge-json")
+DEFAULT_MODES = ("direct", "floor", "chat", "responses", "bridge", "bridge-json", "bridge-stored")
 CURRENT = "current"  # compare mode's label for this tree
 COMPARE_MODES = ("bridge",)
 COMPARE_LEVELS = (1, 50)
@@ -473,6 +478,9 @@ class Bench:
             # One per request when every audit row was written (the gateway modes; None if unknown).
             "audit_rows_per_req": (after["audit"] - before["audit"]) / total
             if before.get("audit") is not None and after.get("audit") is not None else None,
+            # Bytes of stored responses (Response object and items, encrypted) per request.
+            "stored_bytes_per_req": (after["stored"] - before["stored"]) / total
+            if before.get("stored") is not None and after.get("stored") is not None else None,
         }
         if run["ok"] < run["total"]:
             self.failed = True
@@ -484,6 +492,7 @@ class Bench:
         machine = psutil.cpu_times()
         snapshot = {"cpu": subject.cpu_seconds(), "mock_cpu": self.mock.cpu_seconds(), "rss": subject.rss_mb(),
                     "fds": subject.fds(), "audit": audit_rows(database_url) if database_url else None,
+                    "stored": stored_bytes(database_url) if database_url else None,
                     "wall": time.monotonic(), "steal": getattr(machine, "steal", 0.0),
                     "harness_cpu": time.process_time(),
                     "busy": sum(machine) - machine.idle - getattr(machine, "iowait", 0.0)}
@@ -645,6 +654,10 @@ class Bench:
             print("\nratios: xD = to direct at the same concurrency, xF = to the bare relay floor; "
                   "+ms = TTFC p50 added over direct\n")
             print(report.ratios_table(self.runs))
+            stored = [r for r in self.runs if r.get("stored_bytes_per_req")]
+            for run in stored:
+                print(f"{run['mode']} at c={run['concurrency']}: {run['stored_bytes_per_req']:.0f} bytes stored "
+                      "per request (Response object and items, encrypted)")
         if results["compare"]:
             compare = results["compare"]
             print(f"compare mode: {compare['rounds']} interleaved round(s) per mode and level, "

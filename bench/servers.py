@@ -248,6 +248,20 @@ def audit_rows(database_url: str) -> int | None:
         return None
 
 
+def stored_bytes(database_url: str) -> int | None:
+    """Sum the bytes of stored responses and their items in a run's SQLite database (encrypted, as kept).
+
+    None when it cannot tell, or when the tree has no such tables (a layout from before stored responses).
+    """
+    path = database_url.removeprefix("sqlite:///")
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0)) as db:
+            return sum(int(db.execute(f"SELECT COALESCE(SUM(LENGTH(body)), 0) FROM {table}").fetchone()[0])
+                       for table in ("state_storedresponse", "state_storeditem"))
+    except sqlite3.Error:
+        return None
+
+
 def _run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> str:
     try:
         done = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=SETUP_TIMEOUT,

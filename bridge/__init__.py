@@ -14,5 +14,6 @@ import-linter's layers contract (pyproject.toml) keeps it at the bottom.
     stream      ResponseStream: UpstreamEvents -> Responses events (the state machine)
     sse         server-sent events: encoding, incremental decoding
     tap         watches a relayed stream for usage, tool calls and a broken end
+    history     a request's history: stored item forms, item_reference resolution, `store`
     values      strict reads of loosely typed JSON values
 """

@@ -5,7 +5,8 @@
     │   ├── AuthenticationError      401 invalid_api_key
     │   ├── RateLimitError           429 rate_limit_exceeded
     │   ├── RequestTooLargeError     413 request_too_large
-    │   └── ModelNotFoundError       404 model_not_found
+    │   ├── ModelNotFoundError       404 model_not_found
+    │   └── NotFoundError            404 not_found (a stored response the key does not have)
     ├── UpstreamError                the upstream's fault (502 unless said otherwise)
     │   ├── UpstreamUnavailableError 502 upstream_unavailable
     │   ├── UpstreamTimeoutError     504 upstream_timeout
@@ -92,6 +93,13 @@ class ModelNotFoundError(InvalidRequestError):
 
     status = 404
     code = "model_not_found"
+
+
+class NotFoundError(InvalidRequestError):
+    """What the path names does not exist for this key: a stored response, deleted, expired or someone else's."""
+
+    status = 404
+    code = "not_found"
 
 
 class UpstreamError(BridgeError):

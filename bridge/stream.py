@@ -1,10 +1,9 @@
 """The state machine that turns UpstreamEvents into Responses stream events (responses-bridge.md §3).
 
-One class, ``ResponseStream``; it does no IO and reads no clock.
+One class, ``ResponseStream``; it does no IO and reads no clock but the one it is handed.
 """
 from __future__ import annotations
 
-import copy
 import enum
 import json
 import uuid
@@ -23,7 +22,7 @@ from bridge.events import (
     UpstreamFailed,
     UsageReported,
 )
-from bridge.values import is_int
+from bridge.values import is_int, is_number
 
 # Rule 1: everything that decides the next Responses event lives in this file. Callers
 # only move events: UpstreamEvents in through feed(), Responses events out of every verb.
@@ -66,14 +65,25 @@ class Phase(enum.Enum):
 TERMINAL = (Phase.COMPLETED, Phase.INCOMPLETE, Phase.FAILED)
 # finish_reason values that end the answer short; everything else non-error is a completion.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
-# Request fields the Response object echoes, with the value the official API shows when the
-# client sent none. `store` defaults to false: the gateway keeps no responses.
-ECHOED_FIELDS: dict[str, Any] = {
-    "instructions": None, "max_output_tokens": None, "metadata": {}, "parallel_tool_calls": True,
-    "previous_response_id": None, "reasoning": {"effort": None, "summary": None}, "store": False,
-    "temperature": None, "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": None,
-    "truncation": "disabled", "user": None,
+# What the Response object says about the request (Open Responses `ResponseResource`: every field
+# is required, so each one is always there). The rule is that it states what was used:
+#   - a setting the upstream is sent, or that is the gateway's own (store, metadata...), echoes the
+#     request's value when it has the right type, else the default the OpenAI API documents;
+#   - a setting the upstream was not sent carries the value in force instead of the one asked for:
+#     SETTINGS_IN_FORCE for those the bridge never passes on (a client asking for top_logprobs 5
+#     learns that none came back), the dialect's `unsent` for those it left out this time (a
+#     reasoning effort the upstream is not configured to take is null).
+# The upstream's own default may differ from the documented one when the client sent none (a
+# llama.cpp or vLLM model's generation config can set its own temperature); the gateway cannot
+# know it, so the documented default is what it states.
+SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
+SETTINGS_IN_FORCE: dict[str, Any] = {
+    "background": False,  # refused before routing (api/stored.py): every response is answered in the foreground
+    "service_tier": "default",  # no dialect passes a tier on: the upstream serves in its only one
+    "top_logprobs": 0,  # log probabilities are neither asked of the upstream nor read from its answer
+    "max_tool_calls": None,  # no limit is enforced on the upstream's calls
 }
+TRUNCATION_MODES = ("auto", "disabled")
 
 
 class BridgeStateError(RuntimeError):
@@ -119,18 +129,24 @@ class ResponseStream:
     """Turn one upstream answer (as UpstreamEvents) into one Responses stream.
 
     `created_at` is the Unix time the IO side read when the request arrived (pass
-    `int(time.time())`); it defaults to 0 only so tests stay deterministic. `new_id(prefix)`
-    makes every id, so tests can pass a counter.
+    `time.time()`); `clock` is read once, when the response reaches a terminal state, for
+    its `completed_at` (pass `time.time`). Without them, `created_at` is 0 and `completed_at`
+    is `created_at`, so tests stay deterministic. `new_id(prefix)` makes every id, so tests
+    can pass a counter. `tools` is the dialect's tool map (what the upstream was offered)
+    and `unsent` the settings it did not pass on (``UpstreamRequest.unsent``).
     """
 
     def __init__(self, *, model: str, tools: ToolMap | None = None, request: dict[str, Any] | None = None,
-                 new_id: Callable[[str], str] = _uuid_id, created_at: float | None = None) -> None:
+                 new_id: Callable[[str], str] = _uuid_id, created_at: float | None = None,
+                 clock: Callable[[], float] | None = None, unsent: frozenset[str] = frozenset()) -> None:
         self.phase = Phase.CREATED
         self._model = model
         self._tools = tools or {}
-        self._request = request or {}
+        self._settings = _settings(request or {}, set(self._tools.values()), unsent)
         self._new_id = new_id
         self._created_at = int(created_at or 0)
+        self._clock = clock
+        self._completed_at: int | None = None
         self._id = new_id("resp_")
         self._sequence_number = 0
         self._next_output_index = 0
@@ -191,9 +207,9 @@ class ResponseStream:
         for index in sorted(self._calls):
             events += self._close_call(self._calls[index], status)
         if self._incomplete_reason:
-            self.phase = Phase.INCOMPLETE
+            self._end(Phase.INCOMPLETE)
             return [*events, self._incomplete()]
-        self.phase = Phase.COMPLETED
+        self._end(Phase.COMPLETED)
         return [*events, self._completed()]
 
     def fail(self, code: str, message: str) -> list[dict[str, Any]]:
@@ -209,28 +225,26 @@ class ResponseStream:
             if call.output_index is not None:  # calls never announced are dropped
                 events += self._close_call(call, "incomplete")
         self._error = {"code": code, "message": message}
-        self.phase = Phase.FAILED
+        self._end(Phase.FAILED)
         return [*events, self._failed()]
 
     @property
     def response(self) -> dict[str, Any]:
         """Return the Response object as it stands (complete once the phase is terminal)."""
         status = self.phase.value if self.phase in TERMINAL else "in_progress"
-        response: dict[str, Any] = {
+        return {
             "id": self._id,
             "object": "response",
             "created_at": self._created_at,
+            "completed_at": self._completed_at,
             "status": status,
             "model": self._model,
             "output": [self._output[index] for index in sorted(self._output)],
             "usage": self._usage if status != "in_progress" else None,
             "error": self._error,
             "incomplete_details": {"reason": self._incomplete_reason} if self._incomplete_reason else None,
+            **self._settings,  # built once per stream, never changed: snapshots may share it
         }
-        for key, default in ECHOED_FIELDS.items():
-            value = self._request.get(key)
-            response[key] = value if value is not None else copy.deepcopy(default)
-        return response
 
     @property
     def usage(self) -> dict[str, Any] | None:
@@ -248,6 +262,10 @@ class ResponseStream:
         return sum(1 for call in self._calls.values() if call.output_index is not None)
 
     # -- transitions -------------------------------------------------------------------
+
+    def _end(self, phase: Phase) -> None:
+        self.phase = phase
+        self._completed_at = int(self._clock()) if self._clock is not None else self._created_at
 
     def _require(self, phase: Phase, verb: str) -> None:
         if self.phase is not phase:
@@ -465,6 +483,96 @@ def failed_response(response_id: str, model: str | None, code: str, message: str
     """Return the Response object of a relayed stream that broke: only what the tap saw of it."""
     return {"id": response_id, "object": "response", "status": "failed", "model": model, "output": [],
             "error": {"code": code, "message": message}, "incomplete_details": None, "usage": None}
+
+
+def _settings(request: dict[str, Any], offered: set[ToolTarget], unsent: frozenset[str]) -> dict[str, Any]:
+    """Return the fields of the Response object that state the request's settings, as they were used."""
+    reasoning = request["reasoning"] if isinstance(request.get("reasoning"), dict) else {}
+    reasoning = {key: value for key, value in reasoning.items() if f"reasoning.{key}" not in unsent}
+    settings = {
+        "previous_response_id": _str_or_none(request.get("previous_response_id")),
+        "instructions": _str_or_none(request.get("instructions")),
+        "tools": _offered_tools(request.get("tools"), offered),
+        "tool_choice": request["tool_choice"] if request.get("tool_choice") is not None else "auto",
+        "truncation": request["truncation"] if request.get("truncation") in TRUNCATION_MODES else "disabled",
+        "parallel_tool_calls": _bool(request.get("parallel_tool_calls"), default=True),
+        "text": _text(request.get("text")),
+        **{key: request[key] if is_number(request.get(key)) else default for key, default in SAMPLING_DEFAULTS.items()},
+        "reasoning": {key: _str_or_none(reasoning.get(key)) for key in ("effort", "summary")},
+        "max_output_tokens": request["max_output_tokens"] if is_int(request.get("max_output_tokens")) else None,
+        # `store` defaults to true, as in the API: the gateway stores responses (api/stored.py).
+        "store": _bool(request.get("store"), default=True),
+        "metadata": request["metadata"] if isinstance(request.get("metadata"), dict) else {},
+        # Identifiers the client attached to the request; the gateway keeps them with the answer.
+        "safety_identifier": _str_or_none(request.get("safety_identifier")),
+        "prompt_cache_key": _str_or_none(request.get("prompt_cache_key")),
+        "user": _str_or_none(request.get("user")),  # not in Open Responses; the OpenAI API still echoes it
+        # The conversation it was answered in (an id, or {"id": ...} in the request): OpenAI's field.
+        "conversation": _conversation(request.get("conversation")),
+    }
+    return {**settings, **SETTINGS_IN_FORCE}
+
+
+def _conversation(value: Any) -> dict[str, str] | None:
+    conversation_id = value.get("id") if isinstance(value, dict) else value
+    return {"id": conversation_id} if isinstance(conversation_id, str) and conversation_id else None
+
+
+def _offered_tools(declared: Any, offered: set[ToolTarget]) -> list[dict[str, Any]]:
+    """Return the declared tools the upstream was offered, in their Responses form.
+
+    A hosted tool (web_search, file_search, mcp...) runs at OpenAI; the dialect offers the
+    upstream none, so the model did not have it and it is left out.
+    """
+    if not isinstance(declared, list):
+        return []
+    tools = [_offered_tool(tool, offered) for tool in declared if isinstance(tool, dict)]
+    return [tool for tool in tools if tool is not None]
+
+
+def _offered_tool(tool: dict[str, Any], offered: set[ToolTarget], namespace: str | None = None
+                  ) -> dict[str, Any] | None:
+    kind = tool.get("type")
+    if kind == "function":
+        spec = tool["function"] if isinstance(tool.get("function"), dict) else tool  # also declared the Chat way
+        name = spec.get("name")
+        if not isinstance(name, str) or ToolTarget("function", name, namespace) not in offered:
+            return None
+        parameters = spec.get("parameters")
+        return {"type": "function", "name": name, "description": _str_or_none(spec.get("description")) or None,
+                "parameters": parameters if isinstance(parameters, dict) else None,
+                # Never enforced: the dialect leaves `strict` out (several servers reject it).
+                "strict": False}
+    name = tool.get("name")
+    if kind == "custom" and isinstance(name, str) and ToolTarget("custom", name, namespace) in offered:
+        return tool
+    if kind == "local_shell" and namespace is None and ToolTarget("local_shell", "local_shell") in offered:
+        return tool
+    if kind == "namespace" and namespace is None and isinstance(name, str) and isinstance(tool.get("tools"), list):
+        subtools = [_offered_tool(sub, offered, name) for sub in tool["tools"] if isinstance(sub, dict)]
+        kept = [sub for sub in subtools if sub is not None]
+        return {**tool, "tools": kept} if kept else None
+    return None
+
+
+def _text(text: Any) -> dict[str, Any]:
+    """Return the text settings: the output format asked for, plain text by default."""
+    fmt = text.get("format") if isinstance(text, dict) else None
+    if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
+        return {"format": {"type": "text"}}
+    if fmt["type"] == "json_schema":
+        # Upstreams are not asked for strict adherence unless the client said so (the Chat default).
+        fmt = {"description": None, **fmt, "strict": _bool(fmt.get("strict"), default=False)}
+    # `verbosity` is left out: no upstream is told it.
+    return {"format": fmt}
+
+
+def _str_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _bool(value: Any, *, default: bool) -> bool:
+    return value if isinstance(value, bool) else default
 
 
 def _output_text(text: str) -> dict[str, Any]:

@@ -31,6 +31,7 @@ class StreamTap:
         self.response_id: str | None = None
         self.model: str | None = None
         self.sequence_number = -1
+        self.final_response: dict[str, Any] | None = None  # a Responses answer's finished Response object
         self._buffer = b""  # a JSON body, read whole
         self._decoder = SSEDecoder()
         self._calls: set[tuple[int, int]] = set()
@@ -99,10 +100,15 @@ class StreamTap:
         kind = event.get("type")
         if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
             self.complete = True
+        if isinstance(response, dict) and (final or kind in TERMINAL_EVENTS) and response.get("object") == "response":
+            self.final_response = response
         if kind == "response.output_item.done":
             self.tool_calls += _is_call(event.get("item"))
         if final:
             self.tool_calls = sum(_is_call(i) for i in event.get("output") or [])
+
+
+TERMINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def _is_call(item: Any) -> int:

@@ -73,6 +73,10 @@ GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
 GATEWAY_LOG_RETENTION_DAYS = env.int("GATEWAY_LOG_RETENTION_DAYS", default=30)
 if GATEWAY_LOG_RETENTION_DAYS < 0:
     raise ImproperlyConfigured(f"GATEWAY_LOG_RETENTION_DAYS must be >= 0, got {GATEWAY_LOG_RETENTION_DAYS}")
+# Stored responses (store: true, the API's default): what prunelogs keeps of them; 0 keeps all.
+GATEWAY_RESPONSE_RETENTION_DAYS = env.int("GATEWAY_RESPONSE_RETENTION_DAYS", default=30)
+if GATEWAY_RESPONSE_RETENTION_DAYS < 0:
+    raise ImproperlyConfigured(f"GATEWAY_RESPONSE_RETENTION_DAYS must be >= 0, got {GATEWAY_RESPONSE_RETENTION_DAYS}")
 # Upstream API keys at rest: comma-separated Fernet keys, the first encrypts, all decrypt
 # (README "Secrets": rotation). The key derived from SECRET_KEY is always last.
 try:
@@ -108,6 +112,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "channels",
     "upstreams",
+    "state",
     "logs",
 ]
 

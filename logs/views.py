@@ -21,6 +21,7 @@ from django.utils.timezone import now as wall_now
 from logs import charts, stats
 from logs.filters import OUTCOME_CHOICES, LogFilter
 from logs.models import RequestLog
+from state.models import StoredResponse
 from upstreams.models import ClientKey, Upstream
 
 PER_PAGE = 50
@@ -77,8 +78,10 @@ def log_list(request: HttpRequest) -> HttpResponse:
 @staff_required
 def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
     log = get_object_or_404(RequestLog, request_id=request_id)
+    stored = StoredResponse.objects.filter(request_id=log.request_id).only("id", "status", "depth").first()
     return render(request, "logs/detail.html", {
         "log": log, "timeline": charts.timeline(log), "capture_on": settings.GATEWAY_LOG_BODIES,
+        "stored": stored, "lineage": StoredResponse.objects.lineage(stored.pk)[1:] if stored else [],
         "headers": sorted(log.passed_headers.items()) if isinstance(log.passed_headers, dict) else [],
         "section": "list",
     })

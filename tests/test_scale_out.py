@@ -5,6 +5,7 @@ over real connections, and against PostgreSQL too when the suite runs with DATAB
 """
 from __future__ import annotations
 
+import json
 import re
 
 import httpx
@@ -73,3 +74,23 @@ def test_requests_reuse_the_processes_redis_connections(pair: tuple[Gateway, Gat
         for server in (a, b):
             assert httpx.post(f"{server.url}/v1/responses", json=body, headers=headers).status_code == 502
     assert connections() - before <= 2
+
+
+def test_a_response_stored_by_one_process_is_continued_by_the_other_at_once(
+        pair: tuple[Gateway, Gateway], scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    """Stored before its last event left process A: process B continues it the moment the stream ends."""
+    a, b = pair
+    headers = {"authorization": f"Bearer {active_key}"}
+    scripted.script({"chunks": [{"text": "Paris."}, {"finish": "stop"}]},
+                    {"chunks": [{"text": "Lyon."}, {"finish": "stop"}]})
+    with httpx.stream("POST", f"{a.url}/v1/responses", headers=headers, timeout=30,
+                      json={"model": "m", "input": "Capital?", "stream": True}) as first:
+        lines = [line for line in first.iter_lines() if line.startswith("data:")]
+    first_id = json.loads(lines[-1][5:])["response"]["id"]
+    assert httpx.get(f"{b.url}/v1/responses/{first_id}", headers=headers).json()["id"] == first_id
+    second = httpx.post(f"{b.url}/v1/responses", headers=headers, timeout=30,
+                        json={"model": "m", "input": "Second city?", "previous_response_id": first_id})
+    assert second.status_code == 200, second.text
+    assert scripted.requests()[-1]["body"]["messages"] == [
+        {"role": "user", "content": "Capital?"}, {"role": "assistant", "content": "Paris."},
+        {"role": "user", "content": "Second city?"}]

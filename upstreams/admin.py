@@ -63,7 +63,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     search_fields = ["name", "base_url", "models"]
     actions = ["test_connection"]
     fieldsets = [
-        (None, {"fields": ["name", "base_url", "supports_responses", "api_key", "clear_api_key",
+        (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
         ("Timeouts", {"fields": ["connect_timeout", "read_timeout"]}),
         ("Chat Completions compatibility (bridge)", {

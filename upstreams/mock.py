@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import uuid
 from typing import Any
 
 Step = dict[str, Any]
@@ -148,7 +149,8 @@ def completion_from_chunks(chunks: list[dict[str, Any]], model: str, created: in
 
 def responses_events(text: str, model: str) -> list[dict[str, Any]]:
     """A canonical Responses text stream, for testing passthrough to Responses-speaking upstreams."""
-    rid, mid = "resp_mock", "msg_mock"
+    # Fresh ids per answer, as a real server gives: the gateway stores responses by their ids.
+    rid, mid = f"resp_mock{uuid.uuid4().hex}", f"msg_mock{uuid.uuid4().hex}"
     base = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model, "output": []}
     item = {"id": mid, "type": "message", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": text, "annotations": []}]}

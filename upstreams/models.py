@@ -53,6 +53,12 @@ class Upstream(models.Model):
         default=False,
         help_text="Speaks POST /responses itself: pass /v1/responses through instead of bridging it to Chat.",
     )
+    keeps_state = models.BooleanField(
+        default=False,
+        help_text="A Responses upstream that keeps state itself (OpenAI, Azure): store, previous_response_id, "
+        "conversation and background pass through to it untouched. Off: the gateway stores and expands, and "
+        "sends the upstream a stateless request (what makes failover between upstreams safe).",
+    )
     # Encrypted at rest (GATEWAY_ENCRYPTION_KEY); plain text in Python.
     api_key = EncryptedTextField(blank=True, help_text="Sent upstream as Authorization: Bearer; stored encrypted.")
     model_map = models.TextField(

@@ -24,10 +24,16 @@ class UpstreamOptions:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class UpstreamRequest:
-    """The body to send upstream, and the map that restores tool calls in a translated answer."""
+    """The body to send upstream, the map that restores tool calls in a translated answer, and what was left out.
+
+    ``unsent`` names the settings the client asked for that the upstream was not sent, by
+    their place in the Responses request (``"reasoning.effort"``): the Response object then
+    states the value in force, not the one asked for.
+    """
 
     body: dict[str, Any]
     tools: ToolMap = field(default_factory=dict)
+    unsent: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +51,8 @@ class Dialect:
     to_request: Callable[[dict[str, Any], UpstreamOptions], UpstreamRequest]
     read_chunk: Callable[[Any], list[UpstreamEvent]] | None = None
     read_body: Callable[[Any], list[UpstreamEvent]] | None = None
+    # Raises InvalidRequestError for what the client asked that this dialect cannot honour.
+    check: Callable[[dict[str, Any]], None] = lambda body: None
 
     @property
     def translates(self) -> bool:

@@ -54,6 +54,54 @@ TEXT_PARTS = ("input_text", "output_text", "text")
 PLACEHOLDERS = {"input_image": "[image omitted: the upstream model cannot receive images in tool output]",
                 "input_file": "[file omitted]"}
 IMAGE_DETAILS = ("auto", "low", "high")
+# Sampling settings Chat has under the same names; the Response object echoes them (bridge/stream.py).
+SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+
+
+# What the bridge does with every field of a Responses request (issue 11: nothing silently
+# ignored). A field on none of these lists is refused, as the OpenAI API refuses it.
+TRANSLATED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
+                        "temperature", "top_p", "presence_penalty", "frequency_penalty", "max_output_tokens", "user",
+                        "text", "reasoning", "stream"})
+# Kept by the gateway itself (api/stored.py), or echoed: never the upstream's business.
+KEPT_BY_GATEWAY = frozenset({"store", "previous_response_id", "conversation", "metadata", "stream_options",
+                             "background", "prompt"})
+# No effect on a Chat upstream, by nature (README, "What the bridge does with each field").
+NO_EFFECT = frozenset({
+    "include",  # asks for extras (encrypted reasoning, logprobs) a Chat answer does not have
+    "prompt_cache_key", "prompt_cache_retention",  # OpenAI's prompt-cache routing hints
+    "safety_identifier", "service_tier",  # OpenAI's abuse monitoring and processing tiers
+    "truncation",  # the bridge never drops items: "disabled", whatever was asked
+    "client_metadata",  # Codex's own metadata for its provider
+})
+# Asked for, but the bridge cannot do it yet: refused rather than answered without it.
+NOT_BRIDGED = {
+    "top_logprobs": "Log probabilities are not bridged to Chat upstreams yet.",
+    "max_tool_calls": "A cap on tool calls cannot be enforced on a Chat upstream.",
+}
+# Content parts a Chat message cannot carry (images by URL can, in user messages).
+UNSENDABLE_PARTS = {"input_file": "files", "input_audio": "audio"}
+
+
+def check(body: dict[str, Any]) -> None:
+    """Refuse, with a 400 naming it, what a Responses request asks that the bridge cannot honour."""
+    for name in body:
+        if name not in TRANSLATED | KEPT_BY_GATEWAY | NO_EFFECT | NOT_BRIDGED.keys():
+            raise InvalidRequestError(f"Unknown parameter: '{name}'.", param=name, code="unknown_parameter")
+    for name, why in NOT_BRIDGED.items():
+        if body.get(name) not in (None, 0):
+            raise InvalidRequestError(f"{why} Send the request without '{name}'.", param=name,
+                                      code="unsupported_parameter")
+    items = body.get("input")
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        content = item.get("content") if isinstance(item, dict) else None
+        for j, part in enumerate(content if isinstance(content, list) else []):
+            kind = part.get("type") if isinstance(part, dict) else None
+            unsendable = UNSENDABLE_PARTS.get(str(kind)) or (
+                "images by file id" if kind == "input_image" and not str_of(part, "image_url") else None)
+            if unsendable:
+                raise InvalidRequestError(f"A Chat Completions upstream cannot receive {unsendable} in a message.",
+                                          param=f"input[{i}].content[{j}]", code="unsupported_content")
 
 
 def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
@@ -89,7 +137,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
             chat["tool_choice"] = choice
         if isinstance(body.get("parallel_tool_calls"), bool):
             chat["parallel_tool_calls"] = body["parallel_tool_calls"]
-    chat |= {key: body[key] for key in ("temperature", "top_p") if is_number(body.get(key))}
+    chat |= {key: body[key] for key in SAMPLING if is_number(body.get(key))}
     chat |= {"user": body["user"]} if isinstance(body.get("user"), str) else {}
     if is_int(body.get("max_output_tokens")):
         chat[options.max_tokens_field] = body["max_output_tokens"]
@@ -97,13 +145,14 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     effort = str_of(body["reasoning"], "effort") if isinstance(body.get("reasoning"), dict) else ""
     if options.send_reasoning_effort and effort:
         chat["reasoning_effort"] = effort
+    unsent = frozenset({"reasoning.effort"} if effort and "reasoning_effort" not in chat else ())
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
     chat["stream"] = True
     if options.send_stream_options:
         chat["stream_options"] = {"include_usage": True}
-    return UpstreamRequest(body=chat, tools=namer.tools)
+    return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent)
 
 
 class _ToolNamer:
@@ -374,7 +423,7 @@ def _content(content: Any, *, images: bool) -> str | list[dict[str, Any]]:
             if part.get("detail") in IMAGE_DETAILS:
                 image["detail"] = part["detail"]
             parts.append({"type": "image_url", "image_url": image})
-        # input_file, file_id images and audio have no portable Chat form; they are left out.
+        # input_file, file_id images and audio have no portable Chat form: ``check`` refuses them.
     if any(part["type"] != "text" for part in parts):
         return parts
     # Text-only content is flattened: several chat templates accept only a string, and
@@ -590,4 +639,4 @@ def _text_of(value: Any) -> str:
 
 
 DIALECT = Dialect(name="chat", endpoint="chat/completions", wire="chat", to_request=to_request,
-                  read_chunk=read_chunk, read_body=read_completion)
+                  read_chunk=read_chunk, read_body=read_completion, check=check)

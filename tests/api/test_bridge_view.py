@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import httpx
 import openai
 import pytest
 
-from tests.bridge.helpers import assert_valid_stream
+from tests.bridge.helpers import assert_spec_response, assert_spec_stream, assert_valid_stream
 from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
@@ -70,6 +71,49 @@ def test_non_streaming_response_via_the_sdk(gateway: Gateway, scripted: MockUpst
     assert scripted.requests()[0]["body"]["stream"] is True  # upstream is always streamed
     row = wait_for_log(raw.headers["x-request-id"])
     assert (row.stream, row.outcome, row.status) == (False, "ok", 200)
+
+
+SPEC_REQUEST = {
+    "model": "mock-model", "input": "read a and patch it", "instructions": "Be brief.",
+    "tools": [{"type": "function", "name": "read_file", "description": "Read a file.",
+               "parameters": {"type": "object", "properties": {"path": {"type": "string"}}}},
+              {"type": "custom", "name": "apply_patch", "description": "Patch files."},
+              {"type": "web_search"}],
+    "temperature": 0.2, "top_p": 0.9, "presence_penalty": 0.1, "max_output_tokens": 300,
+    "metadata": {"run": "spec"}, "reasoning": {"effort": "low", "summary": "auto"}, "prompt_cache_key": "c-1",
+}
+SPEC_CHUNKS = [{"reasoning": "Think."}, {"text": "Reading."},
+               {"tool": {"index": 0, "id": "call_read", "name": "read_file", "arguments": '{"path":"a"}'}},
+               {"tool": {"index": 1, "id": "call_patch", "name": "apply_patch",
+                         "arguments": '{"input":"*** Begin Patch\\n*** End Patch"}'}},
+               {"finish": "tool_calls"}]
+
+
+def test_bridged_answers_validate_against_open_responses(gateway: Gateway, scripted: MockUpstream,
+                                                         chat_upstream: Upstream, active_key: str) -> None:
+    """Every streamed event, the non-streamed answer and the stored one pass the Open Responses models."""
+    scripted.script({"chunks": SPEC_CHUNKS})
+    before = int(time.time())
+    response, events = raw_events(gateway, active_key, SPEC_REQUEST)
+    assert_valid_stream(events)
+    assert_spec_stream(events)
+    streamed = events[-1]["response"]
+    assert [item["type"] for item in streamed["output"]] == ["reasoning", "message", "function_call",
+                                                             "custom_tool_call"]
+    headers = {"authorization": f"Bearer {active_key}"}
+    answer = httpx.post(f"{gateway.url}/v1/responses", json={**SPEC_REQUEST, "stream": False}, headers=headers,
+                        timeout=30).json()
+    assert_spec_response(answer)
+    for final in (streamed, answer):
+        assert before <= final["created_at"] <= final["completed_at"] <= int(time.time())
+        assert [tool["name"] for tool in final["tools"]] == ["read_file", "apply_patch"]  # web_search: not offered
+        assert (final["temperature"], final["presence_penalty"], final["frequency_penalty"]) == (0.2, 0.1, 0)
+        assert final["reasoning"] == {"effort": None, "summary": "auto"}  # the upstream is not sent an effort
+        assert (final["store"], final["background"], final["service_tier"]) == (True, False, "default")
+    sent = scripted.requests()[0]["body"]
+    assert (sent["temperature"], sent["presence_penalty"], sent["max_tokens"]) == (0.2, 0.1, 300)
+    stored = httpx.get(f"{gateway.url}/v1/responses/{answer['id']}", headers=headers, timeout=30).json()
+    assert stored == answer
 
 
 def test_e2_interleaved_tool_calls_come_back_whole(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,

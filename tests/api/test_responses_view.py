@@ -59,3 +59,20 @@ def test_it_copies_retry_after_on_429_from_a_responses_upstream(gateway: Gateway
                           headers={"authorization": f"Bearer {active_key}"})
     assert response.status_code == 429
     assert (response.headers["retry-after"], response.headers["x-ratelimit-remaining"]) == ("3", "0")
+
+
+def test_a_request_the_bridge_cannot_honour_goes_to_an_upstream_that_can(gateway: Gateway, scripted: MockUpstream,
+                                                                          active_key: str) -> None:
+    """A file in the input passes the Chat-only upstream over; with only that one, the 400 names the part."""
+    Upstream.objects.create(name="chat-first", base_url=scripted.base_url, priority=10)
+    body = {"model": "m", "input": [{"role": "user", "content": [{"type": "input_file", "file_id": "file_1"}]}]}
+    headers = {"authorization": f"Bearer {active_key}"}
+    refused = httpx.post(f"{gateway.url}/v1/responses", json=body, headers=headers)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[0].content[0]"
+    assert scripted.requests() == []
+    Upstream.objects.create(name="responses-second", base_url=scripted.url, supports_responses=True)
+    scripted.script({"chunks": [{"text": "read it"}, {"finish": "stop"}]})
+    answered = httpx.post(f"{gateway.url}/v1/responses", json=body, headers=headers)
+    assert answered.status_code == 200, answered.text
+    assert [r["path"] for r in scripted.requests()] == ["/v1/responses"]  # the Chat one, ranked first, passed over
+    assert wait_for_log(answered.headers["x-request-id"]).upstream_name == "responses-second"

@@ -131,15 +131,17 @@ def test_stream_emits_the_canonical_sequence(chat_events: list, expected: list[s
     assert_valid_stream(events)
 
 
+E1_CHUNKS = [
+    {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {"content": " world"}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {"content": "! 你好世界！"}, "finish_reason": None}]},
+    {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
+]
+
+
 def test_stream_e1_text_reaches_the_client_whole() -> None:
     """E1: three chunks become three deltas and one finished message with the whole text."""
-    chunks = [
-        {"choices": [{"index": 0, "delta": {"role": "assistant", "content": "Hello"}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {"content": " world"}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {"content": "! 你好世界！"}, "finish_reason": None}]},
-        {"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]},
-    ]
-    stream, events = run(event for chunk in chunks for event in read_chunk(chunk))
+    stream, events = run(event for chunk in E1_CHUNKS for event in read_chunk(chunk))
     assert [e["delta"] for e in events if e["type"] == TEXT_DELTA] == ["Hello", " world", "! 你好世界！"]
     [message] = done_items(events)
     assert message["content"] == [{"type": "output_text", "text": "Hello world! 你好世界！", "annotations": []}]
@@ -155,13 +157,15 @@ def test_stream_empty_answer_completes_with_no_output() -> None:
     assert stream.response["status"] == "completed"
 
 
+BIG = "".join(chr(ord("a") + i % 26) for i in range(9_999)) + "界"
+
+
 def test_stream_passes_a_10000_character_delta_intact() -> None:
     """One huge delta is neither split nor trimmed."""
-    big = "".join(chr(ord("a") + i % 26) for i in range(9_999)) + "界"
-    _, events = run([text(big), finish()])
+    _, events = run([text(BIG), finish()])
     [delta] = [e["delta"] for e in events if e["type"] == TEXT_DELTA]
-    assert delta == big
-    assert done_items(events)[0]["content"][0]["text"] == big
+    assert delta == BIG
+    assert done_items(events)[0]["content"][0]["text"] == BIG
 
 
 E2_ARGS_0 = '{"files":[{"path":"test.js","content":"console.log(\'Hello World\')"}]}'
@@ -173,16 +177,19 @@ def pieces(value: str, n: int) -> list[str]:
     return [value[i : i + size] for i in range(0, len(value), size)]
 
 
-def test_stream_e2_interleaved_calls_keep_their_own_arguments() -> None:
-    """E2: two calls whose fragments interleave come back whole, each with its call_id."""
+def e2_events() -> list[ToolCallDelta | Finished]:
     a, b = pieces(E2_ARGS_0, 3), pieces(E2_ARGS_1, 3)
-    chat_events = [
+    return [
         call(0, "", call_id="call_apply_123", name="apply_patch"),
         call(1, "", call_id="call_shell_456", name="local_shell"),
         call(0, a[0]), call(1, b[0]), call(0, a[1]), call(1, b[1]), call(0, a[2]), call(1, b[2]),
         finish("tool_calls"),
     ]
-    _, events = run(chat_events)
+
+
+def test_stream_e2_interleaved_calls_keep_their_own_arguments() -> None:
+    """E2: two calls whose fragments interleave come back whole, each with its call_id."""
+    _, events = run(e2_events())
     assert_valid_stream(events)
     calls = done_items(events)
     assert [(c["type"], c["name"], c["call_id"], c["arguments"]) for c in calls] == [
@@ -205,13 +212,17 @@ FIVE_TOOLS = [
 ]
 
 
-def test_stream_five_interleaved_calls_do_not_pollute_each_other() -> None:
-    """E2 stress: five calls, 3-5 fragments each, round-robin, come back exact and in index order."""
+def five_tool_events() -> list[ToolCallDelta | Finished]:
     fragments = {i: pieces(args, n) for i, (_, _, args, n) in enumerate(FIVE_TOOLS)}
     chat_events = [call(i, "", call_id=cid, name=name) for i, (name, cid, _, _) in enumerate(FIVE_TOOLS)]
     for round_ in range(5):
         chat_events += [call(i, parts[round_]) for i, parts in fragments.items() if round_ < len(parts)]
-    stream, events = run([*chat_events, finish("tool_calls")])
+    return [*chat_events, finish("tool_calls")]
+
+
+def test_stream_five_interleaved_calls_do_not_pollute_each_other() -> None:
+    """E2 stress: five calls, 3-5 fragments each, round-robin, come back exact and in index order."""
+    stream, events = run(five_tool_events())
     assert_valid_stream(events)
     assert [(c["name"], c["call_id"], c["arguments"]) for c in done_items(events)] == [
         (name, cid, args) for name, cid, args, _ in FIVE_TOOLS
@@ -222,13 +233,13 @@ def test_stream_five_interleaved_calls_do_not_pollute_each_other() -> None:
     assert stream.tool_call_count == 5
 
 
-@pytest.mark.parametrize(
-    ("reason", "detail"),
-    [
-        pytest.param("length", "max_output_tokens", id="length"),
-        pytest.param("content_filter", "content_filter", id="content-filter"),
-    ],
-)
+SHORT_FINISHES = [
+    pytest.param("length", "max_output_tokens", id="length"),
+    pytest.param("content_filter", "content_filter", id="content-filter"),
+]
+
+
+@pytest.mark.parametrize(("reason", "detail"), SHORT_FINISHES)
 def test_stream_short_finish_is_incomplete(reason: str, detail: str) -> None:
     """`length` and `content_filter` end the response as incomplete, with the reason and items marked."""
     stream, events = run([text("partial"), finish(reason)])
@@ -240,7 +251,10 @@ def test_stream_short_finish_is_incomplete(reason: str, detail: str) -> None:
     assert stream.phase is Phase.INCOMPLETE
 
 
-@pytest.mark.parametrize("reason", ["stop", "tool_calls", "function_call", "eos", None])
+OTHER_REASONS = ["stop", "tool_calls", "function_call", "eos", None]
+
+
+@pytest.mark.parametrize("reason", OTHER_REASONS)
 def test_stream_any_other_finish_reason_completes(reason: str | None) -> None:
     """Tool calls count even when the server says stop; unusual reasons are completions too."""
     _, events = run([call(0, "{}", call_id="call_1", name="f"), finish(reason)])
@@ -248,9 +262,13 @@ def test_stream_any_other_finish_reason_completes(reason: str | None) -> None:
     assert done_items(events)[0]["status"] == "completed"
 
 
+DROPPED = [text("Hel"), call(0, '{"a', call_id="call_1", name="f")]
+ERROR_MIDSTREAM = [text("Hel"), UpstreamFailed(code="context_length_exceeded", message="too long")]
+
+
 def test_stream_drop_without_finish_reason_fails_instead_of_completing() -> None:
     """A stream that ends before finish_reason is a failure: a truncated answer is never "completed"."""
-    stream, events = run([text("Hel"), call(0, '{"a', call_id="call_1", name="f")])
+    stream, events = run(DROPPED)
     assert_valid_stream(events)
     response = events[-1]["response"]
     assert events[-1]["type"] == "response.failed"
@@ -262,8 +280,7 @@ def test_stream_drop_without_finish_reason_fails_instead_of_completing() -> None
 
 def test_stream_upstream_error_event_fails_the_response() -> None:
     """An error chunk mid-stream closes open items as incomplete and ends with response.failed."""
-    failure = UpstreamFailed(code="context_length_exceeded", message="too long")
-    stream, events = run([text("Hel"), failure], finish=False)
+    stream, events = run(ERROR_MIDSTREAM, finish=False)
     assert_valid_stream(events)
     assert types(events)[-4:] == [*MESSAGE_CLOSE, "response.failed"]
     assert events[-1]["response"]["error"] == {"code": "context_length_exceeded", "message": "too long"}
@@ -271,11 +288,13 @@ def test_stream_upstream_error_event_fails_the_response() -> None:
     assert stream.phase is Phase.FAILED
 
 
+UNANNOUNCED = [call(0, '{"cmd":', call_id="call_1", name="f"), call(1, "{", name="apply_patch")]
+
+
 def test_stream_fail_drops_calls_never_announced() -> None:
     """fail() closes announced calls but never invents items for calls the client was not told of."""
     tools = {"apply_patch": ToolTarget("custom", "apply_patch")}
-    stream, events = run([call(0, '{"cmd":', call_id="call_1", name="f"), call(1, "{", name="apply_patch")],
-                         finish=False, tools=tools)
+    stream, events = run(UNANNOUNCED, finish=False, tools=tools)
     events += stream.fail("server_error", "boom")
     assert_valid_stream(events)
     output = events[-1]["response"]["output"]
@@ -291,28 +310,31 @@ def test_stream_fail_before_start_still_sends_a_whole_stream() -> None:
     assert_valid_stream(events)
 
 
+NAMELESS = [call(0, '{"a":1}', call_id="call_1"), finish("tool_calls")]
+
+
 def test_stream_nameless_tool_call_fails() -> None:
     """A call the upstream never named cannot be dispatched; the turn fails rather than drop it silently."""
-    _, events = run([call(0, '{"a":1}', call_id="call_1"), finish("tool_calls")])
+    _, events = run(NAMELESS)
     assert events[-1]["type"] == "response.failed"
     assert events[-1]["response"]["error"]["code"] == "upstream_protocol_error"
 
 
-@pytest.mark.parametrize(
-    ("chat_events", "expected"),
-    [
-        pytest.param([call(0, "", call_id="c", name="f")], ("c", "f", "{}"), id="empty-arguments-become-{}"),
-        pytest.param([call(0, "{}", name="f")], ("call_2", "f", "{}"), id="call-id-generated-when-absent"),
-        pytest.param(
-            [call(0, '{"a"', call_id="c", name="read_file"), call(0, ":1}", call_id="c", name="read_file")],
-            ("c", "read_file", '{"a":1}'),
-            id="name-and-id-repeated-on-every-fragment",
-        ),
-        pytest.param([call(0, '{"a":'), call(0, "1}", call_id="c", name="f")], ("c", "f", '{"a":1}'), id="name-late"),
-        pytest.param([call(0, "{}", call_id="c", name="f"), call(0, "", call_id="other", name="g")], ("c", "f", "{}"),
-                     id="first-id-and-name-win"),
-    ],
-)
+FRAGMENTS = [
+    pytest.param([call(0, "", call_id="c", name="f")], ("c", "f", "{}"), id="empty-arguments-become-{}"),
+    pytest.param([call(0, "{}", name="f")], ("call_2", "f", "{}"), id="call-id-generated-when-absent"),
+    pytest.param(
+        [call(0, '{"a"', call_id="c", name="read_file"), call(0, ":1}", call_id="c", name="read_file")],
+        ("c", "read_file", '{"a":1}'),
+        id="name-and-id-repeated-on-every-fragment",
+    ),
+    pytest.param([call(0, '{"a":'), call(0, "1}", call_id="c", name="f")], ("c", "f", '{"a":1}'), id="name-late"),
+    pytest.param([call(0, "{}", call_id="c", name="f"), call(0, "", call_id="other", name="g")], ("c", "f", "{}"),
+                 id="first-id-and-name-win"),
+]
+
+
+@pytest.mark.parametrize(("chat_events", "expected"), FRAGMENTS)
 def test_stream_tool_call_fragments_are_assembled(chat_events: list, expected: tuple[str, str, str]) -> None:
     """Fragments build one call per index: id and name set once, arguments appended exactly."""
     _, events = run([*chat_events, finish("tool_calls")])
@@ -323,10 +345,14 @@ def test_stream_tool_call_fragments_are_assembled(chat_events: list, expected: t
     assert deltas == "".join(c.arguments for c in chat_events)
 
 
+NAMESPACED = {"multi_agent_v1__spawn_agent": ToolTarget("function", "spawn_agent", "multi_agent_v1")}
+RENAMED = {"mcp_fs_read": ToolTarget("function", "mcp.fs.read")}
+
+
 def test_stream_restores_namespaced_function_calls() -> None:
     """A flattened namespace tool comes back with its plain name and the namespace field."""
-    tools = {"multi_agent_v1__spawn_agent": ToolTarget("function", "spawn_agent", "multi_agent_v1")}
-    _, events = run([call(0, '{"task":"x"}', call_id="c", name="multi_agent_v1__spawn_agent"), finish()], tools=tools)
+    chat_events = [call(0, '{"task":"x"}', call_id="c", name="multi_agent_v1__spawn_agent"), finish()]
+    _, events = run(chat_events, tools=NAMESPACED)
     assert_valid_stream(events)
     added = next(e["item"] for e in events if e["type"] == "response.output_item.added")
     [item] = done_items(events)
@@ -337,8 +363,7 @@ def test_stream_restores_namespaced_function_calls() -> None:
 
 def test_stream_restores_renamed_function_calls() -> None:
     """A tool whose name was made valid for Chat comes back under the client's name."""
-    tools = {"mcp_fs_read": ToolTarget("function", "mcp.fs.read")}
-    _, events = run([call(0, "{}", call_id="c", name="mcp_fs_read"), finish()], tools=tools)
+    _, events = run([call(0, "{}", call_id="c", name="mcp_fs_read"), finish()], tools=RENAMED)
     assert done_items(events)[0]["name"] == "mcp.fs.read"
 
 
@@ -346,18 +371,22 @@ CUSTOM = {"apply_patch": ToolTarget("custom", "apply_patch")}
 PATCH = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
 
 
-@pytest.mark.parametrize(
-    ("arguments", "expected"),
-    [
-        pytest.param(json.dumps({"input": PATCH}), PATCH, id="wrapped-input"),
-        pytest.param(PATCH, PATCH, id="raw-text-when-not-json"),
-        pytest.param('{"patch": 1}', '{"patch": 1}', id="raw-arguments-when-no-input-field"),
-    ],
-)
+CUSTOM_ARGUMENTS = [
+    pytest.param(json.dumps({"input": PATCH}), PATCH, id="wrapped-input"),
+    pytest.param(PATCH, PATCH, id="raw-text-when-not-json"),
+    pytest.param('{"patch": 1}', '{"patch": 1}', id="raw-arguments-when-no-input-field"),
+]
+
+
+def custom_call_events(arguments: str) -> list[ToolCallDelta | Finished]:
+    chat_events = [call(0, "", call_id="call_p", name="apply_patch"), *[call(0, p) for p in pieces(arguments, 4)]]
+    return [*chat_events, finish("tool_calls")]
+
+
+@pytest.mark.parametrize(("arguments", "expected"), CUSTOM_ARGUMENTS)
 def test_stream_restores_custom_tool_calls(arguments: str, expected: str) -> None:
     """A custom tool's call becomes a custom_tool_call whose input is the unwrapped freeform text."""
-    chat_events = [call(0, "", call_id="call_p", name="apply_patch"), *[call(0, p) for p in pieces(arguments, 4)]]
-    _, events = run([*chat_events, finish("tool_calls")], tools=CUSTOM)
+    _, events = run(custom_call_events(arguments), tools=CUSTOM)
     assert_valid_stream(events)
     assert types(events)[2:] == [
         "response.output_item.added",
@@ -374,18 +403,19 @@ def test_stream_restores_custom_tool_calls(arguments: str, expected: str) -> Non
 SHELL = {"local_shell": ToolTarget("local_shell", "local_shell")}
 
 
-@pytest.mark.parametrize(
-    ("arguments", "action"),
-    [
-        pytest.param('{"command":["ls","-la"]}', {"type": "exec", "command": ["ls", "-la"], "env": {}}, id="list"),
-        pytest.param('{"command":"ls -la /tmp"}',
-                     {"type": "exec", "command": ["bash", "-lc", "ls -la /tmp"], "env": {}},
-                     id="string-command-runs-in-bash"),
-        pytest.param('{"command":["make"],"workdir":"/src","timeout_ms":5000}',
-                     {"type": "exec", "command": ["make"], "env": {}, "working_directory": "/src", "timeout_ms": 5000},
-                     id="workdir-and-timeout"),
-    ],
-)
+SHELL_ARGUMENTS = [
+    pytest.param('{"command":["ls","-la"]}', {"type": "exec", "command": ["ls", "-la"], "env": {}}, id="list"),
+    pytest.param('{"command":"ls -la /tmp"}',
+                 {"type": "exec", "command": ["bash", "-lc", "ls -la /tmp"], "env": {}},
+                 id="string-command-runs-in-bash"),
+    pytest.param('{"command":["make"],"workdir":"/src","timeout_ms":5000}',
+                 {"type": "exec", "command": ["make"], "env": {}, "working_directory": "/src", "timeout_ms": 5000},
+                 id="workdir-and-timeout"),
+]
+UNREADABLE_SHELL = [call(0, '{"cmd":"ls"}', call_id="call_s", name="local_shell"), finish()]
+
+
+@pytest.mark.parametrize(("arguments", "action"), SHELL_ARGUMENTS)
 def test_stream_restores_local_shell_calls(arguments: str, action: dict) -> None:
     """The local_shell function becomes a local_shell_call item with an exec action."""
     _, events = run([call(0, arguments, call_id="call_s", name="local_shell"), finish("tool_calls")], tools=SHELL)
@@ -398,28 +428,32 @@ def test_stream_restores_local_shell_calls(arguments: str, action: dict) -> None
 
 def test_stream_unreadable_local_shell_call_stays_a_function_call() -> None:
     """Arguments that name no command are passed on as a plain call, so Codex can answer the model."""
-    _, events = run([call(0, '{"cmd":"ls"}', call_id="call_s", name="local_shell"), finish()], tools=SHELL)
+    _, events = run(UNREADABLE_SHELL, tools=SHELL)
     assert_valid_stream(events)
     [item] = done_items(events)
     assert (item["type"], item["name"], item["arguments"]) == ("function_call", "local_shell", '{"cmd":"ls"}')
 
 
+UNKNOWN_NAME = [call(0, "{}", call_id="c", name="mystery"), finish()]
+
+
 def test_stream_unknown_tool_names_are_plain_function_calls() -> None:
     """A name missing from the tool map is passed through as a function call."""
-    _, events = run([call(0, "{}", call_id="c", name="mystery"), finish()], tools=CUSTOM)
+    _, events = run(UNKNOWN_NAME, tools=CUSTOM)
     assert done_items(events)[0]["type"] == "function_call"
+
+
+MIXED_KINDS = [
+    call(0, '{"input":"x"}', call_id="c0", name="apply_patch"),
+    call(1, '{"a":1}', call_id="c1", name="f"),
+    call(2, '{"command":["ls"]}', call_id="c2", name="local_shell"),
+    finish("tool_calls"),
+]
 
 
 def test_stream_mixed_kinds_close_in_upstream_index_order() -> None:
     """Functions stream as they come; custom and shell calls are announced at finish, after them."""
-    tools = {**CUSTOM, **SHELL}
-    chat_events = [
-        call(0, '{"input":"x"}', call_id="c0", name="apply_patch"),
-        call(1, '{"a":1}', call_id="c1", name="f"),
-        call(2, '{"command":["ls"]}', call_id="c2", name="local_shell"),
-        finish("tool_calls"),
-    ]
-    _, events = run(chat_events, tools=tools)
+    _, events = run(MIXED_KINDS, tools={**CUSTOM, **SHELL})
     assert_valid_stream(events)
     output = events[-1]["response"]["output"]
     assert [(item["type"], item["call_id"]) for item in output] == [
@@ -437,13 +471,13 @@ USAGE_DICT = {
 }
 
 
-@pytest.mark.parametrize(
-    "chat_events",
-    [
-        pytest.param([text("hi"), USAGE, finish()], id="before-finish"),
-        pytest.param([text("hi"), finish(), USAGE], id="after-finish"),
-    ],
-)
+USAGE_ORDERS = [
+    pytest.param([text("hi"), USAGE, finish()], id="before-finish"),
+    pytest.param([text("hi"), finish(), USAGE], id="after-finish"),
+]
+
+
+@pytest.mark.parametrize("chat_events", USAGE_ORDERS)
 def test_stream_usage_lands_on_the_terminal_event(chat_events: list) -> None:
     """Usage reported before or after finish_reason is carried by the terminal event only."""
     stream, events = run(chat_events)
@@ -452,30 +486,30 @@ def test_stream_usage_lands_on_the_terminal_event(chat_events: list) -> None:
     assert stream.usage == USAGE_DICT
 
 
-@pytest.mark.parametrize(
-    ("chunks", "expected"),
-    [
-        pytest.param(
-            [
-                {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
-                {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
-                                          "prompt_tokens_details": {"cached_tokens": 4},
-                                          "completion_tokens_details": {"reasoning_tokens": 2}}},
-            ],
-            USAGE_DICT,
-            id="trailing-chunk",
-        ),
-        pytest.param(
-            [{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
-              "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}],
-            {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
-             "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 10},
-            id="finish-chunk-unknown-details-are-0",
-        ),
-        pytest.param([{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}], None,
-                     id="none"),
-    ],
-)
+USAGE_CHUNKS = [
+    pytest.param(
+        [
+            {"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]},
+            {"choices": [], "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15,
+                                      "prompt_tokens_details": {"cached_tokens": 4},
+                                      "completion_tokens_details": {"reasoning_tokens": 2}}},
+        ],
+        USAGE_DICT,
+        id="trailing-chunk",
+    ),
+    pytest.param(
+        [{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+          "usage": {"prompt_tokens": 7, "completion_tokens": 3, "total_tokens": 10}}],
+        {"input_tokens": 7, "input_tokens_details": {"cached_tokens": 0, "cache_write_tokens": 0},
+         "output_tokens": 3, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 10},
+        id="finish-chunk-unknown-details-are-0",
+    ),
+    pytest.param([{"choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}]}], None,
+                 id="none"),
+]
+
+
+@pytest.mark.parametrize(("chunks", "expected"), USAGE_CHUNKS)
 def test_stream_usage_from_chunks(chunks: list[dict], expected: dict | None) -> None:
     """Usage on a trailing `choices: []` chunk or on the finish chunk reaches response.completed; none is null."""
     _, events = run(event for chunk in chunks for event in read_chunk(chunk))
@@ -483,9 +517,12 @@ def test_stream_usage_from_chunks(chunks: list[dict], expected: dict | None) -> 
     assert events[-1]["response"]["usage"] == expected
 
 
+EVERY_KIND = [think("t"), text("x"), call(0, "{}", call_id="c", name="f"), finish()]
+
+
 def test_stream_uses_one_response_id_and_the_id_factory() -> None:
     """The response id and every item id come from new_id, with their prefixes."""
-    _, events = run([think("t"), text("x"), call(0, "{}", call_id="c", name="f"), finish()])
+    _, events = run(EVERY_KIND)
     assert_valid_stream(events)
     assert events[0]["response"]["id"] == "resp_0"
     assert [item["id"] for item in done_items(events)] == ["rs_1", "msg_2", "fc_3"]
@@ -509,16 +546,25 @@ def test_stream_response_echoes_the_request() -> None:
         "parallel_tool_calls": False,
         "temperature": 0.2,
         "top_p": 0.9,
+        "presence_penalty": 0.5,
+        "frequency_penalty": -0.5,
         "max_output_tokens": 100,
         "metadata": {"k": "v"},
         "text": {"format": {"type": "json_object"}},
         "reasoning": {"effort": "high", "summary": "auto"},
         "store": False,
+        "truncation": "auto",
+        "previous_response_id": "resp_before",
+        "safety_identifier": "user-hash-1",
+        "prompt_cache_key": "conversation-1",
         "user": "u-1",
     }
-    stream, _ = run([finish()], request=request, created_at=1_700_000_000, model="m")
+    stream, _ = run([finish()], request=request, created_at=1_700_000_000, model="m",
+                    tools={"f": ToolTarget("function", "f")})
     response = stream.response
     echoed = {key: value for key, value in request.items() if key != "model"}
+    # A function tool comes back whole, as the API shows it: with its description and `strict`.
+    echoed["tools"] = [{**request["tools"][0], "description": None, "strict": False}]
     assert {key: response[key] for key in echoed} == echoed
     assert (response["created_at"], response["model"], response["object"]) == (1_700_000_000, "m", "response")
 
@@ -530,9 +576,75 @@ def test_stream_response_defaults_without_a_request() -> None:
     assert response["instructions"] is None
     assert response["tools"] == []
     assert (response["tool_choice"], response["parallel_tool_calls"]) == ("auto", True)
-    assert (response["temperature"], response["top_p"], response["usage"]) == (None, None, None)
+    assert (response["temperature"], response["top_p"], response["usage"]) == (1, 1, None)
+    assert (response["presence_penalty"], response["frequency_penalty"], response["top_logprobs"]) == (0, 0, 0)
     assert (response["metadata"], response["text"]) == ({}, {"format": {"type": "text"}})
     assert (response["error"], response["incomplete_details"]) == (None, None)
+    assert (response["store"], response["background"], response["service_tier"]) == (True, False, "default")
+    assert (response["truncation"], response["reasoning"]) == ("disabled", {"effort": None, "summary": None})
+    assert (response["max_output_tokens"], response["max_tool_calls"], response["previous_response_id"]) == \
+        (None, None, None)
+    assert (response["safety_identifier"], response["prompt_cache_key"], response["user"]) == (None, None, None)
+
+
+def test_stream_response_states_what_was_in_force_not_what_was_asked() -> None:
+    """Settings the upstream never got are stated as they applied: no log probabilities, no tier, no call limit."""
+    request = {"top_logprobs": 5, "service_tier": "priority", "max_tool_calls": 2, "background": False,
+               "reasoning": {"effort": "high", "summary": "auto"},
+               "text": {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}},
+                        "verbosity": "low"}}
+    stream, _ = run([finish()], request=request, unsent=frozenset({"reasoning.effort"}))
+    response = stream.response
+    assert (response["top_logprobs"], response["service_tier"], response["max_tool_calls"]) == (0, "default", None)
+    assert response["background"] is False
+    assert response["reasoning"] == {"effort": None, "summary": "auto"}
+    assert response["text"] == {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"},
+                                           "description": None, "strict": False}}
+
+
+def test_stream_response_lists_only_the_tools_the_upstream_was_offered() -> None:
+    """Function, custom, local_shell and namespace tools come back in Responses form; hosted ones were not offered."""
+    request = {"tools": [
+        {"type": "function", "function": {"name": "chat_shaped", "description": "Old form."}},
+        {"type": "function", "name": "strict_one", "description": "", "parameters": {"type": "object"}, "strict": True},
+        {"type": "custom", "name": "apply_patch", "description": "Patch files."},
+        {"type": "local_shell"},
+        {"type": "namespace", "name": "ns", "description": "Agents.",
+         "tools": [{"type": "function", "name": "spawn"}, {"type": "web_search"}]},
+        {"type": "namespace", "name": "empty", "description": "Only hosted.", "tools": [{"type": "web_search"}]},
+        {"type": "web_search", "external_web_access": False},
+        {"type": "function", "name": "not_offered"},
+        "not a tool",
+    ]}
+    tools = {"chat_shaped": ToolTarget("function", "chat_shaped"), "strict_one": ToolTarget("function", "strict_one"),
+             "apply_patch": ToolTarget("custom", "apply_patch"),
+             "local_shell": ToolTarget("local_shell", "local_shell"),
+             "ns__spawn": ToolTarget("function", "spawn", "ns")}
+    stream, _ = run([finish()], request=request, tools=tools)
+    function = {"type": "function", "description": None, "parameters": None, "strict": False}
+    assert stream.response["tools"] == [
+        {**function, "name": "chat_shaped", "description": "Old form."},
+        {**function, "name": "strict_one", "parameters": {"type": "object"}},
+        {"type": "custom", "name": "apply_patch", "description": "Patch files."},
+        {"type": "local_shell"},
+        {"type": "namespace", "name": "ns", "description": "Agents.", "tools": [{**function, "name": "spawn"}]},
+    ]
+
+
+@pytest.mark.parametrize("ending", ["completed", "incomplete", "failed"])
+def test_stream_completed_at_is_read_from_the_clock_once_at_the_end(ending: str) -> None:
+    """completed_at is null until the response is terminal, then the time the caller's clock gave then."""
+    times = iter([1_700_000_042.9])
+    stream, events = run(TERMINATIONS[ending], finish=ending != "failed", created_at=1_700_000_000,
+                         clock=lambda: next(times))
+    assert [event["response"]["completed_at"] for event in events if "response" in event] == [None, None, 1_700_000_042]
+    assert stream.response["completed_at"] == 1_700_000_042  # read once: a second read would have raised
+
+
+def test_stream_completed_at_without_a_clock_is_created_at() -> None:
+    """Tests that pass no clock get completed_at == created_at, never a real time."""
+    stream, _ = run([finish()], created_at=1_700_000_000)
+    assert stream.response["completed_at"] == 1_700_000_000
 
 
 def test_stream_phases_follow_the_verbs() -> None:
@@ -591,8 +703,11 @@ def test_stream_bridge_state_error_is_a_runtime_error() -> None:
     assert issubclass(BridgeStateError, RuntimeError)
 
 
+MID_STREAM = [text("a"), call(0, "{}", call_id="c", name="f")]
+
+
 def test_stream_response_mid_stream_holds_finished_items_only() -> None:
     """The response property is usable at any time; open items join the output when done."""
-    stream, _ = run([text("a"), call(0, "{}", call_id="c", name="f")], finish=False)
+    stream, _ = run(MID_STREAM, finish=False)
     assert stream.response["status"] == "in_progress"
     assert [item["type"] for item in stream.response["output"]] == ["message"]

@@ -435,6 +435,10 @@ def test_request_tool_choice(choice: Any, expected: Any) -> None:
     [
         pytest.param({"temperature": 0.3, "top_p": 0.5, "user": "u"}, UpstreamOptions(),
                      {"temperature": 0.3, "top_p": 0.5, "user": "u"}, id="sampling-and-user-pass"),
+        pytest.param({"presence_penalty": 0.5, "frequency_penalty": -1}, UpstreamOptions(),
+                     {"presence_penalty": 0.5, "frequency_penalty": -1}, id="penalties-pass"),
+        pytest.param({"temperature": True, "presence_penalty": "0.5"}, UpstreamOptions(), {},
+                     id="sampling-must-be-numbers"),
         pytest.param({"max_output_tokens": 99}, UpstreamOptions(), {"max_tokens": 99}, id="max-tokens"),
         pytest.param({"max_output_tokens": 99}, UpstreamOptions(max_tokens_field="max_completion_tokens"),
                      {"max_completion_tokens": 99}, id="max-completion-tokens"),
@@ -459,6 +463,19 @@ def test_request_fields(fields: dict, options: UpstreamOptions, expected: dict) 
     """Generation settings map to their Chat names; only the listed ones reach the upstream."""
     body = translate("hi", options, **fields).body
     assert {k: v for k, v in body.items() if k not in ("model", "messages", "stream", "stream_options")} == expected
+
+
+@pytest.mark.parametrize(
+    ("reasoning", "options", "unsent"),
+    [
+        pytest.param({"effort": "high"}, UpstreamOptions(), {"reasoning.effort"}, id="effort-left-out"),
+        pytest.param({"effort": "high"}, UpstreamOptions(send_reasoning_effort=True), set(), id="effort-sent"),
+        pytest.param({"summary": "auto"}, UpstreamOptions(), set(), id="no-effort-asked"),
+    ],
+)
+def test_request_names_the_settings_it_left_out(reasoning: dict, options: UpstreamOptions, unsent: set[str]) -> None:
+    """A reasoning effort the upstream is not sent is named, so the Response object does not claim it."""
+    assert translate("hi", options, reasoning=reasoning).unsent == unsent
 
 
 def test_request_never_forwards_responses_only_fields() -> None:

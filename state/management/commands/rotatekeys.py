@@ -1,4 +1,7 @@
-"""``manage.py rotatekeys``: re-encrypt every stored upstream API key with the newest key."""
+"""``manage.py rotatekeys``: re-encrypt what is kept encrypted (upstream keys, stored responses) with the newest key.
+
+It lives in the state app, the highest of the apps whose rows it rewrites.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -6,14 +9,17 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 
+from state.models import StoredItem, StoredResponse
 from upstreams.crypto import DecryptionError
 from upstreams.models import Upstream
+
+BATCH = 500
 
 
 class Command(BaseCommand):
     help = (
-        "Re-encrypt every upstream API key with the first key of GATEWAY_ENCRYPTION_KEY "
-        "(plain keys from before encryption are encrypted too). To rotate: "
+        "Re-encrypt every upstream API key and every stored response with the first key of "
+        "GATEWAY_ENCRYPTION_KEY (plain keys from before encryption are encrypted too). To rotate: "
         "1) make a key: python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())'; "
         "2) put it first, GATEWAY_ENCRYPTION_KEY=NEW,OLD, and restart every gateway process; "
         "3) run rotatekeys; "
@@ -21,13 +27,18 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        count = 0
+        count = stored = 0
         try:
             # All or nothing: a key that cannot be read leaves every row as it was.
             with transaction.atomic():
                 for upstream in Upstream.objects.select_for_update().exclude(api_key="").order_by("pk"):
                     upstream.save(update_fields=["api_key"])
                     count += 1
+                for model in (StoredResponse, StoredItem):
+                    for row in model.objects.select_for_update().order_by("pk").iterator(chunk_size=BATCH):
+                        row.save(update_fields=["body"])
+                        stored += 1
         except DecryptionError as exc:
             raise CommandError(f"{exc}. Nothing was changed: list the old key in GATEWAY_ENCRYPTION_KEY too.") from None
-        self.stdout.write(f"Re-encrypted {count} upstream key(s) with the first key of GATEWAY_ENCRYPTION_KEY.")
+        self.stdout.write(f"Re-encrypted {count} upstream key(s) and {stored} stored response row(s) with the first "
+                          "key of GATEWAY_ENCRYPTION_KEY.")

@@ -1,0 +1,134 @@
+"""Stored state in the API: a request's history taken in before it is routed, its answer kept before it ends.
+
+The upstream always gets a complete, stateless request (so failing over to another
+upstream loses nothing): ``take_in`` puts the stored history (of ``previous_response_id``,
+or the items of a ``conversation``) before the new input and resolves ``item_reference``
+items; ``Keeper.keep`` writes the finished response (and appends the turn to its
+conversation) before its terminal event or non-streamed answer leaves the gateway, so a
+follow-up sent the moment it arrives, to any process, finds it.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from api.decorators import ApiRequest
+from bridge import history
+from bridge.errors import InvalidRequestError
+from plumbing import dbthread
+from state.models import Conversation, StoredItem, StoredResponse
+from upstreams.models import ClientKey
+
+logger = logging.getLogger("gateway")
+
+# Request fields whose stored state the gateway does not hold yet: refused with a 400
+# naming them, rather than answered without them (issue 11: nothing silently ignored).
+NOT_YET = {
+    "prompt": "Stored prompt templates are not supported by this gateway; send the instructions and input.",
+}
+
+
+@dataclass(slots=True)
+class Keeper:
+    """What to store once the answer is done: who asked, what it continued, its own input items."""
+
+    key: ClientKey | None
+    request_id: str
+    previous: StoredResponse | None
+    inputs: list[dict[str, Any]]
+    store: bool = True
+    conversation: Conversation | None = None
+    applied: dict[str, Any] = field(default_factory=dict)  # the state fields as applied, for the stored object
+    kept: bool = False
+
+    async def keep(self, response: dict[str, Any]) -> None:
+        """Store the finished ``response`` and add the turn to its conversation (once); a failure is logged."""
+        if self.kept:
+            return
+        self.kept = True
+        try:
+            await dbthread.run(_keep, {**response, **self.applied}, self)
+        except Exception:
+            logger.exception("could not store response %s (request %s)", response.get("id"), self.request_id)
+
+
+def _keep(response: dict[str, Any], keeper: Keeper) -> None:
+    with transaction.atomic():
+        if keeper.store:
+            StoredResponse.objects.store(response, key=keeper.key, previous=keeper.previous, inputs=keeper.inputs,
+                                         request_id=keeper.request_id)
+        if keeper.conversation is not None:
+            outputs = [item for item in response.get("output") or [] if isinstance(item, dict)]
+            keeper.conversation.add([*keeper.inputs, *outputs])
+
+
+async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, Any], Keeper | None]:
+    """Return the body to route (earlier items, then the new input) and the keeper of its answer (None: not stored).
+
+    Raises 400 ``previous_response_not_found`` for a previous response that is not this
+    key's stored one, and 400 naming an ``item_reference`` that resolves to nothing.
+    """
+    for name, why in NOT_YET.items():
+        if body.get(name) is not None:
+            raise InvalidRequestError(why, param=name, code="unsupported_parameter")
+    if body.get("background") is True:
+        raise InvalidRequestError("Background responses are not supported by this gateway yet; "
+                                  "send the request without `background`.", param="background",
+                                  code="unsupported_parameter")
+    previous_id = history.check_state_fields(body)
+    conversation_id = history.conversation_of(body)
+    own = history.input_items(body["input"])
+    wanted = history.references(own)
+    read = Read()
+    if previous_id is not None or conversation_id is not None or wanted:
+        read = await dbthread.run(_read, previous_id, conversation_id, wanted, request.client_key)
+        if previous_id is not None and read.previous is None:
+            raise history.previous_not_found(previous_id)
+        if conversation_id is not None and read.conversation is None:
+            raise InvalidRequestError(f"Conversation with id '{conversation_id}' not found.", param="conversation",
+                                      code="conversation_not_found")
+        own = history.resolve(own, read.found)
+    routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
+    if read.earlier or wanted:
+        routed["input"] = history.for_upstream([*read.earlier, *own])
+    store = history.wants_store(body)
+    if not store and read.conversation is None:
+        return routed, None
+    applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id}
+    if conversation_id is not None:
+        applied["conversation"] = {"id": conversation_id}
+    return routed, Keeper(request.client_key, request.exchange.request_id, read.previous, own, store,
+                          read.conversation, applied)
+
+
+# Fields the gateway answers itself: a stateless upstream is sent the history instead.
+STATE_FIELDS = ("previous_response_id", "conversation")
+
+
+@dataclass(slots=True)
+class Read:
+    """What the database holds for a request: what it continues, the history before it, the items it references."""
+
+    previous: StoredResponse | None = None
+    conversation: Conversation | None = None
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read(previous_id: str | None, conversation_id: str | None, wanted: list[str], key: ClientKey | None) -> Read:
+    """Return what the request's state fields name (one trip to a database thread)."""
+    read = Read()
+    if previous_id is not None:
+        chain = StoredResponse.objects.chain(previous_id, key)
+        if chain is not None:
+            read.previous, read.earlier = chain
+    if conversation_id is not None:
+        read.conversation = Conversation.objects.for_key(conversation_id, key)
+        if read.conversation is not None:
+            read.earlier = read.conversation.history()
+    if wanted:
+        read.found = StoredItem.objects.by_item_id(wanted, key)
+    return read
