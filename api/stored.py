@@ -80,8 +80,11 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
                                   code="unsupported_parameter")
     previous_id = history.check_state_fields(body)
     conversation_id = history.conversation_of(body)
+    store = history.wants_store(body)
+    wanted = history.references(body["input"])
+    if not (store or previous_id or conversation_id or wanted):
+        return body, None  # Codex's case (store: false, its whole history sent): nothing to keep or read
     own = history.input_items(body["input"])
-    wanted = history.references(own)
     read = Read()
     if previous_id is not None or conversation_id is not None or wanted:
         read = await dbthread.run(_read, previous_id, conversation_id, wanted, request.client_key)
@@ -94,7 +97,6 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
     routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
     if read.earlier or wanted:
         routed["input"] = history.for_upstream([*read.earlier, *own])
-    store = history.wants_store(body)
     if not store and read.conversation is None:
         return routed, None
     applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id}

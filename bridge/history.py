@@ -42,8 +42,13 @@ def input_items(raw: str | list[dict[str, Any]], new_id: Callable[[str], str] = 
     return [_stored_form(item, new_id) for item in items]
 
 
+def _kind(item: dict[str, Any]) -> Any:
+    # `type` is optional on messages ({"role": ..., "content": ...}) and on references ({"id": ...}).
+    return item.get("type") or ("message" if "role" in item else REFERENCE if "id" in item else None)
+
+
 def _stored_form(item: dict[str, Any], new_id: Callable[[str], str]) -> dict[str, Any]:
-    kind = item.get("type") or ("message" if "role" in item else REFERENCE if "id" in item else None)
+    kind = _kind(item)
     if kind == REFERENCE:
         return {"type": REFERENCE, "id": item.get("id")}
     stored = {**item, "type": kind}
@@ -68,9 +73,14 @@ def for_upstream(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{key: value for key, value in item.items() if key != "id"} for item in items]
 
 
-def references(items: list[dict[str, Any]]) -> list[str]:
-    """Return the ids the ``item_reference`` items name, in order (what the IO side must look up)."""
-    return [str(item["id"]) for item in items if item.get("type") == REFERENCE]
+def references(items: Any) -> list[str]:
+    """Return the ids the ``item_reference`` items of an input name, in order (what the IO side must look up).
+
+    Takes the input as sent (a string, or items with or without ``type``) or as stored.
+    """
+    if not isinstance(items, list):
+        return []
+    return [str(item.get("id")) for item in items if isinstance(item, dict) and _kind(item) == REFERENCE]
 
 
 def resolve(items: list[dict[str, Any]], found: Mapping[str, dict[str, Any]]) -> list[dict[str, Any]]:

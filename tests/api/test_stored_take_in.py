@@ -1,0 +1,38 @@
+"""What ``api.stored.take_in`` does before routing, in process: nothing at all for a request that keeps no state."""
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from api import stored
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def take_in(body: dict[str, Any]) -> tuple[dict[str, Any], stored.Keeper | None]:
+    request = SimpleNamespace(client_key=None, exchange=SimpleNamespace(request_id="req_1"))
+    return asyncio.run(stored.take_in(request, body))  # type: ignore[arg-type]
+
+
+def test_a_codex_request_costs_no_database_trip_and_goes_on_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
+    """store: false with the whole history in the input (what Codex sends) is routed as it came."""
+
+    async def no_database(*args: Any) -> None:
+        raise AssertionError("a request that keeps no state read the database")
+
+    monkeypatch.setattr(stored.dbthread, "run", no_database)
+    body = json.loads((FIXTURES / "codex-0.169-request-after-tool-call.json").read_text())
+    routed, keeper = take_in(body)
+    assert routed is body and keeper is None
+
+
+def test_a_stored_request_without_history_is_routed_as_it_came_and_kept() -> None:
+    body = {"model": "m", "input": [{"role": "user", "content": "hi"}]}
+    routed, keeper = take_in(body)
+    assert routed["input"] is body["input"]
+    assert keeper is not None and keeper.store and [item["type"] for item in keeper.inputs] == ["message"]
