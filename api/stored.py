@@ -9,6 +9,7 @@ follow-up sent the moment it arrives, to any process, finds it.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +20,7 @@ from api.decorators import ApiRequest
 from bridge import history
 from bridge.errors import InvalidRequestError
 from plumbing import dbthread
-from state.models import Conversation, StoredItem, StoredResponse
+from state.models import Conversation, Finished, StoredItem, StoredResponse
 from upstreams.models import ClientKey
 
 logger = logging.getLogger("gateway")
@@ -45,24 +46,91 @@ class Keeper:
     kept: bool = False
 
     async def keep(self, response: dict[str, Any]) -> None:
-        """Store the finished ``response`` and add the turn to its conversation (once); a failure is logged."""
+        """Store the finished ``response`` and add the turn to its conversation (once); a failure is logged.
+
+        Returns once it is committed: the caller sends the terminal event after that.
+        """
         if self.kept:
             return
         self.kept = True
         try:
-            await dbthread.run(_keep, {**response, **self.applied}, self)
+            await WRITER.write(self, {**response, **self.applied})
         except Exception:
             logger.exception("could not store response %s (request %s)", response.get("id"), self.request_id)
 
 
-def _keep(response: dict[str, Any], keeper: Keeper) -> None:
-    with transaction.atomic():
-        if keeper.store:
-            StoredResponse.objects.store(response, key=keeper.key, previous=keeper.previous, inputs=keeper.inputs,
-                                         request_id=keeper.request_id)
-        if keeper.conversation is not None:
-            outputs = [item for item in response.get("output") or [] if isinstance(item, dict)]
-            keeper.conversation.add([*keeper.inputs, *outputs])
+class StoreWriter:
+    """Write finished responses in batches from one background task per process (a group commit).
+
+    Each ``write`` waits for the commit of its batch, so a stored response is readable
+    before its stream ends, as one written alone would be; streams that end together share
+    one transaction. A batch the database refuses is written again one response at a time,
+    so that one bad row cannot take the others with it.
+    """
+
+    BATCH = 200
+
+    def __init__(self) -> None:
+        self.queue: list[tuple[Keeper, dict[str, Any], asyncio.Future[None]]] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def write(self, keeper: Keeper, response: dict[str, Any]) -> None:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        self.queue.append((keeper, response, done))
+        if self.task is None or self.task.done():
+            self.task = loop.create_task(self._run())
+        # Shielded: a client that leaves does not undo a write the others share.
+        await asyncio.shield(done)
+
+    async def _run(self) -> None:
+        while self.queue:
+            batch, self.queue = self.queue[: self.BATCH], self.queue[self.BATCH:]
+            try:
+                errors = await dbthread.run(_keep_all, [(keeper, response) for keeper, response, _ in batch])
+            except Exception as exc:  # the database thread itself failed
+                errors = [exc] * len(batch)
+            for (_, _, done), error in zip(batch, errors, strict=True):
+                if done.done():
+                    continue
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(error)
+
+
+WRITER = StoreWriter()
+
+
+def _keep_all(batch: list[tuple[Keeper, dict[str, Any]]]) -> list[Exception | None]:
+    """Store a batch in one transaction; if it fails, each on its own. Return each one's error, if any."""
+    try:
+        with transaction.atomic():
+            StoredResponse.objects.store_many([_finished(keeper, response)
+                                               for keeper, response in batch if keeper.store])
+            for keeper, response in batch:
+                _add_to_conversation(keeper, response)
+        return [None] * len(batch)
+    except Exception:
+        if len(batch) == 1:
+            raise
+    errors: list[Exception | None] = []
+    for one in batch:
+        try:
+            errors += _keep_all([one])
+        except Exception as exc:
+            errors.append(exc)
+    return errors
+
+
+def _finished(keeper: Keeper, response: dict[str, Any]) -> Finished:
+    return Finished(response, keeper.key, keeper.previous, keeper.inputs, keeper.request_id)
+
+
+def _add_to_conversation(keeper: Keeper, response: dict[str, Any]) -> None:
+    if keeper.conversation is not None:
+        outputs = [item for item in response.get("output") or [] if isinstance(item, dict)]
+        keeper.conversation.add([*keeper.inputs, *outputs])
 
 
 async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, Any], Keeper | None]:

@@ -36,3 +36,26 @@ def test_a_stored_request_without_history_is_routed_as_it_came_and_kept() -> Non
     routed, keeper = take_in(body)
     assert routed["input"] is body["input"]
     assert keeper is not None and keeper.store and [item["type"] for item in keeper.inputs] == ["message"]
+
+
+def test_a_response_the_database_refuses_does_not_take_its_batch_with_it(transactional_db: None) -> None:
+    """Two streams end together; one's id is already stored: the other is still stored, and only one fails."""
+    from state.models import StoredResponse
+
+    def keeper() -> stored.Keeper:
+        return stored.Keeper(key=None, request_id="req_x", previous=None, inputs=[])
+
+    def response(response_id: str) -> dict[str, Any]:
+        return {"id": response_id, "object": "response", "status": "completed", "model": "m", "output": []}
+
+    StoredResponse.objects.store(response("resp_taken"), key=None, previous=None, inputs=[], request_id="req_0")
+
+    async def scenario() -> list[BaseException | None]:
+        writer = stored.StoreWriter()
+        results = await asyncio.gather(writer.write(keeper(), response("resp_taken")),
+                                       writer.write(keeper(), response("resp_new")), return_exceptions=True)
+        return list(results)
+
+    taken, new = asyncio.run(scenario())
+    assert isinstance(taken, Exception) and new is None
+    assert set(StoredResponse.objects.values_list("pk", flat=True)) == {"resp_taken", "resp_new"}

@@ -154,3 +154,20 @@ def test_a_chain_keeps_reasoning_calls_and_outputs_in_the_order_they_happened() 
     head, items = StoredResponse.objects.chain("resp_b", key)  # type: ignore[misc]
     assert [item["id"] for item in items] == ["msg_1", "rs_1", "fc_1", "fco_1", "msg_2"]
     assert items[1] == reasoning and items[2] == call and items[3] == output
+
+
+@pytest.mark.django_db
+def test_responses_stored_together_take_one_transaction_and_keep_their_chains(
+        django_assert_max_num_queries: Any) -> None:
+    """Streams that end together are written in one commit (api/stored.py's StoreWriter)."""
+    from state.models import Finished
+
+    key, _ = ClientKey.objects.create_key("alice")
+    [first] = chain_of(1, key)
+    finished = [Finished({"id": f"resp_t{n}", "object": "response", "status": "completed", "model": "m",
+                          "output": [message(f"msg_t{n}", "assistant", f"answer {n}")]},
+                         key, first, [message(f"msg_q{n}", "user", f"question {n}")], f"req_t{n}") for n in range(5)]
+    with django_assert_max_num_queries(4):  # begin, two inserts, commit
+        StoredResponse.objects.store_many(finished)
+    head, items = StoredResponse.objects.chain("resp_t3", key)  # type: ignore[misc]
+    assert [item["id"] for item in items] == ["msg_in_0", "msg_out_0", "msg_q3", "msg_t3"]
