@@ -14,6 +14,7 @@ from api import lists
 from api.decorators import ApiRequest, api_view
 from bridge import history
 from bridge.errors import InvalidRequestError, NotFoundError
+from bridge.validation import require_object
 from plumbing import dbthread
 from state.models import Conversation
 from upstreams.models import ClientKey
@@ -25,7 +26,7 @@ MAX_METADATA = 16  # key-value pairs of metadata; keys up to 64 characters, valu
 @api_view("conversations", methods=("POST",))
 async def conversations(request: ApiRequest) -> HttpResponseBase:
     """Create a conversation, with its first ``items`` and its ``metadata``."""
-    body = _object(request.json)
+    body = require_object(request.json)
     items = _items(body.get("items", []))
     started = await dbthread.run(Conversation.objects.start, request.client_key, _metadata(body.get("metadata")),
                                  items)
@@ -40,7 +41,7 @@ async def conversation(request: ApiRequest, conversation_id: str) -> HttpRespons
         await dbthread.run(found.delete)
         return JsonResponse({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
     if request.method == "POST":
-        found.set_metadata(_metadata(_object(request.json).get("metadata")))
+        found.set_metadata(_metadata(require_object(request.json).get("metadata")))
         await dbthread.run(lambda: found.save(update_fields=["metadata"]))
     return JsonResponse(found.to_dict())
 
@@ -50,7 +51,7 @@ async def items(request: ApiRequest, conversation_id: str) -> HttpResponseBase:
     """``GET`` the items of a conversation (newest first, paginated); ``POST`` more ``items`` (returns them)."""
     found = await _conversation(conversation_id, request.client_key)
     if request.method == "POST":
-        added = _items(_object(request.json).get("items"))
+        added = _items(require_object(request.json).get("items"))
         await dbthread.run(found.add, added)
         return JsonResponse(lists.listing(added))
     return JsonResponse(lists.page(await dbthread.run(found.history), request))
@@ -75,12 +76,6 @@ async def _conversation(conversation_id: str, key: ClientKey | None) -> Conversa
     if found is None:
         raise NotFoundError(f"Conversation with id '{conversation_id}' not found.", param="conversation_id")
     return found
-
-
-def _object(body: Any) -> dict[str, Any]:
-    if not isinstance(body, dict):
-        raise InvalidRequestError("The request body must be a JSON object.")
-    return body
 
 
 def _items(raw: Any) -> list[dict[str, Any]]:

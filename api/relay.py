@@ -146,15 +146,16 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
     exchange.stream = bool(body.get("stream"))
     error: UpstreamError | None = None
     refused: InvalidRequestError | None = None  # by a dialect: told only when no upstream was tried
+    verdicts: dict[Dialect, InvalidRequestError | None] = {}  # a body is checked once per dialect
     tried = 0
     for route in routes:
         if tried >= max(settings.GATEWAY_MAX_ATTEMPTS, 1):
             break
         upstream, dialect = route.upstream, route.dialect
-        try:
-            dialect.check(asked if asked is not None else body)
-        except InvalidRequestError as exc:
-            refused = refused or exc
+        if dialect not in verdicts:
+            verdicts[dialect] = _refusal(dialect, asked if asked is not None else body)
+        if verdicts[dialect] is not None:
+            refused = refused or verdicts[dialect]
             continue
         tried += 1
         target = upstream.upstream_model(body["model"])
@@ -175,6 +176,15 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
     failure = error or refused
     assert failure is not None
     raise failure
+
+
+def _refusal(dialect: Dialect, body: dict[str, Any]) -> InvalidRequestError | None:
+    """Return why ``dialect`` cannot honour ``body``, or None when it can."""
+    try:
+        dialect.check(body)
+    except InvalidRequestError as exc:
+        return exc
+    return None
 
 
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:

@@ -20,7 +20,7 @@ from api.decorators import ApiRequest
 from bridge import history
 from bridge.errors import InvalidRequestError
 from plumbing import dbthread
-from state.models import Conversation, Finished, StoredItem, StoredResponse
+from state.models import Conversation, ResponseToStore, StoredItem, StoredResponse
 from upstreams.models import ClientKey
 
 logger = logging.getLogger("gateway")
@@ -123,8 +123,8 @@ def _keep_all(batch: list[tuple[Keeper, dict[str, Any]]]) -> list[Exception | No
     return errors
 
 
-def _finished(keeper: Keeper, response: dict[str, Any]) -> Finished:
-    return Finished(response, keeper.key, keeper.previous, keeper.inputs, keeper.request_id)
+def _finished(keeper: Keeper, response: dict[str, Any]) -> ResponseToStore:
+    return ResponseToStore(response, keeper.key, keeper.previous, keeper.inputs, keeper.request_id)
 
 
 def _add_to_conversation(keeper: Keeper, response: dict[str, Any]) -> None:

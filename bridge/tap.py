@@ -98,7 +98,7 @@ class StreamTap:
             if usage is not None:
                 self.usage = usage
         kind = event.get("type")
-        if kind in ("response.completed", "response.incomplete", "response.failed", "error"):
+        if kind in TERMINAL_EVENTS or kind == "error":
             self.complete = True
         if isinstance(response, dict) and (final or kind in TERMINAL_EVENTS) and response.get("object") == "response":
             self.final_response = response

@@ -28,7 +28,7 @@ class Side(models.TextChoices):
 
 
 @dataclass(frozen=True, slots=True)
-class Finished:
+class ResponseToStore:
     """A response to store: the Response object, who made it, what it continued, its own input items."""
 
     response: dict[str, Any]
@@ -46,10 +46,10 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
     def store(self, response: dict[str, Any], *, key: ClientKey | None, previous: StoredResponse | None,
               inputs: list[dict[str, Any]], request_id: str) -> StoredResponse:
         """Write a finished response, its own input items and its output items, in one transaction."""
-        [stored] = self.store_many([Finished(response, key, previous, inputs, request_id)])
+        [stored] = self.store_many([ResponseToStore(response, key, previous, inputs, request_id)])
         return stored
 
-    def store_many(self, finished: list[Finished]) -> list[StoredResponse]:
+    def store_many(self, finished: list[ResponseToStore]) -> list[StoredResponse]:
         """Write finished responses and their items in one transaction: two statements, however many.
 
         Many streams end at once under load; one commit for all of them is what keeps

@@ -14,5 +14,5 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     return UpstreamRequest(body={**body, "model": options.model or body["model"]})
 
 
-CHAT = Dialect(name="chat", endpoint="chat/completions", wire="chat", to_request=to_request)
-RESPONSES = Dialect(name="responses", endpoint="responses", wire="responses", to_request=to_request)
+CHAT = Dialect(name="chat-passthrough", endpoint="chat/completions", wire="chat", to_request=to_request)
+RESPONSES = Dialect(name="responses-passthrough", endpoint="responses", wire="responses", to_request=to_request)

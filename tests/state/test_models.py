@@ -160,11 +160,11 @@ def test_a_chain_keeps_reasoning_calls_and_outputs_in_the_order_they_happened() 
 def test_responses_stored_together_take_one_transaction_and_keep_their_chains(
         django_assert_max_num_queries: Any) -> None:
     """Streams that end together are written in one commit (api/stored.py's StoreWriter)."""
-    from state.models import Finished
+    from state.models import ResponseToStore
 
     key, _ = ClientKey.objects.create_key("alice")
     [first] = chain_of(1, key)
-    finished = [Finished({"id": f"resp_t{n}", "object": "response", "status": "completed", "model": "m",
+    finished = [ResponseToStore({"id": f"resp_t{n}", "object": "response", "status": "completed", "model": "m",
                           "output": [message(f"msg_t{n}", "assistant", f"answer {n}")]},
                          key, first, [message(f"msg_q{n}", "user", f"question {n}")], f"req_t{n}") for n in range(5)]
     with django_assert_max_num_queries(4):  # begin, two inserts, commit
