@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
 
 from api.decorators import error_response
-from api.relay import RelayResponse
+from api.streams import ClosingStream
 from bridge.errors import GatewayError, InvalidRequestError
 from plumbing.asgitypes import ASGIApp, Message, Receive, Scope, Send
 
@@ -122,13 +122,13 @@ async def dispatch(request: HttpRequest) -> HttpResponseBase:
 async def send_response(response: HttpResponseBase, send: Send) -> None:
     """Send ``response`` over ASGI: headers, then its body, streamed part by part as it comes.
 
-    A streamed answer is closed whatever happens here (``RelayResponse.aclose``): that is
+    A streamed answer is closed whatever happens here (``ClosingStream.aclose``): that is
     what writes its audit row, even if the client left before the first part.
     """
     headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
     headers += [header for header in API_HEADERS if header[0].decode() not in response]
     start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
-    if not isinstance(response, RelayResponse):
+    if not isinstance(response, ClosingStream):
         await send(start)
         await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
         return

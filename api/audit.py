@@ -98,6 +98,7 @@ class Exchange:
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
     finished: bool = False
+    handed_off: bool = False  # a background response's task writes the row when it is done (api/background.py)
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
     request_body: bytes = b""
     response_body: bytearray = field(default_factory=bytearray)

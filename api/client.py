@@ -71,8 +71,9 @@ def mapped_errors() -> Iterator[None]:
         raise UpstreamError(f"Upstream request failed: {type(exc).__name__}.") from exc
 
 
-async def send(upstream: Upstream, endpoint: str, body: dict[str, Any], request_id: str) -> httpx.Response:
-    """POST ``body`` to the upstream and return the response with its body still unread.
+async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, request_id: str,
+               method: str = "POST", query: str = "") -> httpx.Response:
+    """Send ``body`` (POST; none for a GET or DELETE) and return the response with its body still unread.
 
     The answer is handed to the shutdown, which closes what is still open when the grace is over.
     """
@@ -83,8 +84,9 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any], request_
     timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout,
                             write=upstream.connect_timeout, pool=upstream.connect_timeout)
     pool = client()
-    request = pool.build_request("POST", upstream.url(endpoint), content=orjson.dumps(body),
-                                     headers=headers, timeout=timeout)
+    url = upstream.url(endpoint) + (f"?{query}" if query else "")
+    request = pool.build_request(method, url, content=orjson.dumps(body) if body is not None else None,
+                                 headers=headers, timeout=timeout)
     with mapped_errors():
         response = await pool.send(request, stream=True)
     SHUTDOWN.track(response)

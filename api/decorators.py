@@ -203,7 +203,8 @@ def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,
                         exchange.response_bytes = len(response.content)
                         exchange.capture_response(response.content)
                         exchange.mark_first_byte()
-                    exchange.finish(outcome, error)
+                    if not exchange.handed_off:
+                        exchange.finish(outcome, error)
             response["x-request-id"] = exchange.request_id
             # The gateway's own budget, unless the upstream's (copied, E3) already said more.
             for name, value in (limits.headers() if limits else {}).items():

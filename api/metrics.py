@@ -22,6 +22,8 @@ active_streams = Gauge("gateway_active_streams", "Streams being relayed right no
 upstream_errors_total = Counter("gateway_upstream_errors_total", "Upstream failures, by kind (error code).",
                                 ["upstream", "kind"])
 tokens_total = Counter("gateway_tokens_total", "Tokens reported by upstreams.", ["upstream", "kind"])
+background_running = Gauge("gateway_background_running", "Background responses this process is answering.",
+                           multiprocess_mode="livesum")
 audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.",
                       multiprocess_mode="livesum")
 

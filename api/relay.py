@@ -11,18 +11,21 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 from django.conf import settings
-from django.http import HttpResponseBase, JsonResponse, StreamingHttpResponse
+from django.http import HttpResponseBase, JsonResponse
 
 from api import client, metrics, stored
 from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.stored import Keeper
+from api.streams import ClosingStream
 from bridge.dialects import Dialect, UpstreamRequest, dialect_for
+from bridge.dialects.passthrough import RESPONSES
 from bridge.errors import (
     BridgeError,
     GatewayError,
@@ -84,7 +87,22 @@ class Ending:
 
 
 async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpResponseBase:
-    """Return the answer to a validated request to ``api``, from the first upstream that takes it.
+    """Return the answer to a validated request to ``api``, from the first upstream that takes it."""
+    plan = await prepare(request, body, api)
+    return await respond(request, body, plan)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """Where a request goes and what it is sent: the upstreams to try, the body to route, its keeper."""
+
+    routes: list[Route]
+    routed: dict[str, Any]
+    keeper: Keeper | None
+
+
+async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
+    """Choose the upstreams for a request and take its stored state in.
 
     A Responses request keeps its state one of two ways. When the best upstream keeps state
     itself (its switch in the admin: OpenAI, Azure), the request goes to it untouched, and
@@ -99,10 +117,15 @@ async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpRes
             routes = [route for route in routes if route.keeps_state]
         else:
             routed, keeper = await stored.take_in(request, body)
-    connection = await connect(request, routed, routes, asked=body)
+    return Plan(routes, routed, keeper)
+
+
+async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> HttpResponseBase:
+    """Answer in the foreground: connect, then relay or translate (``body``: what the client sent)."""
+    connection = await connect(request, plan.routed, plan.routes, asked=body)
     if connection.dialect.translates:
-        return await translate(request, connection, body, keeper)
-    return await passthrough(request, connection, keeper)
+        return await translate(request, connection, body, plan.keeper)
+    return await passthrough(request, connection, plan.keeper)
 
 
 async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Route]:
@@ -178,6 +201,15 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
     raise failure
 
 
+def refusal(routes: list[Route], body: dict[str, Any]) -> InvalidRequestError | None:
+    """Return why no upstream of ``routes`` can honour ``body`` (the first one's reason), or None if one can.
+
+    ``connect`` finds this out as it goes; a background response must know before it is queued.
+    """
+    reasons = [_refusal(dialect, body) for dialect in dict.fromkeys(route.dialect for route in routes)]
+    return None if any(reason is None for reason in reasons) else reasons[0]
+
+
 def _refusal(dialect: Dialect, body: dict[str, Any]) -> InvalidRequestError | None:
     """Return why ``dialect`` cannot honour ``body``, or None when it can."""
     try:
@@ -196,6 +228,38 @@ async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any],
     if response.status_code >= 400:
         raise await client.status_error(response, secret=upstream.api_key)
     return response
+
+
+async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseBase | None:
+    """Relay a request about a stored response the gateway does not hold to the upstreams that keep state.
+
+    With the "keeps state" switch on, an upstream (OpenAI, Azure) stores its own responses:
+    a ``GET``/``DELETE``/cancel/input_items for one of its ids is its to answer. They are
+    asked in priority order; the first that does not answer 404 is relayed as it answered.
+    None: no such upstream, or none knows the id.
+    """
+    keepers = [u for u in request.upstreams if u.keeps_state and u.supports_responses]
+    query = request.META.get("QUERY_STRING", "")
+    body = request.json if request.method == "POST" and isinstance(getattr(request, "json", None), dict) else None
+    for upstream in sorted(keepers, key=lambda u: (-u.priority, u.name)):
+        request.exchange.route(upstream, "", bridged=False)
+        try:
+            response = await client.send(upstream, endpoint, body, request.exchange.request_id,
+                                         method=request.method or "GET", query=query)
+        except UpstreamError as exc:
+            logger.warning("upstream %s failed (%s) asked for %s", upstream.name, exc.code, endpoint)
+            continue
+        if response.status_code == 404:
+            await response.aclose()
+            continue
+        request.exchange.mark_connected()
+        request.exchange.upstream_status = response.status_code
+        request.exchange.stream = client.is_event_stream(response)
+        if response.status_code >= 400:  # its error, as it said it: status, body, back-off headers
+            request.exchange.passed_headers = client.backoff_headers(response)
+            raise await client.status_error(response, secret=upstream.api_key)
+        return await passthrough(request, Connection(upstream, RESPONSES, UpstreamRequest(body={}), response))
+    return None
 
 
 async def passthrough(request: ApiRequest, connection: Connection, keeper: Keeper | None = None) -> HttpResponseBase:
@@ -233,10 +297,10 @@ async def translate(request: ApiRequest, connection: Connection, body: dict[str,
                              created_at=time.time(), clock=time.time)
     ending = Ending()
     events = client.read_events(upstream_response, dialect.read_chunk, dialect.read_body)
-    translated = _translate(machine, events, upstream_response, exchange, ending, keeper)
+    encoded = _translate(machine, events, upstream_response, exchange, ending, keeper)
     if exchange.stream:
-        return RelayResponse(translated, upstream_response, exchange, ending, content_type="text/event-stream")
-    async for _ in translated:
+        return RelayResponse(encoded, upstream_response, exchange, ending, content_type="text/event-stream")
+    async for _ in encoded:
         pass
     if machine.phase is Phase.FAILED:
         assert ending.error is not None
@@ -255,18 +319,26 @@ def encode_events(events: list[dict[str, Any]]) -> bytes:
 
 async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
                      exchange: Exchange, ending: Ending, keeper: Keeper | None) -> AsyncIterator[bytes]:
-    """Yield the Responses stream for the upstream's events; it always ends in a terminal event.
+    """Yield the Responses stream for the upstream's events, encoded (``translated`` says how it ends)."""
+    async with aclosing(translated(machine, batches, upstream_response, exchange, ending, keeper)) as events:
+        async for batch in events:
+            yield encode_events(batch)
 
-    The batch that holds the terminal event goes out only once the response is stored.
+
+async def translated(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
+                     exchange: Exchange, ending: Ending, keeper: Keeper | None) -> AsyncGenerator[list[dict[str, Any]]]:
+    """Yield the Responses events for the upstream's, batch by batch; they always end in a terminal event.
+
+    The batch that holds the terminal event is yielded only once the response is stored.
     """
 
-    async def encoded(events: list[dict[str, Any]]) -> bytes:
+    async def done(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if keeper is not None and machine.phase in TERMINAL:
-            await keeper.keep(machine.response)
-        return encode_events(events)
+            await keeper.keep(machine.response, events)
+        return events
 
     try:
-        yield encode_events(machine.start())
+        yield machine.start()
         try:
             with client.mapped_errors():
                 async for batch in batches:
@@ -277,18 +349,18 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
                         if machine.phase in TERMINAL:
                             break
                     if out:
-                        yield await encoded(out)
+                        yield await done(out)
                     if machine.phase in TERMINAL:
                         break
             if machine.phase not in TERMINAL:
-                yield await encoded(machine.finish())
+                yield await done(machine.finish())
         except UpstreamError as error:
             exc = shutdown_error(upstream_response, error)
             ending.fail(exc)
-            yield await encoded(machine.fail(exc.code or "upstream_error", exc.message))
+            yield await done(machine.fail(exc.code or "upstream_error", exc.message))
         except Exception as exc:  # a bug of ours: still end the stream properly
             logger.exception("bridge failed on request %s", exchange.request_id)
-            yield await encoded(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
+            yield await done(machine.fail("internal_error", f"The gateway failed ({type(exc).__name__})."))
             ending.fail(GatewayError(f"bridge failed: {type(exc).__name__}"))
             return
         if machine.phase is not Phase.FAILED:
@@ -343,7 +415,7 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
         await upstream_response.aclose()
 
 
-class RelayResponse(StreamingHttpResponse):
+class RelayResponse(ClosingStream):
     """A streamed answer: however it ends, ``aclose()`` closes the upstream and writes the one audit row.
 
     Its parts are already bytes, so they are sent as they are, without Django's per-part

@@ -43,16 +43,22 @@ class Keeper:
     store: bool = True
     conversation: Conversation | None = None
     applied: dict[str, Any] = field(default_factory=dict)  # the state fields as applied, for the stored object
+    background: bool = False
+    events: list[dict[str, Any]] | None = None  # a background response's stream so far (api/background.py)
     kept: bool = False
 
-    async def keep(self, response: dict[str, Any]) -> None:
+    async def keep(self, response: dict[str, Any], last: list[dict[str, Any]] | None = None) -> None:
         """Store the finished ``response`` and add the turn to its conversation (once); a failure is logged.
 
-        Returns once it is committed: the caller sends the terminal event after that.
+        ``last``: the events that end a background response's stream, not sent yet (they
+        are stored with the rest). Returns once it is committed: the caller sends the
+        terminal event after that.
         """
         if self.kept:
             return
         self.kept = True
+        if self.events is not None:
+            self.events = [*self.events, *(last or [])]
         try:
             await WRITER.write(self, {**response, **self.applied})
         except Exception:
@@ -124,7 +130,7 @@ def _keep_all(batch: list[tuple[Keeper, dict[str, Any]]]) -> list[Exception | No
 
 
 def _finished(keeper: Keeper, response: dict[str, Any]) -> ResponseToStore:
-    return ResponseToStore(response, keeper.key, keeper.previous, keeper.inputs, keeper.request_id)
+    return ResponseToStore(response, keeper.key, keeper.previous, keeper.inputs, keeper.request_id, keeper.events)
 
 
 def _add_to_conversation(keeper: Keeper, response: dict[str, Any]) -> None:
@@ -142,10 +148,7 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
     for name, why in NOT_YET.items():
         if body.get(name) is not None:
             raise InvalidRequestError(why, param=name, code="unsupported_parameter")
-    if body.get("background") is True:
-        raise InvalidRequestError("Background responses are not supported by this gateway yet; "
-                                  "send the request without `background`.", param="background",
-                                  code="unsupported_parameter")
+    background = history.wants_background(body)
     previous_id = history.check_state_fields(body)
     conversation_id = history.conversation_of(body)
     store = history.wants_store(body)
@@ -167,15 +170,16 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
         routed["input"] = history.for_upstream([*read.earlier, *own])
     if not store and read.conversation is None:
         return routed, None
-    applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id}
+    applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id, "background": background}
     if conversation_id is not None:
         applied["conversation"] = {"id": conversation_id}
     return routed, Keeper(request.client_key, request.exchange.request_id, read.previous, own, store,
-                          read.conversation, applied)
+                          read.conversation, applied, background)
 
 
-# Fields the gateway answers itself: a stateless upstream is sent the history instead.
-STATE_FIELDS = ("previous_response_id", "conversation")
+# Fields the gateway answers itself: a stateless upstream is sent the history instead, in
+# the foreground (api/background.py answers a background response itself).
+STATE_FIELDS = ("previous_response_id", "conversation", "background")
 
 
 @dataclass(slots=True)

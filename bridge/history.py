@@ -143,3 +143,18 @@ def previous_not_found(response_id: str, why: str = "") -> InvalidRequestError:
     """Return the API's error for a ``previous_response_id`` that no stored response of this key has."""
     return InvalidRequestError(f"Previous response with id '{response_id}' not found.{why}",
                                param="previous_response_id", code="previous_response_not_found")
+
+
+def wants_background(body: dict[str, Any]) -> bool:
+    """Whether the response is to be answered in the background; it needs ``store``, as in the OpenAI API.
+
+    Polling and resuming read the stored response: one that is not stored could not be found again.
+    """
+    background = body.get("background")
+    if background is not None and not isinstance(background, bool):
+        raise InvalidRequestError("Invalid type for 'background': expected a boolean.", param="background",
+                                  code="invalid_type")
+    if background and not wants_store(body):
+        raise InvalidRequestError("Background responses must be stored: send `store` true (the default) with "
+                                  "`background` true.", param="store", code="invalid_value")
+    return bool(background)

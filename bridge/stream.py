@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bridge.errors import BridgeError
 from bridge.events import (
     Finished,
     ReasoningDelta,
@@ -50,19 +51,26 @@ from bridge.values import is_int, is_number
 #
 #   phase       start()     feed()               finish()                       fail()
 #   CREATED     STREAMING   -                    -                              FAILED (start events first)
+#   QUEUED      STREAMING   -                    -                              FAILED (start events first)
 #   STREAMING   -           STREAMING | FAILED   COMPLETED | INCOMPLETE | FAILED  FAILED
 #   terminal    -           -                    -                              -
+#
+# A background response (``background: true``) is queued first: queue() takes CREATED to
+# QUEUED with response.created and response.queued (status "queued"), and start() then
+# sends only response.in_progress. cancel() ends any phase but a terminal one as CANCELLED.
 
 
 class Phase(enum.Enum):
     CREATED = "created"
+    QUEUED = "queued"
     STREAMING = "streaming"
     COMPLETED = "completed"
     INCOMPLETE = "incomplete"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
-TERMINAL = (Phase.COMPLETED, Phase.INCOMPLETE, Phase.FAILED)
+TERMINAL = (Phase.COMPLETED, Phase.INCOMPLETE, Phase.FAILED, Phase.CANCELLED)
 # finish_reason values that end the answer short; everything else non-error is a completion.
 INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_filter"}
 # What the Response object says about the request (Open Responses `ResponseResource`: every field
@@ -78,7 +86,6 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 # know it, so the documented default is what it states.
 SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 SETTINGS_IN_FORCE: dict[str, Any] = {
-    "background": False,  # refused before routing (api/stored.py): every response is answered in the foreground
     "service_tier": "default",  # no dialect passes a tier on: the upstream serves in its only one
     "top_logprobs": 0,  # log probabilities are neither asked of the upstream nor read from its answer
     "max_tool_calls": None,  # no limit is enforced on the upstream's calls
@@ -133,12 +140,14 @@ class ResponseStream:
     its `completed_at` (pass `time.time`). Without them, `created_at` is 0 and `completed_at`
     is `created_at`, so tests stay deterministic. `new_id(prefix)` makes every id, so tests
     can pass a counter. `tools` is the dialect's tool map (what the upstream was offered)
-    and `unsent` the settings it did not pass on (``UpstreamRequest.unsent``).
+    and `unsent` the settings it did not pass on (``UpstreamRequest.unsent``). `response_id`:
+    the id a background response was given before its upstream was asked (else a new one).
     """
 
     def __init__(self, *, model: str, tools: ToolMap | None = None, request: dict[str, Any] | None = None,
                  new_id: Callable[[str], str] = _uuid_id, created_at: float | None = None,
-                 clock: Callable[[], float] | None = None, unsent: frozenset[str] = frozenset()) -> None:
+                 clock: Callable[[], float] | None = None, unsent: frozenset[str] = frozenset(),
+                 response_id: str | None = None) -> None:
         self.phase = Phase.CREATED
         self._model = model
         self._tools = tools or {}
@@ -147,7 +156,7 @@ class ResponseStream:
         self._created_at = int(created_at or 0)
         self._clock = clock
         self._completed_at: int | None = None
-        self._id = new_id("resp_")
+        self._id = response_id or new_id("resp_")
         self._sequence_number = 0
         self._next_output_index = 0
         self._output: dict[int, dict[str, Any]] = {}  # done items by output_index
@@ -163,8 +172,27 @@ class ResponseStream:
 
     # -- public verbs ------------------------------------------------------------------
 
+    def queue(self) -> list[dict[str, Any]]:
+        """Return the events that open a background response, before its upstream is asked."""
+        self._require(Phase.CREATED, "queue")
+        self.phase = Phase.QUEUED
+        return [self._created(), self._event("response.queued", response=self.response)]
+
+    def queued_as(self, opening: list[dict[str, Any]]) -> None:
+        """Carry on a background response that another ResponseStream queued (``opening``: its queue() events).
+
+        The response is queued before the upstream is chosen; the one that answers is
+        known only then, and with it what it was offered (the tool map).
+        """
+        self._require(Phase.CREATED, "queued_as")
+        self.phase = Phase.QUEUED
+        self._sequence_number = len(opening)
+
     def start(self) -> list[dict[str, Any]]:
-        """Return the events that open the response."""
+        """Return the events that open the response (after queue(): only response.in_progress)."""
+        if self.phase is Phase.QUEUED:
+            self.phase = Phase.STREAMING
+            return [self._in_progress()]
         self._require(Phase.CREATED, "start")
         self.phase = Phase.STREAMING
         return [self._created(), self._in_progress()]
@@ -217,21 +245,37 @@ class ResponseStream:
 
         Before start() the opening events come first, so the client still sees a whole stream.
         """
-        events = self.start() if self.phase is Phase.CREATED else []
-        self._require(Phase.STREAMING, "fail")
+        events = self._close_open("fail")
+        self._error = {"code": code, "message": message}
+        self._end(Phase.FAILED)
+        return [*events, self._failed()]
+
+    def cancel(self) -> list[dict[str, Any]]:
+        """Return the events that end a background response cancelled by its client (POST .../cancel).
+
+        Open items close as incomplete. Neither the OpenAI API nor Open Responses has a
+        ``response.cancelled`` event: the stream ends with ``response.failed``, whose
+        Response says ``status: "cancelled"`` (and no error), as GET then does.
+        """
+        events = self._close_open("cancel")
+        self._end(Phase.CANCELLED)
+        return [*events, self._failed()]
+
+    def _close_open(self, verb: str) -> list[dict[str, Any]]:
+        """Return the events that start the response if it has not started, and close its open items."""
+        events = self.start() if self.phase in (Phase.CREATED, Phase.QUEUED) else []
+        self._require(Phase.STREAMING, verb)
         events += self._close_text("incomplete")
         for index in sorted(self._calls):
             call = self._calls[index]
             if call.output_index is not None:  # calls never announced are dropped
                 events += self._close_call(call, "incomplete")
-        self._error = {"code": code, "message": message}
-        self._end(Phase.FAILED)
-        return [*events, self._failed()]
+        return events
 
     @property
     def response(self) -> dict[str, Any]:
         """Return the Response object as it stands (complete once the phase is terminal)."""
-        status = self.phase.value if self.phase in TERMINAL else "in_progress"
+        status = self.phase.value if self.phase in (*TERMINAL, Phase.QUEUED) else "in_progress"
         return {
             "id": self._id,
             "object": "response",
@@ -240,7 +284,7 @@ class ResponseStream:
             "status": status,
             "model": self._model,
             "output": [self._output[index] for index in sorted(self._output)],
-            "usage": self._usage if status != "in_progress" else None,
+            "usage": self._usage if self.phase in TERMINAL else None,
             "error": self._error,
             "incomplete_details": {"reason": self._incomplete_reason} if self._incomplete_reason else None,
             **self._settings,  # built once per stream, never changed: snapshots may share it
@@ -479,6 +523,11 @@ def failed_event(sequence_number: int, response: dict[str, Any]) -> dict[str, An
     return {"type": "response.failed", "sequence_number": sequence_number, "response": response}
 
 
+def stream_error(sequence_number: int, error: BridgeError) -> dict[str, Any]:
+    """Return the stream's ``error`` event (Open Responses ``ErrorStreamingEvent``): a watch failed, not a response."""
+    return {"type": "error", "sequence_number": sequence_number, "error": error.to_dict()["error"]}
+
+
 def failed_response(response_id: str, model: str | None, code: str, message: str) -> dict[str, Any]:
     """Return the Response object of a relayed stream that broke: only what the tap saw of it."""
     return {"id": response_id, "object": "response", "status": "failed", "model": model, "output": [],
@@ -502,6 +551,8 @@ def _settings(request: dict[str, Any], offered: set[ToolTarget], unsent: frozens
         "max_output_tokens": request["max_output_tokens"] if is_int(request.get("max_output_tokens")) else None,
         # `store` defaults to true, as in the API: the gateway stores responses (api/stored.py).
         "store": _bool(request.get("store"), default=True),
+        # Answered by a task of the gateway, watched by polling or resuming (api/background.py).
+        "background": _bool(request.get("background"), default=False),
         "metadata": request["metadata"] if isinstance(request.get("metadata"), dict) else {},
         # Identifiers the client attached to the request; the gateway keeps them with the answer.
         "safety_identifier": _str_or_none(request.get("safety_identifier")),

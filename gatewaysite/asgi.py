@@ -20,7 +20,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from api import audit  # noqa: E402
+from api import audit, background  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
@@ -44,4 +44,18 @@ application = ProtocolTypeRouter({
 })
 # SIGTERM: finish in-flight requests, write their audit rows, exit. The API refuses its own
 # requests while draining, so that each refused one still leaves its audit row.
-application = graceful(application, flush=audit.drain, refuses_itself=is_api)
+
+BACKGROUND_WAIT = 2.0  # seconds; the flush as a whole has 10 (plumbing/shutdown.py's AUDIT_WAIT)
+
+
+async def flush() -> None:
+    """What a drain waits for once the requests are done: background responses, then the audit rows.
+
+    Background responses get a short while more (they ran through the grace too), then end
+    as failed (shutting_down), stored, so that no client polls one that never ends.
+    """
+    await background.drain(timeout=BACKGROUND_WAIT)
+    await audit.drain()
+
+
+application = graceful(application, flush=flush, refuses_itself=is_api)

@@ -77,6 +77,11 @@ if GATEWAY_LOG_RETENTION_DAYS < 0:
 GATEWAY_RESPONSE_RETENTION_DAYS = env.int("GATEWAY_RESPONSE_RETENTION_DAYS", default=30)
 if GATEWAY_RESPONSE_RETENTION_DAYS < 0:
     raise ImproperlyConfigured(f"GATEWAY_RESPONSE_RETENTION_DAYS must be >= 0, got {GATEWAY_RESPONSE_RETENTION_DAYS}")
+# Seconds between a process's heartbeats for its background responses; one three beats old
+# has lost its process and is marked failed (api/background.py).
+GATEWAY_BACKGROUND_HEARTBEAT = env.float("GATEWAY_BACKGROUND_HEARTBEAT", default=10.0)
+if GATEWAY_BACKGROUND_HEARTBEAT <= 0:
+    raise ImproperlyConfigured(f"GATEWAY_BACKGROUND_HEARTBEAT must be > 0, got {GATEWAY_BACKGROUND_HEARTBEAT}")
 # Upstream API keys at rest: comma-separated Fernet keys, the first encrypts, all decrypt
 # (README "Secrets": rotation). The key derived from SECRET_KEY is always last.
 try:
@@ -165,8 +170,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # A receive blocks on Redis for 5 s (channels_redis's BRPOP); redis-py's own read timeout
+    # must outlast it, or every idle receive ends in a TimeoutError.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",
-                                  "CONFIG": {"hosts": [REDIS_URL]}}}
+                                  "CONFIG": {"hosts": [{"address": REDIS_URL, "socket_timeout": 15}]}}}
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}

@@ -28,6 +28,7 @@ class Outcome(models.TextChoices):
     CLIENT_DISCONNECTED = "client_disconnected"
     REJECTED = "rejected"
     GATEWAY_ERROR = "gateway_error"
+    CANCELLED = "cancelled"  # a background response its client cancelled
 
 
 class RequestLogDict(TypedDict):

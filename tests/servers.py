@@ -105,7 +105,7 @@ class Gateway(ServerProcess):
     """``daphne gatewaysite.asgi:application`` in a child process, as users run it."""
 
     def settle(self, timeout: float = 10.0) -> None:
-        """Wait until no stream is open and every audit row is written.
+        """Wait until no stream or background response is open and every audit row is written.
 
         Rows are written after the response ends; a test that moves on (or flushes the
         database) before that would race the server.
@@ -117,7 +117,8 @@ class Gateway(ServerProcess):
             except httpx.HTTPError:
                 return  # not running: nothing left in flight
             gauges = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-                      if line.startswith(("gateway_audit_pending ", "gateway_active_streams "))}
+                      if line.startswith(("gateway_audit_pending ", "gateway_active_streams ",
+                                                      "gateway_background_running "))}
             if not any(gauges.values()):
                 return
             time.sleep(0.02)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from typing import Any
 
 import httpx
 import redis
@@ -94,3 +96,48 @@ def test_a_response_stored_by_one_process_is_continued_by_the_other_at_once(
     assert scripted.requests()[-1]["body"]["messages"] == [
         {"role": "user", "content": "Capital?"}, {"role": "assistant", "content": "Paris."},
         {"role": "user", "content": "Second city?"}]
+
+
+def test_a_background_response_on_one_process_is_resumed_polled_and_cancelled_from_the_other(
+        pair: tuple[Gateway, Gateway], scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    """Process B follows A's running response live over the channel layer (Redis), with no sleep, then ends it."""
+    a, b = pair
+    headers = {"authorization": f"Bearer {active_key}"}
+    gated = {"chunks": [{"text": "Hello"}, {"text": " world"}, {"finish": "stop"}], "gate": True}
+    scripted.script(gated)
+
+    def events(text: str) -> list[dict[str, Any]]:
+        return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+    # 1. Resumed live on B while A answers; the end comes through B too.
+    with httpx.stream("POST", f"{a.url}/v1/responses", headers=headers, timeout=30,
+                      json={"model": "m", "input": "hi", "background": True, "stream": True}) as started:
+        seen: list[dict[str, Any]] = []
+        for line in started.iter_lines():
+            if line.startswith("data:"):
+                seen.append(json.loads(line[5:]))
+            if seen and seen[-1]["type"] == "response.output_text.delta":
+                break
+    response_id = seen[0]["response"]["id"]
+    assert httpx.get(f"{b.url}/v1/responses/{response_id}", headers=headers).json()["status"] == "in_progress"
+    with httpx.stream("GET", f"{b.url}/v1/responses/{response_id}?stream=true&starting_after=1",
+                      headers=headers, timeout=30) as resumed:
+        assert resumed.status_code == 200
+        scripted.release()
+        rest = events(resumed.read().decode())
+    assert rest[0]["sequence_number"] == 2 and rest[-1]["type"] == "response.completed"
+    assert rest[:len(seen) - 2] == seen[2:]  # what A had sent, then the rest as it came
+    final = httpx.get(f"{b.url}/v1/responses/{response_id}", headers=headers).json()
+    assert final == rest[-1]["response"] and final["output"][0]["content"][0]["text"] == "Hello world"
+
+    # 2. Cancelled from B while A answers.
+    scripted.script(gated)
+    queued = httpx.post(f"{a.url}/v1/responses", headers=headers, timeout=30,
+                        json={"model": "m", "input": "again", "background": True}).json()
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{b.url}/v1/responses/{queued['id']}", headers=headers).json()["status"] != "in_progress":
+        assert time.monotonic() < deadline, "the upstream was never asked"
+    cancelled = httpx.post(f"{b.url}/v1/responses/{queued['id']}/cancel", headers=headers, timeout=30)
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled"
+    assert httpx.get(f"{a.url}/v1/responses/{queued['id']}", headers=headers).json()["status"] == "cancelled"

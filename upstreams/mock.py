@@ -220,7 +220,7 @@ class MockUpstream:
         except ValueError:
             request = {"_raw": body.decode("utf-8", "replace")}
         headers = {k.decode("latin1"): v.decode("latin1") for k, v in scope["headers"]}
-        record = {"path": path, "headers": headers, "body": request, "disconnected_at": None}
+        record = {"method": method, "path": path, "headers": headers, "body": request, "disconnected_at": None}
         self.requests.append(record)
         step = self.next_step(request)
         if path.endswith("/responses"):

@@ -1,6 +1,7 @@
 """The openai Python SDK's stored-state calls against a real gateway: every call parses, and turn 2 carries turn 1."""
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import openai
@@ -55,3 +56,32 @@ def test_the_sdk_keeps_a_conversation_across_turns(gateway: Gateway, scripted: M
     assert client.conversations.retrieve(conversation.id).metadata == {"user": "alice"}
     deleted = client.conversations.delete(conversation.id)
     assert deleted.deleted is True and deleted.id == conversation.id
+
+
+def test_the_sdk_runs_polls_resumes_and_cancels_background_responses(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    client = sdk(gateway, active_key)
+    scripted.script({**answer("Paris."), "gate": True})
+    queued = client.responses.create(model="mock-model", input="Capital of France?", background=True)
+    assert (queued.status, queued.background) == ("queued", True)
+    scripted.release()
+    deadline = time.monotonic() + 10
+    while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
+        assert time.monotonic() < deadline, "the background response never finished"
+    assert polled.status == "completed" and polled.output_text == "Paris."
+
+    scripted.script(answer("Lyon."))
+    with client.responses.create(model="mock-model", input="Second city?", background=True, stream=True) as stream:
+        first = [event for _, event in zip(range(3), stream, strict=False)]
+    assert [event.type for event in first] == ["response.created", "response.queued", "response.in_progress"]
+    resumed = list(client.responses.retrieve(first[0].response.id, stream=True,  # type: ignore[union-attr]
+                                             starting_after=first[-1].sequence_number))
+    assert resumed[0].sequence_number == first[-1].sequence_number + 1
+    assert resumed[-1].type == "response.completed" and resumed[-1].response.output_text == "Lyon."
+
+    scripted.script({**answer("never"), "gate": True})
+    running = client.responses.create(model="mock-model", input="Wait", background=True)
+    while client.responses.retrieve(running.id).status != "in_progress":
+        assert time.monotonic() < deadline + 10, "the upstream was never asked"
+    cancelled = client.responses.cancel(running.id)
+    assert (cancelled.id, cancelled.status) == (running.id, "cancelled")

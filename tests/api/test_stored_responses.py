@@ -208,7 +208,6 @@ def test_cancel_refuses_a_response_that_was_not_in_the_background(gateway: Gatew
 
 @pytest.mark.parametrize(("field", "value"), [
     pytest.param("prompt", {"id": "pmpt_1"}, id="prompt-template"),
-    pytest.param("background", True, id="background"),
 ])
 def test_state_the_gateway_does_not_hold_yet_is_refused_by_name(gateway: Gateway, scripted: MockUpstream,
                                                                chat_upstream: Upstream, active_key: str, field: str,
@@ -257,3 +256,30 @@ def test_an_upstream_that_keeps_state_gets_the_state_fields_untouched(gateway: G
     assert sent["path"] == "/v1/responses"
     assert {k: sent["body"][k] for k in body} == body
     assert StoredResponse.objects.count() == 0
+
+
+def test_an_id_the_gateway_does_not_hold_is_asked_of_the_upstreams_that_keep_state(
+        gateway: Gateway, scripted: MockUpstream, responses_upstream: Upstream, active_key: str) -> None:
+    """With "keeps state" on, OpenAI-style upstreams store their own responses: reading one goes to them."""
+    Upstream.objects.filter(pk=responses_upstream.pk).update(keeps_state=True)
+    held = {"id": "resp_upstream", "object": "response", "status": "completed", "output": []}
+    scripted.script({"body": held}, {"status": 404, "body": {"error": {
+        "message": "No response with id 'resp_gone'.", "type": "invalid_request_error", "param": None,
+        "code": None}}})
+    read = get(gateway, active_key, "/v1/responses/resp_upstream?include[]=x")
+    assert read.status_code == 200 and read.json() == held
+    asked = scripted.requests()[-1]
+    assert (asked["method"], asked["path"]) == ("GET", "/v1/responses/resp_upstream")
+    assert asked["headers"]["authorization"] == "Bearer sk-upstream-SECRET-456"
+    gone = post(gateway, active_key, {}, path="/v1/responses/resp_gone/cancel")
+    assert gone.status_code == 404 and gone.json()["error"]["code"] == "not_found"
+    assert scripted.requests()[-1]["method"] == "POST"
+
+
+def test_a_response_the_gateway_holds_is_answered_without_asking_the_upstream(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    scripted.script(answer("ok"))
+    final = streamed(gateway, active_key, {"input": "hi"})
+    Upstream.objects.create(name="keeper", base_url=scripted.url, supports_responses=True, keeps_state=True)
+    assert get(gateway, active_key, f"/v1/responses/{final['id']}").json() == final
+    assert len(scripted.requests()) == 1

@@ -12,7 +12,7 @@ from django.db import connection
 from django.test import override_settings
 from django.utils.timezone import now
 
-from state.models import StoredItem, StoredResponse
+from state.models import Conversation, StoredItem, StoredResponse
 from upstreams.crypto import DecryptionError
 from upstreams.models import ClientKey
 
@@ -98,18 +98,22 @@ def test_stored_content_is_encrypted_at_rest() -> None:
 
 
 @pytest.mark.django_db
-def test_rotatekeys_reencrypts_stored_responses_so_the_old_key_can_go() -> None:
+def test_rotatekeys_reencrypts_stored_responses_and_conversations_so_the_old_key_can_go() -> None:
     key, _ = ClientKey.objects.create_key("alice")
     with override_settings(GATEWAY_ENCRYPTION_KEYS=[OLD]):
         chain_of(2, key)
+        conversation = Conversation.objects.start(key, {"topic": "keys"}, [{"id": "msg_c", "type": "message"}])
     with override_settings(GATEWAY_ENCRYPTION_KEYS=[NEW]), pytest.raises(DecryptionError):
         StoredResponse.objects.chain("resp_1", key)
     out = io.StringIO()
     with override_settings(GATEWAY_ENCRYPTION_KEYS=[NEW, OLD]):
         call_command("rotatekeys", stdout=out)
-    assert "6 stored response row(s)" in out.getvalue()  # 2 responses, 4 items
+    assert "8 stored response and conversation row(s)" in out.getvalue()  # 2 responses, 4 items, 1 + 1
     with override_settings(GATEWAY_ENCRYPTION_KEYS=[NEW]):
         head, items = StoredResponse.objects.chain("resp_1", key)  # type: ignore[misc]
+        again = Conversation.objects.get(pk=conversation.pk)
+        assert again.to_dict()["metadata"] == {"topic": "keys"}
+        assert [item["id"] for item in again.history()] == ["msg_c"]
     assert [item["id"] for item in items] == ["msg_in_0", "msg_out_0", "msg_in_1", "msg_out_1"]
 
 
