@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest
 
 from api import metrics
@@ -36,12 +37,17 @@ LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "
 # With GATEWAY_LOG_BODIES=true, this much of each body is kept: enough to read a request,
 # small enough that a long stream does not bloat the table.
 BODY_CAPTURE_BYTES = 64 * 1024
+# While the database is away, rows wait in memory: retried after 0.5 s, then twice as long
+# each time up to 5 s, and at most this many kept (about 2 KB each without bodies).
+RETRY_FIRST, RETRY_MAX = 0.5, 5.0
+MAX_KEPT = 100_000
 
 
 def request_id_for(given: str) -> str:
     """Return the client's ``x-request-id`` when it is sane, else a fresh one."""
     given = given.strip()
-    if given and len(given) <= 128 and given.isprintable():
+    # ASCII only: it is sent on to the upstream, and a header takes nothing else (httpx refuses it).
+    if given and len(given) <= 128 and given.isascii() and given.isprintable():
         return given
     return f"req_{uuid.uuid4().hex}"
 
@@ -214,6 +220,7 @@ class AuditWriter:
         self.task: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         self.idle.set()
+        self.dropped = 0
 
     @property
     def pending(self) -> int:
@@ -228,20 +235,41 @@ class AuditWriter:
             self.task = loop.create_task(self._run())
 
     async def _run(self) -> None:
+        backoff = RETRY_FIRST
         while self.queue:
             batch, self.queue = self.queue[: self.BATCH], self.queue[self.BATCH :]
             self.writing = len(batch)
             try:
                 rows = await dbthread.run(RequestLog.objects.record_many, batch)
+            except (OperationalError, InterfaceError) as exc:
+                # The database is away: keep the rows, in order, and try again with back-off.
+                self.queue = batch + self.queue
+                self._bound()
+                logger.error("audit rows kept in memory (%d), the database is unavailable: %s; retrying in %.1fs",
+                             len(self.queue), type(exc).__name__, backoff)
+                self.writing = 0
+                metrics.audit_pending.set(self.pending)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, RETRY_MAX)
+                continue
             except Exception:
                 logger.exception("could not write %d audit row(s)", len(batch))
                 rows = []
             finally:
                 self.writing = 0
                 metrics.audit_pending.set(self.pending)
+            backoff = RETRY_FIRST
             # After the write, so a live row's link to its detail page already works.
             await broadcast(rows)
         self.idle.set()
+
+    def _bound(self) -> None:
+        """Keep at most MAX_KEPT rows in memory through an outage; the oldest beyond that are dropped, counted."""
+        extra = len(self.queue) - MAX_KEPT
+        if extra > 0:
+            self.queue = self.queue[extra:]
+            self.dropped += extra
+            logger.error("audit rows dropped after a long database outage: %d (%d in all)", extra, self.dropped)
 
     async def drain(self) -> None:
         """Wait until every row added so far is written."""

@@ -108,6 +108,8 @@ async def enforce_rate_limit(request: HttpRequest, key: ClientKey | None) -> Ver
     counter = f"ratelimit:{who}:{rate.seconds}:{number}"
     try:
         count = await sharedstate.call(sharedstate.incr_or_start, counter, left + 1)
+    except sharedstate.SharedStateUnavailable:
+        return None  # fail open; the breaker logged the outage once
     except Exception as exc:
         # Fail open: a cache outage must not take the API down with it (readyz reports it).
         logger.warning("rate limit not enforced, the cache failed: %s", type(exc).__name__)

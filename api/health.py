@@ -5,15 +5,28 @@ they take no client key and leave no audit row.
 """
 from __future__ import annotations
 
+import hmac
+
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from api import metrics
+from api.decorators import error_response
+from bridge.errors import AuthenticationError
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
+    """The Prometheus metrics: open, unless GATEWAY_METRICS_TOKEN asks scrapers for that bearer token."""
+    token = settings.GATEWAY_METRICS_TOKEN
+    if token:
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token.encode()):
+            response = error_response(AuthenticationError("/metrics needs 'Authorization: Bearer <token>' "
+                                                          "(GATEWAY_METRICS_TOKEN)."))
+            response["www-authenticate"] = 'Bearer realm="metrics"'
+            return response
     body, content_type = metrics.render()
     return HttpResponse(body, content_type=content_type)
 

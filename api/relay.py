@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import orjson
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse
 
@@ -38,6 +39,7 @@ from bridge.errors import (
 from bridge.sse import encode_event
 from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer
+from bridge.validation import nesting_error
 from logs.models import Outcome
 from plumbing.shutdown import SHUTDOWN
 from upstreams import cooldown
@@ -186,6 +188,8 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
         sent = dialect.to_request(body, upstream.options(target))
         try:
             response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange)
+        except orjson.JSONEncodeError:  # nested too deep to be written: the client's to fix, not a 500
+            raise nesting_error(asked if asked is not None else body) from None
         except UpstreamError as exc:
             if not is_failover_error(exc):
                 raise
@@ -391,7 +395,6 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
                         tap.close()
                     if keeper is not None and tap.final_response is not None:
                         await keeper.keep(tap.final_response)
-                    exchange.response_bytes += len(chunk)
                     yield chunk
                     chunk = await anext(chunks, b"")
             tap.close()
@@ -408,7 +411,6 @@ async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, ups
             ending.fail(exc)
             if tap.sse:
                 trailer = failure_trailer(tap, exc.code or "upstream_error", exc.message)
-                exchange.response_bytes += len(trailer)
                 yield trailer
     finally:
         exchange.usage, exchange.tool_calls = tap.usage, tap.tool_calls
@@ -441,6 +443,7 @@ class RelayResponse(ClosingStream):
         metrics.active_streams.inc()
         try:
             async for chunk in self.parts:
+                self.exchange.response_bytes += len(chunk)  # what the client is sent, bridged or relayed
                 self.exchange.capture_response(chunk)
                 yield chunk
         finally:

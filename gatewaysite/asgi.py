@@ -1,12 +1,13 @@
 """ASGI entry point: ``daphne gatewaysite.asgi:application``; composition only.
 
 HTTP goes to the API app (/v1/, api/app.py) or Django (everything else); WebSockets to the
-request log's live tail (staff sessions, same-host origins only). Around both: the body
+request log's live tail (staff sessions, same-origin pages only: host and port). Around both: the body
 limit and the SIGTERM drain (plumbing/).
 """
 from __future__ import annotations
 
 import os
+import sys
 
 from django.core.asgi import get_asgi_application
 
@@ -23,20 +24,24 @@ from django.urls import path  # noqa: E402
 from api import audit, background  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
+from plumbing.accesslog import quiet_query_strings  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
+from plumbing.origin import SameOriginWebSockets  # noqa: E402
 from plumbing.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
+if "daphne.server" in sys.modules:  # served by daphne: its access log is written by daphne itself
+    quiet_query_strings()
 
 # Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
 # middleware is sync-only and would push every API request through sync adapters.
 http_app = ASGIStaticFilesHandler(django_asgi_app)
 # The socket is checked like the pages: the Origin must be one of ALLOWED_HOSTS (no other
 # site's page can open it with the staff member's cookie), then the session must be staff's.
-websocket_app = AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+websocket_app = SameOriginWebSockets(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
     path("ws/logs/", LogTailConsumer.as_asgi()),
-])))
+]))))
 # /v1/ is served by ApiApp, past Django's request handler (see api/app.py).
 application = ProtocolTypeRouter({
     "http": BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES),

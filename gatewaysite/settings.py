@@ -77,6 +77,8 @@ if GATEWAY_LOG_RETENTION_DAYS < 0:
 GATEWAY_RESPONSE_RETENTION_DAYS = env.int("GATEWAY_RESPONSE_RETENTION_DAYS", default=30)
 if GATEWAY_RESPONSE_RETENTION_DAYS < 0:
     raise ImproperlyConfigured(f"GATEWAY_RESPONSE_RETENTION_DAYS must be >= 0, got {GATEWAY_RESPONSE_RETENTION_DAYS}")
+# Set: /metrics answers only scrapers that send 'Authorization: Bearer <this>'. Unset: open.
+GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 # Seconds between a process's heartbeats for its background responses; one three beats old
 # has lost its process and is marked failed (api/background.py).
 GATEWAY_BACKGROUND_HEARTBEAT = env.float("GATEWAY_BACKGROUND_HEARTBEAT", default=10.0)
@@ -102,6 +104,7 @@ UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
 UPSTREAM_SUPPORTS_RESPONSES = env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
+GATEWAY_REDIS_TIMEOUT = env.float("GATEWAY_REDIS_TIMEOUT", default=0.1)  # seconds, for each cache call
 
 # Django reads the whole body before a view runs; this makes it refuse larger ones.
 DATA_UPLOAD_MAX_MEMORY_SIZE = GATEWAY_MAX_BODY_BYTES
@@ -169,7 +172,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if REDIS_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+    # Short timeouts: a frozen Redis costs one request at most this long per breaker
+    # interval (plumbing/sharedstate.py), never redis-py's seconds for every request.
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL,
+                          "OPTIONS": {"socket_timeout": GATEWAY_REDIS_TIMEOUT,
+                                      "socket_connect_timeout": GATEWAY_REDIS_TIMEOUT}}}
     # A receive blocks on Redis for 5 s (channels_redis's BRPOP); redis-py's own read timeout
     # must outlast it, or every idle receive ends in a TimeoutError.
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels_redis.core.RedisChannelLayer",

@@ -5,16 +5,19 @@ upstreams app with a state-only migration (logs/migrations/0001_initial.py).
 """
 from __future__ import annotations
 
+import logging
 import secrets
 from datetime import datetime
 from typing import Any, TypedDict
 
-from django.db import IntegrityError, models, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, models, transaction
 from django.urls import reverse
 from django.utils.timezone import now
 
 from plumbing.redact import redact_headers, redact_text
 from upstreams.models import ClientKey, Upstream
+
+logger = logging.getLogger("gateway.audit")
 
 
 class Mode(models.TextChoices):
@@ -77,7 +80,31 @@ def _scrubbed(fields: dict[str, Any]) -> dict[str, Any]:
             fields[name] = redact_text(str(fields[name]), known)
     if isinstance(fields.get("passed_headers"), dict):
         fields["passed_headers"] = redact_headers(fields["passed_headers"])
-    return fields
+    return _fitted(fields)
+
+
+def _fitted(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return the row as every database takes it: no NUL characters, no text longer than its column.
+
+    PostgreSQL refuses a NUL in text and in JSON, and a value over a column's length; a
+    client chooses its model name and request id, so either can carry one. The NUL
+    becomes U+FFFD (the row still shows something was there).
+    """
+    fitted = {}
+    for name, value in fields.items():
+        if isinstance(value, str):
+            value = value.replace("\x00", "\ufffd")
+            limit = _MAX_LENGTHS.get(name)
+            if limit is not None:
+                value = value[:limit]
+        elif isinstance(value, dict):
+            value = {_no_nul(k): _no_nul(v) for k, v in value.items()}
+        fitted[name] = value
+    return fitted
+
+
+def _no_nul(value: Any) -> Any:
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value
 
 
 class RequestLogManager(models.Manager["RequestLog"]):
@@ -93,8 +120,10 @@ class RequestLogManager(models.Manager["RequestLog"]):
         try:
             with transaction.atomic():
                 return self.bulk_create(logs)
-        except IntegrityError:
-            pass
+        except (OperationalError, InterfaceError):
+            raise  # the database is away: the writer keeps the rows and tries again
+        except (DatabaseError, ValueError):
+            pass  # one row the database refuses must not take the others with it
         written = []
         for log in logs:
             for _attempt in range(3):
@@ -106,6 +135,12 @@ class RequestLogManager(models.Manager["RequestLog"]):
                 except IntegrityError:
                     log.pk = None
                     log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+                except (OperationalError, InterfaceError):
+                    raise
+                except (DatabaseError, ValueError):
+                    logger.exception("audit row %s refused by the database; kept without its bodies",
+                                     log.request_id)
+                    log.pk, log.request_body, log.response_body = None, "", ""
         return written
 
     def prune(self, before: datetime, batch: int = 5000) -> int:
@@ -201,3 +236,8 @@ class RequestLog(models.Model):
         finished = data.get("finished")
         return cls(started=datetime.fromisoformat(data["started"]),
                    finished=datetime.fromisoformat(finished) if finished else None, **fields)
+
+
+# Each text column's length, for rows fitted before they are written (``_fitted``).
+_MAX_LENGTHS = {field.name: field.max_length for field in RequestLog._meta.concrete_fields
+                if isinstance(field, models.CharField) and field.max_length}

@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 from django.contrib.auth import get_user_model
 
+from plumbing import listen
 from upstreams.models import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -129,7 +130,8 @@ class Gateway(ServerProcess):
         # not keep a copy of them (tests/upstreams/test_routing.py tests the copy).
         defaults = {"DATABASE_URL": database_url, "DEBUG": "true", "GATEWAY_ALLOW_ANONYMOUS": "false",
                     "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0"}
-        super().__init__([sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+        # Listening as the README's production command does (plumbing/listen.py: the backlog).
+        super().__init__([sys.executable, "-m", "daphne", "-e", listen.endpoint("127.0.0.1", port),
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")
 
 

@@ -47,7 +47,9 @@ def next_request(socket: ClientConnection, timeout: float = 10.0) -> dict[str, A
     return message
 
 
-@pytest.mark.parametrize(("who", "origin"), [("anonymous", None), ("not-staff", None), ("staff", "http://evil.example")])
+@pytest.mark.parametrize(("who", "origin"), [("anonymous", None), ("not-staff", None), ("staff", "http://evil.example"),
+                                           ("staff", "http://127.0.0.1:1")], ids=["anonymous", "not-staff",
+                                                                                  "another-site", "another-port"])
 def test_the_socket_refuses_everyone_but_staff_on_the_gateways_own_pages(gateway: Gateway, who: str,
                                                                          origin: str | None) -> None:
     cookie = None if who == "anonymous" else sign_in(gateway, staff=who == "staff")

@@ -30,6 +30,8 @@ def _tolerant(default: Any) -> Callable[[Callable[..., Awaitable[T]]], Callable[
         async def wrapper(*args: Any, **kwargs: Any) -> T:
             try:
                 return await func(*args, **kwargs)
+            except sharedstate.SharedStateUnavailable:
+                return default  # the breaker said so once already
             except Exception as exc:
                 logger.warning("cool-down state unavailable, the cache failed: %s", type(exc).__name__)
                 return default

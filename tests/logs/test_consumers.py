@@ -18,6 +18,7 @@ from logs.models import RequestLog
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the socket reads the session from another thread
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
+HOST = (b"host", b"127.0.0.1:8000")
 
 
 def session_cookie(*, staff: bool) -> tuple[bytes, bytes]:
@@ -30,7 +31,7 @@ def session_cookie(*, staff: bool) -> tuple[bytes, bytes]:
 def communicator(path: str = "/ws/logs/", headers: list[tuple[bytes, bytes]] | None = None) -> WebsocketCommunicator:
     from gatewaysite.asgi import websocket_app
 
-    return WebsocketCommunicator(websocket_app, path, headers=headers if headers is not None else [ORIGIN])
+    return WebsocketCommunicator(websocket_app, path, headers=[HOST, *(headers if headers is not None else [ORIGIN])])
 
 
 def run(scenario: Callable[[], Awaitable[Any]]) -> Any:

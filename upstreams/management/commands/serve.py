@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from plumbing import listen
 from upstreams.models import ClientKey, Upstream
 
 STATE_DIR = Path(settings.BASE_DIR) / ".gateway"  # git-ignored: local credentials of this checkout
@@ -46,7 +47,7 @@ class Command(BaseCommand):
                 "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
                 "priority": -100, "models": ""})
             _wait_for_port("127.0.0.1", demo_port, children[-1])
-        children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+        children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
                                           "gatewaysite.asgi:application"], env=os.environ.copy()))
         try:
             _wait_for_port(host, port, children[-1])

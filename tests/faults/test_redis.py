@@ -1,0 +1,65 @@
+"""Redis frozen, then back (issue 12): requests never wait on it more than once per breaker interval.
+
+The test starts its own ``redis-server`` on a free port and freezes it with SIGSTOP (a
+hung Redis, not a closed port: connections open and nothing answers), so the machine's
+Redis is never touched.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from plumbing.sharedstate import BREAKER_SECONDS
+from tests.conftest import wait_for_logs
+from tests.servers import Gateway, free_port
+
+RATE_HEADER = "x-ratelimit-limit"
+
+
+@pytest.fixture
+def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = free_port()
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
+        assert time.monotonic() < deadline, "redis-server did not start"
+        time.sleep(0.05)
+    yield server, port
+    server.send_signal(signal.SIGCONT)
+    server.kill()
+    server.wait()
+
+
+def test_a_frozen_redis_is_skipped_after_one_short_timeout_and_used_again_when_it_answers(
+        start_gateway: Callable[..., Gateway], private_redis: tuple[subprocess.Popen[bytes], int],
+        active_key: str) -> None:
+    server, port = private_redis
+    gateway = start_gateway(REDIS_URL=f"redis://127.0.0.1:{port}/0", GATEWAY_RATE_LIMIT="100000/m")
+    headers = {"authorization": f"Bearer {active_key}"}
+
+    def models() -> httpx.Response:
+        return httpx.get(f"{gateway.url}/v1/models", headers=headers, timeout=30)
+
+    assert RATE_HEADER in models().headers  # Redis counts the budget
+    server.send_signal(signal.SIGSTOP)
+    started = time.monotonic()
+    frozen = [models() for _ in range(40)]
+    took = time.monotonic() - started
+    assert [r.status_code for r in frozen] == [200] * 40
+    assert not any(RATE_HEADER in r.headers for r in frozen)  # failed open
+    openings = gateway.log().count("the shared cache (Redis) failed")
+    # Within one breaker interval only the first request waited (GATEWAY_REDIS_TIMEOUT, 0.1 s).
+    assert took < BREAKER_SECONDS and openings == 1, (took, openings)
+
+    server.send_signal(signal.SIGCONT)
+    deadline = time.monotonic() + BREAKER_SECONDS * 3
+    while RATE_HEADER not in models().headers:  # the breaker lets one call try, and it answers
+        assert time.monotonic() < deadline, "the gateway never used Redis again"
+    assert "the shared cache (Redis) answers again" in gateway.log()
+    assert len(wait_for_logs(42, timeout=30)) >= 42  # every request left its row
