@@ -71,15 +71,58 @@ async def authenticate(request: HttpRequest) -> ClientKey | None:
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
     secret = secret.strip() if scheme.lower() == "bearer" else ""
+    ip = request.META.get("REMOTE_ADDR", "-")
+    if secret and not ROUTING.knows(secret):
+        _refuse_if_guessing(ip)
     key, request.upstreams = await ROUTING.context(secret)  # type: ignore[attr-defined]
     if key is None and not settings.GATEWAY_ALLOW_ANONYMOUS:
         if not secret:
             raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")
+        await _count_bad_key(ip)
         # Never echo the secret back: error messages end up in client logs.
         raise AuthenticationError("Incorrect or revoked client API key.")
     if key is not None:
         await _touch(key)
     return key
+
+
+# Addresses that sent more bad keys than GATEWAY_AUTH_FAILURES_PER_MINUTE, until when (monotonic).
+_guessing: dict[str, float] = {}
+MAX_GUESSING = 10_000
+
+
+def _refuse_if_guessing(ip: str) -> None:
+    """Refuse (429) a key this process does not know from an address that has sent too many bad ones.
+
+    Keys already known to the process are still served from that address (a NAT shared
+    with a guesser); only unknown ones are refused, before any database lookup.
+    """
+    until = _guessing.get(ip)
+    if until is None:
+        return
+    left = until - time.monotonic()
+    if left <= 0:
+        _guessing.pop(ip, None)
+        return
+    raise RateLimitError(f"Too many requests with incorrect API keys from this address; try again in "
+                         f"{int(left) + 1}s.", headers={"retry-after": str(int(left) + 1)})
+
+
+async def _count_bad_key(ip: str) -> None:
+    """Count a bad key against its address's budget (shared by every process through the cache)."""
+    limit = settings.GATEWAY_AUTH_FAILURES_PER_MINUTE
+    if limit <= 0:
+        return
+    rate = Rate(count=limit, seconds=60)
+    number, left = window(rate, time.time())
+    try:
+        count = await sharedstate.call(sharedstate.incr_or_start, f"authfail:{ip}:{number}", left + 1)
+    except Exception:
+        return  # fail open, as rate limits do (the breaker logs the outage)
+    if count >= limit:
+        if len(_guessing) >= MAX_GUESSING:
+            _guessing.clear()
+        _guessing[ip] = time.monotonic() + left
 
 
 async def _touch(key: ClientKey) -> None:

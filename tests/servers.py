@@ -128,7 +128,10 @@ class Gateway(ServerProcess):
         port = free_port()
         # GATEWAY_ROUTING_TTL=0: the session's gateway outlives each test's rows, so it must
         # not keep a copy of them (tests/upstreams/test_routing.py tests the copy).
+        # GATEWAY_AUTH_FAILURES_PER_MINUTE=0: the suite sends bad keys from one address all
+        # session long; tests/faults/test_abuse.py tests the throttle on a gateway of its own.
         defaults = {"DATABASE_URL": database_url, "DEBUG": "true", "GATEWAY_ALLOW_ANONYMOUS": "false",
+                    "GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
                     "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0"}
         # Listening as the README's production command does (plumbing/listen.py: the backlog).
         super().__init__([sys.executable, "-m", "daphne", "-e", listen.endpoint("127.0.0.1", port),

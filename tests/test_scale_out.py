@@ -84,7 +84,8 @@ def test_a_response_stored_by_one_process_is_continued_by_the_other_at_once(
     a, b = pair
     headers = {"authorization": f"Bearer {active_key}"}
     scripted.script({"chunks": [{"text": "Paris."}, {"finish": "stop"}]},
-                    {"chunks": [{"text": "Lyon."}, {"finish": "stop"}]})
+                    {"chunks": [{"text": "Lyon."}, {"finish": "stop"}]},
+                    {"chunks": [{"text": "Marseille."}, {"finish": "stop"}]})
     with httpx.stream("POST", f"{a.url}/v1/responses", headers=headers, timeout=30,
                       json={"model": "m", "input": "Capital?", "stream": True}) as first:
         lines = [line for line in first.iter_lines() if line.startswith("data:")]
@@ -96,6 +97,17 @@ def test_a_response_stored_by_one_process_is_continued_by_the_other_at_once(
     assert scripted.requests()[-1]["body"]["messages"] == [
         {"role": "user", "content": "Capital?"}, {"role": "assistant", "content": "Paris."},
         {"role": "user", "content": "Second city?"}]
+    # B resolves A's output item by reference, lists the input items, and deletes; A sees it gone.
+    answer_id = json.loads(lines[-1][5:])["response"]["output"][0]["id"]
+    third = httpx.post(f"{b.url}/v1/responses", headers=headers, timeout=30, json={
+        "model": "m", "input": [{"type": "item_reference", "id": answer_id}, {"role": "user", "content": "And?"}]})
+    assert third.status_code == 200, third.text
+    assert scripted.requests()[-1]["body"]["messages"] == [
+        {"role": "assistant", "content": "Paris."}, {"role": "user", "content": "And?"}]
+    items = httpx.get(f"{b.url}/v1/responses/{second.json()['id']}/input_items", headers=headers).json()
+    assert [item["content"][0]["text"] for item in items["data"]] == ["Second city?"]
+    assert httpx.delete(f"{b.url}/v1/responses/{first_id}", headers=headers).json()["deleted"] is True
+    assert httpx.get(f"{a.url}/v1/responses/{first_id}", headers=headers).status_code == 404
 
 
 def test_a_background_response_on_one_process_is_resumed_polled_and_cancelled_from_the_other(

@@ -11,6 +11,8 @@ They are kept in memory instead, for GATEWAY_ROUTING_TTL seconds:
 - A secret not in the copy is looked up in the database, so a key created a moment ago
   by ``createapikey`` works at once. The keys seen so far are read again with the
   upstreams, in the same trip: a revoked key outlives its revocation by the TTL at most.
+- A secret that is no key's is remembered as such until the next copy: retrying it costs
+  no query.
 - A model no enabled upstream serves reloads the upstreams once before the request is
   refused, so a new upstream serves at once too.
 
@@ -31,6 +33,7 @@ from plumbing import dbthread
 from upstreams.models import ClientKey, Upstream, hash_secret
 
 T = TypeVar("T")
+MAX_UNKNOWN = 10_000
 
 
 @dataclass
@@ -40,6 +43,9 @@ class Snapshot:
     upstreams: list[Upstream]
     loaded_at: float
     keys: dict[str, ClientKey] = field(default_factory=dict)  # by hashed secret
+    # Secrets looked up and found to be no key's: asked again only with the next copy (TTL),
+    # so a client retrying a bad key costs no query each time. Bounded: cleared when full.
+    unknown: set[str] = field(default_factory=set)
 
 
 class Routing:
@@ -67,11 +73,20 @@ class Routing:
             return None, snapshot.upstreams
         hashed = hash_secret(secret)
         key = snapshot.keys.get(hashed)
-        if key is None:
+        if key is None and hashed not in snapshot.unknown:
             key = await self._shared(hashed, lambda: dbthread.run(_load_key, secret))
             if key is not None:
                 snapshot.keys[hashed] = key
+            else:
+                if len(snapshot.unknown) >= MAX_UNKNOWN:
+                    snapshot.unknown.clear()
+                snapshot.unknown.add(hashed)
         return key, snapshot.upstreams
+
+    def knows(self, secret: str) -> bool:
+        """Whether ``secret`` is a key of this process's copy (no database trip)."""
+        snapshot = self.snapshot
+        return bool(secret) and snapshot is not None and hash_secret(secret) in snapshot.keys
 
     async def reload(self) -> Snapshot:
         """Read the upstreams (and the keys seen so far) again."""

@@ -103,6 +103,26 @@ def test_keys_are_looked_up_when_unseen_and_kept_until_the_ttl() -> None:
 
 
 @override_settings(GATEWAY_ROUTING_TTL=30)
+def test_a_bad_key_is_looked_up_once_per_copy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client retrying a bad key (or a guesser repeating one) costs one query per copy, not one per request."""
+    from upstreams import routing as module
+
+    looked_up: list[str] = []
+    real = module._load_key
+    monkeypatch.setattr(module, "_load_key", lambda secret: looked_up.append(secret) or real(secret))
+    routing = Routing()
+
+    async def key_of(secret: str) -> ClientKey | None:
+        return (await routing.context(secret))[0]
+
+    assert [asyncio.run(key_of("sk-cgw-bad-key")) for _ in range(5)] == [None] * 5
+    assert looked_up == ["sk-cgw-bad-key"]
+    assert routing.snapshot is not None
+    routing.snapshot.loaded_at -= 60  # the next copy asks again: a key created meanwhile would work
+    assert asyncio.run(key_of("sk-cgw-bad-key")) is None and len(looked_up) == 2
+
+
+@override_settings(GATEWAY_ROUTING_TTL=30)
 def test_fresh_upstreams_reads_again_only_when_nothing_newer_is_at_hand() -> None:
     routing = Routing()
 

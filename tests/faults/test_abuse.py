@@ -1,0 +1,26 @@
+"""Key guessing (issue 12): bad keys are throttled per address, retried ones cost no query, known keys still work."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import httpx
+
+from tests.conftest import wait_for_logs
+from tests.servers import Gateway
+
+
+def test_an_address_that_guesses_keys_is_throttled_and_every_attempt_leaves_its_row(
+        start_gateway: Callable[..., Gateway], active_key: str) -> None:
+    gateway = start_gateway(GATEWAY_AUTH_FAILURES_PER_MINUTE="5", GATEWAY_ROUTING_TTL="60")
+
+    def models(key: str) -> httpx.Response:
+        return httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {key}"}, timeout=30)
+
+    assert models(active_key).status_code == 200  # known to the process from now on
+    guesses = [models(f"sk-cgw-guess-{n:04d}") for n in range(12)]
+    assert [g.status_code for g in guesses] == [401] * 5 + [429] * 7
+    assert all(int(g.headers["retry-after"]) >= 1 for g in guesses[5:])
+    assert all("guess" not in g.text for g in guesses)
+    assert models(active_key).status_code == 200  # a key the process knows is still served from there
+    rows = wait_for_logs(14)
+    assert len(rows) == 14 and [row.status for row in rows].count(429) == 7
