@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
@@ -22,6 +23,7 @@ from api.audit import Exchange
 from bridge.errors import (
     AuthenticationError,
     BridgeError,
+    DatabaseUnavailableError,
     GatewayError,
     InvalidRequestError,
     RateLimitError,
@@ -129,7 +131,10 @@ async def _touch(key: ClientKey) -> None:
     now = time.monotonic()
     if now - _last_used_written.get(key.pk, -LAST_USED_EVERY) >= LAST_USED_EVERY:
         _last_used_written[key.pk] = now
-        await dbthread.run(_write_last_used, key.pk)
+        try:
+            await dbthread.run(_write_last_used, key.pk)
+        except DatabaseError:  # a bookkeeping write: it waits for the next minute, not the request
+            logger.debug("last_used of key %s not written: the database is unavailable", key.pk)
 
 
 def _write_last_used(pk: int) -> None:
@@ -237,6 +242,11 @@ def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,
                 outcome = None  # ok, or what the stream's end says
             except BridgeError as exc:
                 outcome, error, response = (Outcome.REJECTED if refused else None), exc, error_response(exc)
+            except DatabaseError as exc:  # the database is away: a clear 503, never a 500
+                logger.warning("database unavailable in %s (request %s): %s", endpoint, exchange.request_id,
+                               type(exc).__name__)
+                error = DatabaseUnavailableError()
+                outcome, response = None, error_response(error)
             except Exception as exc:
                 logger.exception("unhandled error in %s (request %s)", endpoint, exchange.request_id)
                 error = GatewayError(f"The gateway failed to handle this request ({type(exc).__name__}).")

@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from api import metrics
 from api.decorators import error_response
 from bridge.errors import AuthenticationError
+from upstreams.routing import ROUTING
 
 
 async def metrics_view(request: HttpRequest) -> HttpResponse:
@@ -50,8 +51,12 @@ async def readyz(request: HttpRequest) -> HttpResponse:
             checks["redis"] = "ok" if await cache.aget("readyz") == "1" else "error: no value"
         except Exception as exc:
             checks["redis"] = f"error: {type(exc).__name__}"
+    stale = ROUTING.stale_for
+    if stale is not None:  # serving from the last good copy: known keys work, new ones get 503
+        checks["routing"] = f"degraded: copy {stale:.0f}s old (database unavailable)"
     ready = all(v == "ok" for v in checks.values())
-    return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+    status = "ok" if ready else ("degraded" if stale is not None else "unavailable")
+    return JsonResponse({"status": status, "checks": checks}, status=200 if ready else 503)
 
 
 def _ping_database() -> None:

@@ -12,7 +12,8 @@
     │   ├── UpstreamTimeoutError     504 upstream_timeout
     │   └── UpstreamProtocolError    502 upstream_protocol_error (broken or malformed stream)
     └── GatewayError                 ours (500 internal_error)
-        └── ShuttingDownError        503 shutting_down: this process is draining, retry elsewhere
+        ├── ShuttingDownError        503 shutting_down: this process is draining, retry elsewhere
+        └── DatabaseUnavailableError 503 database_unavailable: what needs the database waits for it
 
 See ../shared/spec/contract.md, "Errors".
 """
@@ -144,6 +145,17 @@ class ShuttingDownError(GatewayError):
     code = "shutting_down"
 
     def __init__(self, message: str = "The gateway is shutting down; retry the request.", **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+
+
+class DatabaseUnavailableError(GatewayError):
+    """The database is away: what needs it (a key not seen before, a stored response) cannot be answered now."""
+
+    status = 503
+    code = "database_unavailable"
+
+    def __init__(self, message: str = "The gateway's database is unavailable; retry shortly.",
+                 **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
 
 

@@ -59,6 +59,8 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 GATEWAY_RATE_LIMIT = env.str("GATEWAY_RATE_LIMIT", default="")
+# Seconds the last good routing copy (keys, upstreams) keeps serving while the database is away.
+GATEWAY_ROUTING_STALE_MAX = env.float("GATEWAY_ROUTING_STALE_MAX", default=300.0)
 # Bad client keys an address may send per minute before its unknown keys get 429 (0: no limit).
 GATEWAY_AUTH_FAILURES_PER_MINUTE = env.int("GATEWAY_AUTH_FAILURES_PER_MINUTE", default=30)
 try:

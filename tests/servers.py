@@ -136,6 +136,20 @@ class Gateway(ServerProcess):
         # Listening as the README's production command does (plumbing/listen.py: the backlog).
         super().__init__([sys.executable, "-m", "daphne", "-e", listen.endpoint("127.0.0.1", port),
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")
+        self._wait_until_serving()
+
+    def _wait_until_serving(self, timeout: float = 30.0) -> None:
+        """Wait for an answer, not only a listening socket: the socket can accept before daphne's reactor runs,
+        and a SIGTERM sent in between would find the gateway's drain not yet in place."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.02)
+        raise RuntimeError(f"{self.name} never answered /healthz:\n{self.log()}")
 
 
 PASSWORD = "s3cret-pass"  # of the users the tests sign in

@@ -21,12 +21,14 @@ GATEWAY_ROUTING_TTL=0 reads both from the database on every request, in one trip
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.db.models.signals import post_delete, post_save
 
 from plumbing import dbthread
@@ -34,6 +36,7 @@ from upstreams.models import ClientKey, Upstream, hash_secret
 
 T = TypeVar("T")
 MAX_UNKNOWN = 10_000
+logger = logging.getLogger("gateway")
 
 
 @dataclass
@@ -55,6 +58,7 @@ class Routing:
         self.snapshot: Snapshot | None = None
         self.generation = 0  # bumped by every local edit; a load begun before one is not kept
         self._pending: dict[str, asyncio.Future[Any]] = {}  # reads under way: "upstreams" or a hashed secret
+        self.failed_at = 0.0  # when reading the copy last failed (monotonic); 0: it did not
 
     def invalidate(self, **_: Any) -> None:
         """Forget the copy (a signal receiver: called from whichever thread saved the row)."""
@@ -67,13 +71,16 @@ class Routing:
         if ttl <= 0:
             return await dbthread.run(_load_context, secret)
         snapshot = self.snapshot
-        if snapshot is None or time.monotonic() - snapshot.loaded_at >= ttl:
-            snapshot = await self.reload()
+        now = time.monotonic()
+        if snapshot is None or (now - snapshot.loaded_at >= ttl and now - self.failed_at >= ttl):
+            snapshot = await self._reload_or_keep(snapshot)
         if not secret:
             return None, snapshot.upstreams
         hashed = hash_secret(secret)
         key = snapshot.keys.get(hashed)
         if key is None and hashed not in snapshot.unknown:
+            if self.failed_at:  # the database is away: a key not in the copy cannot be checked
+                raise DatabaseError("a key not in the routing copy, with the database unavailable")
             key = await self._shared(hashed, lambda: dbthread.run(_load_key, secret))
             if key is not None:
                 snapshot.keys[hashed] = key
@@ -87,6 +94,36 @@ class Routing:
         """Whether ``secret`` is a key of this process's copy (no database trip)."""
         snapshot = self.snapshot
         return bool(secret) and snapshot is not None and hash_secret(secret) in snapshot.keys
+
+    async def _reload_or_keep(self, snapshot: Snapshot | None) -> Snapshot:
+        """Read the copy again; while the database is away, keep serving the last good one.
+
+        Known keys and upstreams go on working through an outage for up to
+        GATEWAY_ROUTING_STALE_MAX seconds (the copy's age; /readyz says degraded); the
+        database is tried again once per TTL, not on every request. With no copy, or one
+        too old, the DatabaseError goes up: the API answers it with a 503.
+        """
+        try:
+            fresh = await self.reload()
+        except DatabaseError as exc:
+            if snapshot is None or time.monotonic() - snapshot.loaded_at > settings.GATEWAY_ROUTING_STALE_MAX:
+                raise
+            if not self.failed_at:
+                logger.error("database unavailable (%s): routing from the last good copy, %.0f s old",
+                             type(exc).__name__, time.monotonic() - snapshot.loaded_at)
+            self.failed_at = time.monotonic()
+            return snapshot
+        if self.failed_at:
+            logger.warning("database available again: routing copy reloaded")
+        self.failed_at = 0.0
+        return fresh
+
+    @property
+    def stale_for(self) -> float | None:
+        """Seconds the copy in use has been stale because the database is away (None: it is not)."""
+        if not self.failed_at or self.snapshot is None:
+            return None
+        return time.monotonic() - self.snapshot.loaded_at
 
     async def reload(self) -> Snapshot:
         """Read the upstreams (and the keys seen so far) again."""
