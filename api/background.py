@@ -271,10 +271,7 @@ async def _relay(run: Run, connection: relay.Connection, relayed: protocol.Relay
             if not tap.sse:  # an upstream that ignored `stream`: its whole answer is the last event
                 tap.feed(await upstream_response.aread())
                 tap.close()
-                final = tap.final_response or {}
-                kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
-                    str(final.get("status")), "response.failed")
-                taken = relayed.take({"type": kind, "response": final})
+                taken = relayed.take(protocol.ending(tap.final_response or {}, relayed.sequence_number))
                 await _finish(run, keeper, [taken] if taken else [], relayed.response)
                 ending.complete()
                 return
@@ -325,7 +322,7 @@ async def read(response_id: str, key: ClientKey | None) -> StoredResponse:
 
 def _read(response_id: str, key: ClientKey | None) -> StoredResponse | None:
     found = StoredResponse.objects.for_key(response_id, key)
-    if found is not None and found.background and protocol.is_live({"status": found.status}):
+    if found is not None and found.running:
         if StoredResponse.objects.lose(_stale_before(), response_id=response_id):
             found = StoredResponse.objects.for_key(response_id, key)
     return found
@@ -367,7 +364,7 @@ async def _watch_remote(found: StoredResponse, starting_after: int | None,
     """
     last = -1 if starting_after is None else starting_after
     layer = get_channel_layer()
-    while protocol.is_live({"status": found.status}):
+    while found.running:
         reply = await layer.new_channel("background.reply.")
         await layer.send(found.runner, {"type": "background.watch", "id": found.pk, "after": last, "reply": reply})
         while True:
@@ -410,14 +407,14 @@ async def cancel(request: ApiRequest, response_id: str) -> dict[str, Any]:
     if not found.background:
         raise InvalidRequestError("Only responses created with `background: true` can be cancelled; this one was "
                                   "answered in the foreground.", code="not_cancellable")
-    if protocol.is_live({"status": found.status}):
+    if found.running:
         run = RUNS.get(response_id)
         if run is not None:
             await _cancel_run(run)
         else:
             await _cancel_remote(found)
         found = await read(response_id, request.client_key)
-        if protocol.is_live({"status": found.status}):
+        if found.running:
             raise GatewayError("The gateway process answering this response did not confirm the cancel; "
                                "try again.", code="cancel_unconfirmed", status=503)
     return found.to_dict()

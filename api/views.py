@@ -8,7 +8,6 @@ from django.http import HttpResponseBase, JsonResponse
 
 from api import background, lists, relay
 from api.decorators import ApiRequest, api_view
-from bridge.background import is_live
 from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
 from plumbing import dbthread
@@ -40,7 +39,7 @@ async def response_detail(request: ApiRequest, response_id: str) -> HttpResponse
     async def local() -> HttpResponseBase:
         if request.method == "DELETE":
             found = await background.read(response_id, request.client_key)
-            if found.background and is_live({"status": found.status}):
+            if found.running:
                 await background.cancel(request, response_id)
             if not await dbthread.run(_delete, response_id, request.client_key):
                 raise background.not_found(response_id)

@@ -11,9 +11,10 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.stream import failed_event
+from bridge.tap import TERMINAL_EVENTS
 
 OPENING_EVENTS = ("response.created", "response.queued")  # the gateway sent its own, before the upstream answered
-LIVE_STATUSES = ("queued", "in_progress")
+LIVE_STATUSES = ("queued", "in_progress")  # a background response still being answered
 
 
 def after(events: list[dict[str, Any]], starting_after: int | None) -> list[dict[str, Any]]:
@@ -21,11 +22,6 @@ def after(events: list[dict[str, Any]], starting_after: int | None) -> list[dict
     if starting_after is None:
         return list(events)
     return [event for event in events if event.get("sequence_number", -1) > starting_after]
-
-
-def is_live(response: dict[str, Any]) -> bool:
-    """Whether a Response object is still being answered."""
-    return response.get("status") in LIVE_STATUSES
 
 
 class RelayedEvents:
@@ -52,7 +48,7 @@ class RelayedEvents:
         event = {**event, "sequence_number": self._next()}
         if isinstance(event.get("response"), dict):
             self.response = event["response"] = {**self.base, **event["response"], **self.applied}
-        if event.get("type") in ("response.completed", "response.incomplete", "response.failed"):
+        if event.get("type") in TERMINAL_EVENTS:
             self.done = True
         return event
 

@@ -19,11 +19,10 @@ from django.conf import settings
 from django.db import connection, models, transaction
 from django.utils.timezone import now
 
+from bridge.background import LIVE_STATUSES
 from upstreams import crypto
 from upstreams.fields import EncryptedTextField
 from upstreams.models import ClientKey
-
-LIVE = ("queued", "in_progress")  # a background response still being answered
 
 
 class Side(models.TextChoices):
@@ -66,12 +65,7 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
         responses: list[StoredResponse] = []
         items: list[StoredItem] = []
         for one in finished:
-            stored = StoredResponse(
-                id=one.response["id"], key=one.key, previous=one.previous,
-                depth=one.previous.depth + 1 if one.previous else 0, request_id=one.request_id[:128],
-                status=str(one.response.get("status", ""))[:16], model=str(one.response.get("model", ""))[:200],
-                body=_dumps(one.response), background=one.events is not None,
-                events=_pack(one.events) if one.events is not None else "")
+            stored = _row(one)
             outputs = [item for item in one.response.get("output") or [] if isinstance(item, dict)]
             items += [StoredItem(response=stored, key=one.key, item_id=str(item.get("id", ""))[:128], side=side,
                                  position=n, body=_dumps(item))
@@ -90,18 +84,18 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
 
     def queue(self, one: ResponseToStore, runner: str) -> StoredResponse:
         """Write a background response as it starts (status queued), before its upstream is asked."""
-        return self.create(id=one.response["id"], key=one.key, previous=one.previous,
-                           depth=one.previous.depth + 1 if one.previous else 0, request_id=one.request_id[:128],
-                           status=str(one.response["status"]), model=str(one.response.get("model", ""))[:200],
-                           body=_dumps(one.response), background=True, runner=runner, heartbeat=now())
+        stored = _row(one, background=True, runner=runner, heartbeat=now())
+        stored.save(force_insert=True)
+        return stored
 
     def progress(self, response: dict[str, Any]) -> None:
         """Record that a background response's upstream started answering (what a poll then reads)."""
-        self.filter(pk=response["id"], status__in=LIVE).update(status=response["status"], body=_dumps(response))
+        live = self.filter(pk=response["id"], status__in=LIVE_STATUSES)
+        live.update(status=response["status"], body=_dumps(response))
 
     def beat(self, runner: str) -> int:
         """Say that the process ``runner`` still answers its background responses; return how many."""
-        return self.filter(runner=runner, status__in=LIVE).update(heartbeat=now())
+        return self.filter(runner=runner, status__in=LIVE_STATUSES).update(heartbeat=now())
 
     def lose(self, stale_before: datetime, response_id: str | None = None) -> list[str]:
         """Mark failed the background responses whose process stopped beating before ``stale_before``.
@@ -109,7 +103,7 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
         A process that died (SIGKILL, a crash, a lost host) cannot say so itself: its
         responses would be ``in_progress`` forever. Returns the ids it marked.
         """
-        rows = self.filter(status__in=LIVE, background=True, heartbeat__lt=stale_before)
+        rows = self.filter(status__in=LIVE_STATUSES, background=True, heartbeat__lt=stale_before)
         if response_id is not None:
             rows = rows.filter(pk=response_id)
         lost = []
@@ -118,7 +112,7 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
                     "error": {"code": "background_lost",
                               "message": "The gateway process answering this response stopped before it finished; "
                                          "send the request again."}}
-            if self.filter(pk=stored.pk, status__in=LIVE).update(status="failed", body=_dumps(body)):
+            if self.filter(pk=stored.pk, status__in=LIVE_STATUSES).update(status="failed", body=_dumps(body)):
                 lost.append(stored.pk)
         return lost
 
@@ -198,6 +192,11 @@ class StoredResponse(models.Model):
     def to_dict(self) -> dict[str, Any]:
         value: dict[str, Any] = orjson.loads(self.body)
         return value
+
+    @property
+    def running(self) -> bool:
+        """Whether this is a background response still being answered."""
+        return self.background and self.status in LIVE_STATUSES
 
     def stream(self) -> list[dict[str, Any]]:
         """Return a finished background response's events (none for another, or one whose process died)."""
@@ -309,6 +308,16 @@ _CHAIN = """
         SELECT r.id, r.previous_id, r.depth FROM state_storedresponse r JOIN chain c ON r.id = c.previous_id
     )
 """
+
+
+def _row(one: ResponseToStore, **fields: Any) -> StoredResponse:
+    """Return the row of ``one`` (unsaved), as ``store_many`` and ``queue`` both write it; ``fields`` override."""
+    return StoredResponse(**{
+        "id": one.response["id"], "key": one.key, "previous": one.previous,
+        "depth": one.previous.depth + 1 if one.previous else 0, "request_id": one.request_id[:128],
+        "status": str(one.response.get("status", ""))[:16], "model": str(one.response.get("model", ""))[:200],
+        "body": _dumps(one.response), "background": one.events is not None,
+        "events": _pack(one.events) if one.events is not None else "", **fields})
 
 
 def _pack(events: list[dict[str, Any]]) -> str:
