@@ -27,7 +27,9 @@ from bridge.events import UsageReported
 from logs.consumers import broadcast
 from logs.models import Mode, Outcome, RequestLog
 from plumbing import dbthread
+from plumbing.intake import Refusal
 from upstreams.models import ClientKey, Upstream
+from upstreams.routing import ROUTING
 
 logger = logging.getLogger("gateway.audit")
 request_logger = logging.getLogger("gateway.requests")
@@ -202,6 +204,23 @@ class Exchange:
             "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
             "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",
         }
+
+
+def record_refusal(refusal: Refusal) -> str | None:
+    """Write the one audit row of an API request that daphne answered itself (plumbing/intake.py).
+
+    Return the request id to answer with; None for paths outside the API (no row).
+    """
+    if not refusal.path.startswith("/v1/"):
+        return None
+    exchange = Exchange(request_id=request_id_for(refusal.headers.get("x-request-id", "")),
+                        endpoint=refusal.path.removeprefix("/v1/")[:64], client_ip=refusal.client_ip,
+                        request_bytes=refusal.request_bytes)
+    scheme, _, secret = refusal.headers.get("authorization", "").partition(" ")
+    exchange.key = ROUTING.cached_key(secret.strip()) if scheme.lower() == "bearer" else None
+    exchange.status = refusal.error.status
+    exchange.finish(error=refusal.error)
+    return exchange.request_id
 
 
 class AuditWriter:

@@ -24,6 +24,7 @@ from django.urls import path  # noqa: E402
 from api import audit, background  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
+from plumbing import backpressure, intake  # noqa: E402
 from plumbing.accesslog import quiet_query_strings  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
 from plumbing.origin import SameOriginWebSockets  # noqa: E402
@@ -31,8 +32,10 @@ from plumbing.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
-if "daphne.server" in sys.modules:  # served by daphne: its access log is written by daphne itself
+if "daphne.server" in sys.modules:  # served by daphne: what daphne does itself, made fit for production
     quiet_query_strings()
+    backpressure.install()
+    intake.install(settings.GATEWAY_MAX_BODY_BYTES, settings.GATEWAY_HEADER_TIMEOUT, audit.record_refusal)
 
 # Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
 # middleware is sync-only and would push every API request through sync adapters.

@@ -58,6 +58,8 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 # --- gateway ---------------------------------------------------------------------------
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
+# Seconds a connection has to deliver a request's complete headers, from its first byte (0: no deadline).
+GATEWAY_HEADER_TIMEOUT = env.float("GATEWAY_HEADER_TIMEOUT", default=10.0)
 GATEWAY_RATE_LIMIT = env.str("GATEWAY_RATE_LIMIT", default="")
 # Seconds the last good routing copy (keys, upstreams) keeps serving while the database is away.
 GATEWAY_ROUTING_STALE_MAX = env.float("GATEWAY_ROUTING_STALE_MAX", default=300.0)

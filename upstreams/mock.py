@@ -12,6 +12,7 @@ and read what the mock received from ``/_mock/requests``. A step is a dict:
               {"finish": reason}, {"usage": {...}}; a dict with "choices" goes as is
     raw       strings written verbatim instead (CRLF framing, comments, broken JSON)
     body      a JSON value or string sent as the whole body (errors, non-stream answers)
+    repeat    the first chunk is sent this many times (a long answer without a long script)
     done      false leaves out ``data: [DONE]``;  delay: seconds between pieces
     gate      true: after the first piece, wait until POST /_mock/release
     hang      true: after the pieces, keep the connection open and silent
@@ -269,6 +270,8 @@ class MockUpstream:
                 chunks = [*chunks, {"usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}]
             pieces = [b"data: " + json.dumps(expand_chunk(c, model, created), ensure_ascii=False).encode()
                       + b"\n\n" for c in chunks]
+            if pieces and step.get("repeat"):
+                pieces[:1] = pieces[:1] * int(step["repeat"])
             if step.get("done", True):
                 pieces.append(b"data: [DONE]\n\n")
         await _start(send, status, step.get("content_type", "text/event-stream"), headers)

@@ -92,8 +92,12 @@ class Routing:
 
     def knows(self, secret: str) -> bool:
         """Whether ``secret`` is a key of this process's copy (no database trip)."""
+        return self.cached_key(secret) is not None
+
+    def cached_key(self, secret: str) -> ClientKey | None:
+        """Return the key ``secret`` belongs to if this process's copy holds it (no database trip)."""
         snapshot = self.snapshot
-        return bool(secret) and snapshot is not None and hash_secret(secret) in snapshot.keys
+        return snapshot.keys.get(hash_secret(secret)) if secret and snapshot is not None else None
 
     async def _reload_or_keep(self, snapshot: Snapshot | None) -> Snapshot:
         """Read the copy again; while the database is away, keep serving the last good one.
