@@ -9,25 +9,29 @@ the live tail (logs/consumers.py). ``drain()`` waits for the ones in flight (shu
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest
 
 from api import metrics
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.consumers import broadcast
-from logs.models import Mode, Outcome, RequestLog
+from logs.models import Mode, Outcome, RequestLog, prepared
 from plumbing import dbthread
 from plumbing.intake import Refusal
+from plumbing.journal import Journal, Orphan, Position, orphans
 from upstreams.models import ClientKey, Upstream
 from upstreams.routing import ROUTING
 
@@ -39,10 +43,13 @@ LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "
 # With GATEWAY_LOG_BODIES=true, this much of each body is kept: enough to read a request,
 # small enough that a long stream does not bloat the table.
 BODY_CAPTURE_BYTES = 64 * 1024
-# While the database is away, rows wait in memory: retried after 0.5 s, then twice as long
-# each time up to 5 s, and at most this many kept (about 2 KB each without bodies).
+# While the database is away, rows wait: retried after 0.5 s, then twice as long each time
+# up to 5 s. In memory at most GATEWAY_AUDIT_MEMORY_ROWS (about 2 KB each without bodies);
+# past that, in the journal only, read back from it once the database returns. Without a
+# journal (GATEWAY_JOURNAL_DIR empty), MAX_KEPT_UNJOURNALED, then the oldest are dropped, counted.
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
-MAX_KEPT = 100_000
+MAX_KEPT_UNJOURNALED = 100_000
+INTERRUPTED_MESSAGE = "The gateway process serving this request ended (killed or crashed) before it finished."
 
 
 def request_id_for(given: str) -> str:
@@ -110,6 +117,11 @@ class Exchange:
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
     request_body: bytes = b""
     response_body: bytearray = field(default_factory=bytearray)
+    number: int = 0  # in this process's journal (0: not journaled)
+    pinned: list[int] = field(default_factory=list)  # the journal segments of its records, kept until it finishes
+
+    def __post_init__(self) -> None:
+        WRITER.started(self)
 
     @classmethod
     def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
@@ -120,6 +132,19 @@ class Exchange:
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
         self.upstream, self.upstream_model = upstream, model
         self.mode = Mode.BRIDGE if bridged else Mode.PASSTHROUGH
+        WRITER.routed(self)
+
+    def start_record(self) -> dict[str, Any]:
+        """What the journal keeps of a request when it starts: enough for its row if its process dies."""
+        return {"request_id": self.request_id, "started": self.started, "endpoint": self.endpoint,
+                "client_ip": self.client_ip, "request_bytes": self.request_bytes}
+
+    def route_record(self) -> dict[str, Any]:
+        """What the journal adds once the request is routed: who sent it, what for, to which upstream."""
+        return {"client_key_id": self.key.pk if self.key else None, "key_name": self.key.name if self.key else "",
+                "model": self.model[:200], "upstream_id": self.upstream.pk if self.upstream else None,
+                "upstream_name": self.upstream.name if self.upstream else "",
+                "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream}
 
     def mark_connected(self) -> None:
         """Note that the upstream answered (headers in); after a failover, the last upstream counts."""
@@ -155,7 +180,7 @@ class Exchange:
         self._count(fields)
         self._log(fields)
         try:
-            WRITER.add(fields)
+            WRITER.add(prepared(fields), self)
         except RuntimeError:  # no loop: called outside the server loop
             logger.error("audit row for %s could not be scheduled", self.request_id)
 
@@ -224,71 +249,179 @@ def record_refusal(refusal: Refusal) -> str | None:
 
 
 class AuditWriter:
-    """Write audit rows in batches, from one background task per process.
+    """Write audit rows in batches, from one background task per process, through a local journal.
 
     Every ORM call under ASGI waits in the one database thread's queue; a row per request
     made that queue the bottleneck under load (bench/). Rows queue here and go out in
     batches of up to BATCH rows, one database trip each, then to the live tail.
+
+    With a journal (``open_journal``), each request also leaves three small records in it
+    as it goes (started, routed, finished: one ``write()`` each, about 3 µs), and each
+    batch written one more: so a row survives a database outage past the memory bound,
+    and a SIGKILL, whether it was in flight or written to no database yet. The next
+    process to start on the machine writes a dead process's rows (``recover``): the
+    finished ones it had not written, and ``interrupted`` ones for requests it was still
+    serving.
     """
 
     BATCH = 500
 
     def __init__(self) -> None:
-        self.queue: list[dict[str, Any]] = []
-        self.writing = 0  # rows in the batch being written
+        self.kept: deque[tuple[Position | None, dict[str, Any]]] = deque()  # rows to write, oldest first
+        self.behind = False  # rows after ``kept`` are in the journal only: read back from ``cursor``
+        self.journal: Journal | None = None
+        self.cursor = Position(0, 0)  # the journal's finished records before this are written
+        self.unwritten = 0
+        self.numbers = itertools.count(1)
         self.task: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         self.idle.set()
         self.dropped = 0
+        self.orphans_left = False
 
     @property
     def pending(self) -> int:
-        return len(self.queue) + self.writing
+        return self.unwritten
 
-    def add(self, fields: dict[str, Any]) -> None:
+    def open_journal(self, root: Path) -> None:
+        """Journal this process's rows under ``root``, then write the rows dead processes left there (at start)."""
+        self.journal = Journal(root)
+        self.cursor = self.journal.end
+        self.recover()
+
+    def close_journal(self) -> None:
+        """Remove this process's journal once every row is written (a clean exit: nothing to recover)."""
+        if self.journal is not None and not self.pending:
+            self.journal.close()
+            self.journal = None
+
+    def started(self, exchange: Exchange) -> None:
+        if self.journal is None:
+            return
+        exchange.number = next(self.numbers)
+        self._pin(exchange, self._append({"k": "s", "n": exchange.number, "f": exchange.start_record()}))
+
+    def routed(self, exchange: Exchange) -> None:
+        if exchange.number and not exchange.finished:
+            self._pin(exchange, self._append({"k": "r", "n": exchange.number, "f": exchange.route_record()}))
+
+    def _pin(self, exchange: Exchange, position: Position | None) -> None:
+        if position is not None and self.journal is not None:
+            exchange.pinned.append(position.segment)
+            self.journal.pin(position.segment)
+
+    def _append(self, record: dict[str, Any]) -> Position | None:
+        assert self.journal is not None
+        try:
+            return self.journal.append(record)
+        except OSError as exc:
+            logger.error("audit journal not written (%s): this row is kept in memory only", exc)
+            return None
+
+    def add(self, fields: dict[str, Any], exchange: Exchange | None = None) -> None:
+        """Queue a ``prepared()`` row (journaled first, when there is a journal) for the next batch."""
         loop = asyncio.get_running_loop()  # RuntimeError when there is none
-        self.queue.append(fields)
+        position = None
+        if self.journal is not None:
+            position = self._append({"k": "f", "n": exchange.number if exchange else 0, "f": fields})
+            if exchange is not None:
+                for segment in exchange.pinned:
+                    self.journal.unpin(segment)
+                exchange.pinned.clear()
+        self.unwritten += 1
+        if position is not None and (self.behind or len(self.kept) >= settings.GATEWAY_AUDIT_MEMORY_ROWS):
+            self.behind = True  # in the journal only, for now
+        else:
+            self.kept.append((position, fields))
+            self._bound()
         self.idle.clear()
         metrics.audit_pending.set(self.pending)
         if self.task is None or self.task.done():
             self.task = loop.create_task(self._run())
 
+    def _next_batch(self) -> tuple[list[dict[str, Any]], Position | None, bool]:
+        """Return the next rows to write, the journal position after them, and whether they were read back."""
+        if self.kept:
+            items = [self.kept.popleft() for _ in range(min(self.BATCH, len(self.kept)))]
+            positions = [position for position, _ in items if position is not None]
+            return [fields for _, fields in items], (positions[-1] if positions else None), False
+        assert self.journal is not None
+        while True:
+            found, after = self.journal.read(self.cursor, 4 * self.BATCH)
+            if not found:
+                self.behind = False  # caught up: from here rows are kept in memory again
+                return [], None, False
+            rows = [_revived(record["f"]) for _, record in found if record.get("k") == "f"]
+            if rows:
+                return rows, after, True
+            self.cursor = after
+
     async def _run(self) -> None:
-        backoff = RETRY_FIRST
-        while self.queue:
-            batch, self.queue = self.queue[: self.BATCH], self.queue[self.BATCH :]
-            self.writing = len(batch)
+        backoff, retrying = RETRY_FIRST, False
+        while self.kept or self.behind:
+            batch, after, read_back = self._next_batch()
+            if not batch:
+                continue
             try:
-                rows = await dbthread.run(RequestLog.objects.record_many, batch)
+                rows = await dbthread.run(_record, batch, retrying or read_back)
             except (OperationalError, InterfaceError) as exc:
                 # The database is away: keep the rows, in order, and try again with back-off.
-                self.queue = batch + self.queue
-                self._bound()
-                logger.error("audit rows kept in memory (%d), the database is unavailable: %s; retrying in %.1fs",
-                             len(self.queue), type(exc).__name__, backoff)
-                self.writing = 0
-                metrics.audit_pending.set(self.pending)
+                if not read_back:
+                    self.kept.extendleft(reversed([(None, fields) for fields in batch[:-1]] + [(after, batch[-1])]))
+                logger.error("audit rows waiting (%d), the database is unavailable: %s; retrying in %.1fs",
+                             self.pending, type(exc).__name__, backoff)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, RETRY_MAX)
+                backoff, retrying = min(backoff * 2, RETRY_MAX), True
                 continue
             except Exception:
                 logger.exception("could not write %d audit row(s)", len(batch))
                 rows = []
-            finally:
-                self.writing = 0
-                metrics.audit_pending.set(self.pending)
-            backoff = RETRY_FIRST
+            backoff, retrying = RETRY_FIRST, False
+            self.unwritten -= len(batch)
+            metrics.audit_pending.set(self.pending)
+            if after is not None and self.journal is not None:
+                self.cursor = after
+                self._append({"k": "w", "to": list(after)})
+                self.journal.release(after)
+            if self.orphans_left:
+                await dbthread.run(self.recover)
             # After the write, so a live row's link to its detail page already works.
             await broadcast(rows)
         self.idle.set()
 
     def _bound(self) -> None:
-        """Keep at most MAX_KEPT rows in memory through an outage; the oldest beyond that are dropped, counted."""
-        extra = len(self.queue) - MAX_KEPT
+        """Without a journal, keep at most MAX_KEPT_UNJOURNALED rows through an outage; drop the oldest, counted."""
+        extra = len(self.kept) - MAX_KEPT_UNJOURNALED
         if extra > 0:
-            self.queue = self.queue[extra:]
+            for _ in range(extra):
+                self.kept.popleft()
+            self.unwritten -= extra
             self.dropped += extra
             logger.error("audit rows dropped after a long database outage: %d (%d in all)", extra, self.dropped)
+
+    def recover(self) -> int:
+        """Write the rows of dead processes' journals (sync: at start, or on the database thread); return how many."""
+        if self.journal is None:
+            return 0
+        self.orphans_left = False
+        recovered = 0
+        for orphan in orphans(self.journal.root, mine=self.journal.directory):
+            try:
+                rows = _orphan_rows(orphan)
+                for start in range(0, len(rows), self.BATCH):
+                    RequestLog.objects.record_many(rows[start:start + self.BATCH], skip_present=True)
+            except DatabaseError as exc:
+                logger.error("audit rows of a dead process's journal (%s) not written yet: %s", orphan.directory, exc)
+                orphan.keep()
+                self.orphans_left = True
+                continue
+            interrupted = sum(1 for row in rows if row["outcome"] == Outcome.INTERRUPTED)
+            if rows:
+                logger.warning("audit rows recovered from a dead process's journal (%s): %d finished, %d interrupted",
+                               orphan.directory.name, len(rows) - interrupted, interrupted)
+            recovered += len(rows)
+            orphan.discard()
+        return recovered
 
     async def drain(self) -> None:
         """Wait until every row added so far is written."""
@@ -298,9 +431,50 @@ class AuditWriter:
             await self.idle.wait()
 
 
+def _record(rows: list[dict[str, Any]], skip_present: bool) -> list[RequestLog]:
+    return RequestLog.objects.record_many(rows, skip_present=skip_present)
+
+
+def _revived(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return a row read back from the journal with its times as datetimes again."""
+    for name in ("started", "finished"):
+        if isinstance(fields.get(name), str):
+            fields[name] = datetime.fromisoformat(fields[name])
+    return fields
+
+
+def _orphan_rows(orphan: Orphan) -> list[dict[str, Any]]:
+    """The rows a dead process had not written: finished after its last written batch, and interrupted ones."""
+    starts: dict[int, dict[str, Any]] = {}
+    finished: list[tuple[Position, dict[str, Any]]] = []
+    written_to = Position(0, 0)  # every finished record up to here was written
+    for position, record in orphan.records():
+        kind = record.get("k")
+        if kind == "s":
+            starts[record["n"]] = dict(record["f"])
+        elif kind == "r" and record["n"] in starts:
+            starts[record["n"]].update(record["f"])
+        elif kind == "f":
+            starts.pop(record.get("n", 0), None)
+            finished.append((position, record["f"]))
+        elif kind == "w":
+            written_to = max(written_to, Position(*record["to"]))
+    died = datetime.fromtimestamp(orphan.last_written(), UTC)
+    rows = [_revived(fields) for position, fields in finished if position > written_to]
+    for fields in starts.values():
+        row = _revived(fields)
+        row.update(finished=max(died, row["started"]), outcome=Outcome.INTERRUPTED, error_type="interrupted",
+                   error_message=INTERRUPTED_MESSAGE)
+        row["duration_ms"] = (row["finished"] - row["started"]).total_seconds() * 1000
+        row.setdefault("client_key_id", None)
+        rows.append(row)
+    return rows
+
+
 WRITER = AuditWriter()
 
 
 async def drain() -> None:
-    """Wait until every audit row scheduled so far is written."""
+    """Wait until every audit row scheduled so far is written; then this process's journal is not needed."""
     await WRITER.drain()
+    WRITER.close_journal()

@@ -13,6 +13,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from contextlib import closing
 from pathlib import Path
@@ -195,7 +196,8 @@ def gateway_env(database_url: str, secret_key: str) -> dict[str, str]:
     return {**base_env(), "DJANGO_SETTINGS_MODULE": "gatewaysite.settings", "DATABASE_URL": database_url,
             "DEBUG": "false", "SECRET_KEY": secret_key, "ALLOWED_HOSTS": "127.0.0.1,localhost",
             "GATEWAY_ALLOW_ANONYMOUS": "false", "GATEWAY_RATE_LIMIT": "", "UPSTREAM_BASE_URL": "",
-            "REDIS_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_SHUTDOWN_GRACE": "5"}
+            "REDIS_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_SHUTDOWN_GRACE": "5",
+            "GATEWAY_JOURNAL_DIR": tempfile.mkdtemp(prefix="cgw-bench-journal-")}
 
 
 SETUP_CODE = """

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from django.core.asgi import get_asgi_application
 
@@ -32,6 +33,8 @@ from plumbing.shutdown import graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
+if settings.GATEWAY_JOURNAL_DIR:  # and write what dead processes left in theirs
+    audit.WRITER.open_journal(Path(settings.GATEWAY_JOURNAL_DIR))
 if "daphne.server" in sys.modules:  # served by daphne: what daphne does itself, made fit for production
     quiet_query_strings()
     backpressure.install()

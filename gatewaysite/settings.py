@@ -58,6 +58,11 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 # --- gateway ---------------------------------------------------------------------------
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
+# The audit journal (api/audit.py): a local directory, one journal per process, kept across
+# restarts (a dead process's rows are written by the next one to start). Empty: no journal.
+GATEWAY_JOURNAL_DIR = env.str("GATEWAY_JOURNAL_DIR", default=str(BASE_DIR / ".gateway" / "journal"))
+# Audit rows waiting for the database that are kept in memory; past this, in the journal only.
+GATEWAY_AUDIT_MEMORY_ROWS = env.int("GATEWAY_AUDIT_MEMORY_ROWS", default=10_000)
 # Seconds a connection has to deliver a request's complete headers, from its first byte (0: no deadline).
 GATEWAY_HEADER_TIMEOUT = env.float("GATEWAY_HEADER_TIMEOUT", default=10.0)
 GATEWAY_RATE_LIMIT = env.str("GATEWAY_RATE_LIMIT", default="")

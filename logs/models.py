@@ -32,6 +32,7 @@ class Outcome(models.TextChoices):
     REJECTED = "rejected"
     GATEWAY_ERROR = "gateway_error"
     CANCELLED = "cancelled"  # a background response its client cancelled
+    INTERRUPTED = "interrupted"  # in flight when its process died (found in that process's journal)
 
 
 class RequestLogDict(TypedDict):
@@ -70,10 +71,21 @@ class RequestLogDict(TypedDict):
 _PLAIN_FIELDS = tuple(name for name in RequestLogDict.__annotations__ if name not in ("started", "finished"))
 
 
-def _scrubbed(fields: dict[str, Any]) -> dict[str, Any]:
-    upstream = fields.get("upstream")
-    known = [upstream.api_key] if isinstance(upstream, Upstream) else []
+def prepared(fields: dict[str, Any]) -> dict[str, Any]:
+    """Return an audit row as it is journaled and written: scrubbed of secrets, fitted, keys and upstreams as ids.
+
+    An upstream may echo its key in an error message or a body: that key is removed
+    verbatim, whatever its shape, and anything key-like by pattern. Done before the row
+    goes anywhere, the local journal (api/audit.py) included.
+    """
     fields = dict(fields)
+    upstream = fields.pop("upstream", None)
+    key = fields.pop("client_key", None)
+    if "upstream_id" not in fields:
+        fields["upstream_id"] = upstream.pk if isinstance(upstream, Upstream) else None
+    if "client_key_id" not in fields:
+        fields["client_key_id"] = key.pk if isinstance(key, ClientKey) else None
+    known = [upstream.api_key] if isinstance(upstream, Upstream) else []
     fields["error_message"] = redact_text(str(fields.get("error_message", "")), known)
     for name in ("request_body", "response_body"):
         if fields.get(name):
@@ -108,15 +120,20 @@ def _no_nul(value: Any) -> Any:
 
 
 class RequestLogManager(models.Manager["RequestLog"]):
-    def record_many(self, rows: list[dict[str, Any]]) -> list[RequestLog]:
-        """Write audit rows, scrubbed of secrets, in one statement when possible.
+    def record_many(self, rows: list[dict[str, Any]], *, skip_present: bool = False) -> list[RequestLog]:
+        """Write audit rows (``prepared()``, or raw fields, prepared here) in one statement when possible.
 
-        An upstream may echo its key in an error message or a body: that key is removed
-        verbatim, whatever its shape, and anything key-like by pattern. A client may
-        resend its own ``x-request-id``; that row is kept under the id plus a suffix
-        rather than lost to the unique index.
+        ``skip_present``: leave out the rows already there (same request id and start), for
+        a batch written again after an error that may have come after its commit, and for
+        rows recovered from a dead process's journal: each row is written exactly once.
+        A client may resend its own ``x-request-id``; that row is kept under the id plus
+        a suffix rather than lost to the unique index.
         """
-        logs = [RequestLog(**_scrubbed(fields)) for fields in rows]
+        logs = [RequestLog(**(fields if "client_key_id" in fields else prepared(fields))) for fields in rows]
+        if skip_present and logs:
+            present = set(self.filter(request_id__in=[log.request_id for log in logs])
+                          .values_list("request_id", "started"))
+            logs = [log for log in logs if (log.request_id, log.started) not in present]
         try:
             with transaction.atomic():
                 return self.bulk_create(logs)
@@ -134,7 +151,10 @@ class RequestLogManager(models.Manager["RequestLog"]):
                     break
                 except IntegrityError:
                     log.pk = None
-                    log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+                    if self.filter(request_id=log.request_id).exists():
+                        log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+                    else:  # not the id: its key or upstream was deleted since
+                        log.client_key_id = log.upstream_id = None
                 except (OperationalError, InterfaceError):
                     raise
                 except (DatabaseError, ValueError):

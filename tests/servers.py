@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -132,7 +133,9 @@ class Gateway(ServerProcess):
         # session long; tests/faults/test_abuse.py tests the throttle on a gateway of its own.
         defaults = {"DATABASE_URL": database_url, "DEBUG": "true", "GATEWAY_ALLOW_ANONYMOUS": "false",
                     "GATEWAY_AUTH_FAILURES_PER_MINUTE": "0",
-                    "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0"}
+                    "UPSTREAM_BASE_URL": "", "LOG_LEVEL": "INFO", "GATEWAY_ROUTING_TTL": "0",
+                    # Its own audit journal: a gateway a test killed is recovered into its own database only.
+                    "GATEWAY_JOURNAL_DIR": tempfile.mkdtemp(prefix="cgw-journal-")}
         # Listening as the README's production command does (plumbing/listen.py: the backlog).
         super().__init__([sys.executable, "-m", "daphne", "-e", listen.endpoint("127.0.0.1", port),
                           "gatewaysite.asgi:application"], port, env={**defaults, **(env or {})}, name="gateway")

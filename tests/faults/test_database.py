@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -29,8 +30,9 @@ def admin(sql: str, *params: str) -> None:
 
 
 def count_rows(url: str) -> list[str]:
+    """The request ids of the audit rows, in the order they were written."""
     with psycopg.connect(url) as connection:
-        return [row[0] for row in connection.execute("SELECT request_id FROM upstreams_requestlog")]
+        return [row[0] for row in connection.execute("SELECT request_id FROM upstreams_requestlog ORDER BY id")]
 
 
 def manage(url: str, *args: str) -> str:
@@ -58,15 +60,29 @@ def take_away(name: str) -> None:
     admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", name)
 
 
-def test_known_keys_are_served_through_an_outage_and_every_row_is_written_once_it_ends(
-        own_database: tuple[str, str], mock: MockUpstream) -> None:
-    name, url = own_database
+def seed(url: str, mock: MockUpstream) -> tuple[str, str]:
+    """An upstream on the mock and two keys: one the gateway will have seen, one it will not."""
     mock.use("scripted")
     mock.script({"chunks": [{"text": "ok"}, {"finish": "stop"}]})
     manage(url, "shell", "-c", "from upstreams.models import Upstream; "
            f"Upstream.objects.create(name='mock', base_url='{mock.base_url}')")
-    known, unseen = manage(url, "createapikey", "known"), manage(url, "createapikey", "unseen")
-    gateway = Gateway(url, {"GATEWAY_ROUTING_TTL": "0.2"})
+    return manage(url, "createapikey", "known"), manage(url, "createapikey", "unseen")
+
+
+def wait_for_rows(url: str, count: int, timeout: float = 30.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(rows := count_rows(url)) < count:
+        assert time.monotonic() < deadline, f"{count - len(rows)} of {count} audit rows lost"
+        time.sleep(0.1)
+    return rows
+
+
+def test_known_keys_are_served_through_an_outage_and_every_row_is_written_once_it_ends(
+        own_database: tuple[str, str], mock: MockUpstream) -> None:
+    name, url = own_database
+    known, unseen = seed(url, mock)
+    # Ten rows in memory at most: the rest of the outage's rows wait in the journal only.
+    gateway = Gateway(url, {"GATEWAY_ROUTING_TTL": "0.2", "GATEWAY_AUDIT_MEMORY_ROWS": "10"})
     try:
         def ask(key: str) -> httpx.Response:
             return httpx.post(f"{gateway.url}/v1/responses", headers={"authorization": f"Bearer {key}"},
@@ -89,10 +105,44 @@ def test_known_keys_are_served_through_an_outage_and_every_row_is_written_once_i
         assert ready.json()["checks"]["routing"].startswith("degraded")
         sent = [*answers, *during, refused]
         ids = {a.headers["x-request-id"] for a in sent}
-        deadline = time.monotonic() + 30
-        while len(rows := count_rows(url)) < len(sent):
-            assert time.monotonic() < deadline, f"{len(sent) - len(rows)} of {len(sent)} audit rows lost"
-            time.sleep(0.1)
+        rows = wait_for_rows(url, len(sent))
+        assert len(during) > 10  # some were read back from the journal
         assert sorted(rows) == sorted(ids)  # each exactly once
+        assert rows == [a.headers["x-request-id"] for a in sent]  # in order
     finally:
         gateway.stop()
+
+
+def test_rows_of_a_process_killed_during_an_outage_are_written_by_the_next_one_once(
+        own_database: tuple[str, str], mock: MockUpstream, tmp_path: Path) -> None:
+    """Finished, answered, not yet written when SIGKILL came: the next process writes them from the journal."""
+    name, url = own_database
+    known, _ = seed(url, mock)
+    env = {"GATEWAY_ROUTING_TTL": "60", "GATEWAY_JOURNAL_DIR": str(tmp_path / "journal")}
+    first = Gateway(url, env)
+    second = None
+    try:
+        def ask(gateway: Gateway) -> httpx.Response:
+            return httpx.post(f"{gateway.url}/v1/responses", headers={"authorization": f"Bearer {known}"},
+                              json={"model": "m", "input": "hi", "store": False}, timeout=30)
+
+        before = [ask(first) for _ in range(5)]
+        wait_for_rows(url, 5)
+        take_away(name)
+        during = [ask(first) for _ in range(40)]
+        first.process.kill()  # SIGKILL: its 40 rows were only in memory and in its journal
+        first.process.wait(10)
+        admin(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true')
+        assert len(count_rows(url)) == 5
+        second = Gateway(url, env)
+        sent = [*before, *during]
+        assert [a.status_code for a in sent] == [200] * len(sent)
+        rows = wait_for_rows(url, len(sent))
+        time.sleep(0.5)  # a second recovery would show here
+        assert sorted(count_rows(url)) == sorted(a.headers["x-request-id"] for a in sent)  # each exactly once
+        assert "40 finished, 0 interrupted" in second.log()
+        assert len(rows) == 45
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()

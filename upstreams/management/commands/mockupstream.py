@@ -4,6 +4,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from plumbing import listen
 from upstreams.mock import DEMO, SCENARIOS, MockUpstream
 
 
@@ -17,7 +18,6 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         # Imported here: daphne installs the Twisted asyncio reactor on import.
-        from daphne.endpoints import build_endpoint_description_strings
         from daphne.server import Server
 
         try:
@@ -29,6 +29,6 @@ class Command(BaseCommand):
         self.stdout.flush()
         Server(
             application=app,
-            endpoints=build_endpoint_description_strings(host=host, port=port),
+            endpoints=[listen.endpoint(host, port)],  # the gateway's backlog: bursts reach it too
             verbosity=0,
         ).run()
