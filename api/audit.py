@@ -49,6 +49,7 @@ BODY_CAPTURE_BYTES = 64 * 1024
 # journal (GATEWAY_JOURNAL_DIR empty), MAX_KEPT_UNJOURNALED, then the oldest are dropped, counted.
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
 MAX_KEPT_UNJOURNALED = 100_000
+MARK_EVERY = 1.0  # seconds between two "written up to here" marks in the journal
 INTERRUPTED_MESSAGE = "The gateway process serving this request ended (killed or crashed) before it finished."
 
 
@@ -278,6 +279,7 @@ class AuditWriter:
         self.idle.set()
         self.dropped = 0
         self.orphans_left = False
+        self.marked = 0.0  # when the last "written" mark went into the journal (monotonic)
 
     @property
     def pending(self) -> int:
@@ -380,14 +382,30 @@ class AuditWriter:
             self.unwritten -= len(batch)
             metrics.audit_pending.set(self.pending)
             if after is not None and self.journal is not None:
-                self.cursor = after
-                self._append({"k": "w", "to": list(after)})
-                self.journal.release(after)
+                self._written(after)
             if self.orphans_left:
                 await dbthread.run(self.recover)
             # After the write, so a live row's link to its detail page already works.
             await broadcast(rows)
         self.idle.set()
+
+    def _written(self, after: Position) -> None:
+        """Note that the journal's rows before ``after`` are written.
+
+        The mark goes into the journal at most once a second (a recovery skips the rows it
+        finds already written, so a missing mark costs a query, not a duplicate), and
+        segments are released only once the writer has moved past one: at low traffic a
+        batch is one row, and each extra ``write()`` was a tenth of the journal's cost.
+        """
+        assert self.journal is not None
+        moved_on = after.segment != self.cursor.segment
+        self.cursor = after
+        now = time.monotonic()
+        if now - self.marked >= MARK_EVERY or moved_on:
+            self.marked = now
+            self._append({"k": "w", "to": list(after)})
+        if moved_on:
+            self.journal.release(after)
 
     def _bound(self) -> None:
         """Without a journal, keep at most MAX_KEPT_UNJOURNALED rows through an outage; drop the oldest, counted."""
