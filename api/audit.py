@@ -426,18 +426,19 @@ class AuditWriter:
         for orphan in orphans(self.journal.root, mine=self.journal.directory):
             try:
                 rows = _orphan_rows(orphan)
+                written = []
                 for start in range(0, len(rows), self.BATCH):
-                    RequestLog.objects.record_many(rows[start:start + self.BATCH], skip_present=True)
+                    written += RequestLog.objects.record_many(rows[start:start + self.BATCH], skip_present=True)
             except DatabaseError as exc:
                 logger.error("audit rows of a dead process's journal (%s) not written yet: %s", orphan.directory, exc)
                 orphan.keep()
                 self.orphans_left = True
                 continue
-            interrupted = sum(1 for row in rows if row["outcome"] == Outcome.INTERRUPTED)
-            if rows:
+            interrupted = sum(1 for row in written if row.outcome == Outcome.INTERRUPTED)
+            if written:
                 logger.warning("audit rows recovered from a dead process's journal (%s): %d finished, %d interrupted",
-                               orphan.directory.name, len(rows) - interrupted, interrupted)
-            recovered += len(rows)
+                               orphan.directory.name, len(written) - interrupted, interrupted)
+            recovered += len(written)
             orphan.discard()
         return recovered
 
