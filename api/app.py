@@ -24,35 +24,51 @@ from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
 
 from api.decorators import error_response
+from api.paths import api_path, unknown_path_message, unserved
 from api.streams import ClosingStream
 from bridge.errors import GatewayError, InvalidRequestError
 from plumbing.asgitypes import ASGIApp, Message, Receive, Scope, Send
 
 logger = logging.getLogger("gateway")
 
-API_PREFIX = "/v1/"
 # What Django's SecurityMiddleware would have added to an API answer.
 API_HEADERS = ((b"x-content-type-options", b"nosniff"),)
 
 
 def is_api(scope: Scope) -> bool:
     """Whether this app serves the request (the shutdown lets these answer their own refusal)."""
-    return scope["type"] == "http" and scope["path"].startswith(API_PREFIX)
+    return scope["type"] == "http" and api_path(scope["path"]) is not None
 
 
 class ApiApp:
-    """ASGI app: ``/v1/`` requests go to their async view here, all else to ``app`` (Django)."""
+    """ASGI app: API requests (``/v1/``, or without it) go to their async view here, all else to ``app`` (Django).
+
+    A path that nothing serves gets the API's JSON 404 rather than Django's HTML page.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if not is_api(scope):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        path = api_path(scope["path"])
+        if path is None:
+            if not unserved(scope["path"]):
+                return await self.app(scope, receive, send)
+            if await read_body(receive) is not None:
+                await send_response(error_response(_unknown(scope["path"])), send)
+            return
+        if path != scope["path"]:  # /responses: served as /v1/responses
+            scope = {**scope, "path": path, "raw_path": b"/v1" + scope.get("raw_path", scope["path"].encode())}
         body = await read_body(receive)
         if body is None:  # the client left before its request was complete: nothing to answer
             return
         await serve(scope, body, receive, send)
+
+
+def _unknown(path: str) -> InvalidRequestError:
+    return InvalidRequestError(unknown_path_message(path), code="unknown_url", status=404)
 
 
 async def read_body(receive: Receive) -> bytes | None:
@@ -109,8 +125,7 @@ async def dispatch(request: HttpRequest) -> HttpResponseBase:
     try:
         match = resolve(request.path_info)
     except Resolver404:
-        return error_response(InvalidRequestError(f"Unknown API path: {request.path_info}",
-                                                  code="unknown_url", status=404))
+        return error_response(_unknown(request.path_info))
     view: Callable[..., Awaitable[HttpResponseBase]] = match.func
     try:
         return await view(request, *match.args, **match.kwargs)

@@ -25,6 +25,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest
 
 from api import metrics
+from api.paths import API_PREFIX, api_path
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.consumers import broadcast
@@ -237,10 +238,11 @@ def record_refusal(refusal: Refusal) -> str | None:
 
     Return the request id to answer with; None for paths outside the API (no row).
     """
-    if not refusal.path.startswith("/v1/"):
+    path = api_path(refusal.path)
+    if path is None:
         return None
     exchange = Exchange(request_id=request_id_for(refusal.headers.get("x-request-id", "")),
-                        endpoint=refusal.path.removeprefix("/v1/")[:64], client_ip=refusal.client_ip,
+                        endpoint=path.removeprefix(API_PREFIX)[:64], client_ip=refusal.client_ip,
                         request_bytes=refusal.request_bytes)
     scheme, _, secret = refusal.headers.get("authorization", "").partition(" ")
     exchange.key = ROUTING.cached_key(secret.strip()) if scheme.lower() == "bearer" else None
