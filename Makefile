@@ -2,6 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+# make run: where the gateway (and, without UPSTREAM_BASE_URL, the demo upstream) listen.
+HOST ?= 127.0.0.1
+PORT ?= 8000
+DEMO_PORT ?= 8001
 CODEX_VERSION := 0.169.0
 CODEX := .codex-cli/node_modules/.bin/codex
 # The Vercel AI SDK for tests/clients/: ai@7 goes with @ai-sdk/openai@4 (one provider-utils between them).
@@ -43,7 +47,7 @@ chromium:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
 
 run: venv
-	$(PY) manage.py serve
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo-port $(DEMO_PORT)
 
 # The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
 # TEST_POSTGRES_URL is set (.ci/run sets it).

@@ -267,7 +267,7 @@ async def _relay(run: Run, connection: relay.Connection, relayed: protocol.Relay
     tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(upstream_response))
     decoder = SSEDecoder()
     try:
-        with client.mapped_errors():
+        with client.mapped_errors(connection.upstream):
             if not tap.sse:  # an upstream that ignored `stream`: its whole answer is the last event
                 tap.feed(await upstream_response.aread())
                 tap.close()

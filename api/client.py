@@ -56,19 +56,28 @@ def client() -> httpx.AsyncClient:
     return _clients[next(_turn) % POOLS]
 
 
+def where(upstream: Upstream | None) -> str:
+    """Name an upstream for an error message: its name and host:port (never its key, nor a path's secrets)."""
+    if upstream is None:
+        return "the upstream"
+    url = httpx.URL(upstream.api_base)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    return f"upstream '{upstream.name}' at {url.host}:{port}"
+
+
 @contextmanager
-def mapped_errors() -> Iterator[None]:
-    """Turn httpx's exceptions into the gateway's, keeping the cause for the logs."""
+def mapped_errors(upstream: Upstream | None = None) -> Iterator[None]:
+    """Turn httpx's exceptions into the gateway's, naming the upstream, keeping the cause for the logs."""
     try:
         yield
     except httpx.TimeoutException as exc:
-        raise UpstreamTimeoutError(f"The upstream did not answer in time ({type(exc).__name__}).") from exc
+        raise UpstreamTimeoutError(f"No answer in time from {where(upstream)} ({type(exc).__name__}).") from exc
     except httpx.ConnectError as exc:
-        raise UpstreamUnavailableError(f"Could not connect to the upstream: {exc}.") from exc
+        raise UpstreamUnavailableError(f"Could not connect to {where(upstream)}: {exc}.") from exc
     except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-        raise UpstreamProtocolError(f"The upstream connection broke: {type(exc).__name__}.") from exc
+        raise UpstreamProtocolError(f"The connection to {where(upstream)} broke: {type(exc).__name__}.") from exc
     except httpx.HTTPError as exc:
-        raise UpstreamError(f"Upstream request failed: {type(exc).__name__}.") from exc
+        raise UpstreamError(f"The request to {where(upstream)} failed: {type(exc).__name__}.") from exc
 
 
 async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, request_id: str,
@@ -87,7 +96,7 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
     url = upstream.url(endpoint) + (f"?{query}" if query else "")
     request = pool.build_request(method, url, content=orjson.dumps(body) if body is not None else None,
                                  headers=headers, timeout=timeout)
-    with mapped_errors():
+    with mapped_errors(upstream):
         response = await pool.send(request, stream=True)
     SHUTDOWN.track(response)
     return response

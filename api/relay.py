@@ -275,7 +275,7 @@ async def passthrough(request: ApiRequest, connection: Connection, keeper: Keepe
     tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(upstream_response))
     chunks = upstream_response.aiter_raw()
     try:
-        with client.mapped_errors():
+        with client.mapped_errors(connection.upstream):
             first = await anext(chunks, b"")
             if keeper is not None and not tap.sse:
                 first += b"".join([chunk async for chunk in chunks])

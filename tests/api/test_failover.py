@@ -4,7 +4,7 @@ from __future__ import annotations
 import httpx
 
 from tests.conftest import wait_for_log, wait_for_logs
-from tests.servers import Gateway, MockUpstream
+from tests.servers import Gateway, MockUpstream, free_port
 from upstreams.models import Upstream
 
 
@@ -75,3 +75,14 @@ def test_an_upstream_that_keeps_failing_cools_down_and_is_tried_last(gateway: Ga
     # Seven upstream requests for four answers: the fourth went straight to steady.
     assert [r["path"] for r in scripted.requests()].count("/v1/chat/completions") == 7
     assert wait_for_log_count(4) == 4
+
+
+def test_a_port_nobody_listens_on_is_named_in_the_error(gateway: Gateway, active_key: str) -> None:
+    """Which upstream, and where: a typo in a port is found from the error alone (never the key)."""
+    dead = free_port()
+    Upstream.objects.create(name="typo", base_url=f"http://127.0.0.1:{dead}/v1", api_key="sk-upstream-SECRET-789")
+    answer = httpx.post(f"{gateway.url}/v1/responses", json={"model": "m", "input": "hi"}, timeout=30,
+                        headers={"authorization": f"Bearer {active_key}"})
+    message = answer.json()["error"]["message"]
+    assert answer.status_code == 502 and f"upstream 'typo' at 127.0.0.1:{dead}" in message
+    assert "SECRET" not in answer.text

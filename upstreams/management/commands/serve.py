@@ -16,10 +16,14 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from plumbing import listen
+from upstreams.bootstrap import sync_env_upstream
 from upstreams.models import ClientKey, Upstream
+from upstreams.probe import probe
 
 STATE_DIR = Path(settings.BASE_DIR) / ".gateway"  # git-ignored: local credentials of this checkout
 DEMO_UPSTREAM = "demo"
+DEMO_MODELS = "demo-*"
+DEMO_LINE = "Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5, demo-errors)"
 
 
 class Command(BaseCommand):
@@ -33,25 +37,38 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         host, port = options["host"], options["port"]
+        demo = not settings.UPSTREAM_BASE_URL
+        # Before anything is printed: another server on the port (vLLM's default is 8000)
+        # used to answer our readiness check, and the banner went out for a gateway that had exited.
+        _require_free(host, port, "the gateway", "PORT")
+        if demo:
+            _require_free("127.0.0.1", options["demo_port"], "the demo upstream", "DEMO_PORT")
         call_command("migrate", verbosity=0, interactive=False)
         STATE_DIR.mkdir(exist_ok=True)
         username, password = self.admin_user()
         secret = self.demo_key()
         children: list[subprocess.Popen[bytes]] = []
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
-        if not settings.UPSTREAM_BASE_URL:
+        upstream_line = DEMO_LINE
+        if demo:
             demo_port = options["demo_port"]
             children.append(subprocess.Popen([*manage, "mockupstream", "--scenario", "demo", "--port", str(demo_port)],
                                              stdout=subprocess.DEVNULL))
+            # Only the demo's own models: a real upstream that fails must not fail over to it.
             Upstream.objects.update_or_create(name=DEMO_UPSTREAM, defaults={
                 "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
-                "priority": -100, "models": ""})
+                "priority": -100, "models": DEMO_MODELS})
             _wait_for_port("127.0.0.1", demo_port, children[-1])
+        else:
+            Upstream.objects.filter(name=DEMO_UPSTREAM).update(enabled=False)
+            upstream = sync_env_upstream()
+            assert upstream is not None
+            upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
         children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
                                           "gatewaysite.asgi:application"], env=os.environ.copy()))
         try:
             _wait_for_port(host, port, children[-1])
-            self.stdout.write(banner(host, port, username, password, secret, demo=not settings.UPSTREAM_BASE_URL))
+            self.stdout.write(banner(host, port, username, password, secret, demo=demo, upstream_line=upstream_line))
             self.stdout.flush()
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             children[-1].wait()
@@ -92,6 +109,19 @@ class Command(BaseCommand):
         return secret
 
 
+def _require_free(host: str, port: int, what: str, variable: str) -> None:
+    """Fail, saying what to do, when ``host:port`` cannot be listened on."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe_socket:
+        probe_socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe_socket.bind((host, port))
+        except OSError as exc:
+            hint = " (8000 is also vLLM's default port)" if port == 8000 else ""
+            raise CommandError(f"{what} cannot listen on {host}:{port}: {exc.strerror}{hint}. "
+                               f"Choose another port: make run {variable}={port + 80}") from None
+
+
 def _wait_for_port(host: str, port: int, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -105,7 +135,8 @@ def _wait_for_port(host: str, port: int, child: subprocess.Popen[bytes], timeout
     raise CommandError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
-def banner(host: str, port: int, username: str, password: str, secret: str, *, demo: bool) -> str:
+def banner(host: str, port: int, username: str, password: str, secret: str, *, demo: bool,
+           upstream_line: str) -> str:
     base = f"http://{host}:{port}"
     model = "demo-text" if demo else "YOUR-MODEL"
     return f"""
@@ -115,8 +146,7 @@ codex-gateway is running.
   Admin       {base}/admin/   user {username}   password {password}
   Requests    {base}/logs/    (the same login; live tail, filters, overview)
   Client key  {secret}
-  {"Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5, demo-errors)" if demo else
-   "Upstream    " + settings.UPSTREAM_BASE_URL}
+  {upstream_line}
 
 Try it:
   curl -sN {base}/v1/responses -H "Authorization: Bearer {secret}" \\

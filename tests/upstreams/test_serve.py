@@ -1,0 +1,96 @@
+"""``make run`` tells the truth (issue 13): a taken port, the upstream it serves, no catch-all demo."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.servers import ROOT, MockUpstream, free_port
+
+
+@pytest.fixture
+def serve_env(tmp_path: Path) -> dict[str, str]:
+    return {**os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'serve.sqlite3'}", "UPSTREAM_BASE_URL": "",
+            "GATEWAY_JOURNAL_DIR": str(tmp_path / "journal"), "DEBUG": "true"}
+
+
+class Served:
+    def __init__(self, env: dict[str, str], *args: str) -> None:
+        self.port = free_port()
+        self.process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(self.port),
+                                         "--demo-port", str(free_port()), *args], cwd=ROOT, env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.output = ""
+
+    def banner(self, timeout: float = 60.0) -> str:
+        """Read the output up to the end of the banner ("Stop with Ctrl-C.")."""
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while "Stop with Ctrl-C." not in self.output:
+            assert time.monotonic() < deadline and self.process.poll() is None, self.output
+            self.output += self.process.stdout.readline()
+        return self.output
+
+    def key(self) -> str:
+        return next(word for word in self.output.split() if word.startswith("sk-cgw-"))
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(30)
+
+
+@pytest.fixture
+def served(serve_env: dict[str, str]) -> Iterator[list[Served]]:
+    started: list[Served] = []
+    yield started
+    for server in started:
+        server.stop()
+
+
+def test_a_taken_port_is_said_before_anything_else_and_nothing_starts(serve_env: dict[str, str]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "manage.py", "serve", "--port", str(port)], cwd=ROOT, env=serve_env,
+                              capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and f"make run PORT={port + 80}" in done.stderr
+    assert "running" not in done.stdout and done.stdout == ""
+
+
+def test_the_demo_upstream_serves_only_demo_models(serve_env: dict[str, str], served: list[Served]) -> None:
+    server = Served(serve_env)
+    served.append(server)
+    assert "demo mock" in server.banner()
+    headers = {"authorization": f"Bearer {server.key()}"}
+    base = f"http://127.0.0.1:{server.port}/v1"
+    demo = httpx.post(f"{base}/responses", json={"model": "demo-text", "input": "hi"}, headers=headers, timeout=30)
+    other = httpx.post(f"{base}/responses", json={"model": "qwen3-coder", "input": "hi"}, headers=headers, timeout=30)
+    assert demo.status_code == 200 and "Hello" in demo.text
+    assert other.status_code == 404 and other.json()["error"]["code"] == "model_not_found"
+
+
+def test_a_configured_upstream_is_probed_at_start_and_the_demo_is_disabled(
+        serve_env: dict[str, str], served: list[Served], mock: MockUpstream) -> None:
+    first = Served(serve_env)  # leaves an enabled demo row behind
+    served.append(first)
+    first.banner()
+    first.stop()
+    served.clear()
+    mock.use("scripted")
+    server = Served({**serve_env, "UPSTREAM_BASE_URL": mock.base_url})
+    served.append(server)
+    banner = server.banner()
+    assert f"Upstream    {mock.base_url}" in banner and "reachable" in banner and "mock-model" in banner
+    headers = {"authorization": f"Bearer {server.key()}"}
+    answer = httpx.post(f"http://127.0.0.1:{server.port}/v1/responses", json={"model": "demo-text", "input": "hi"},
+                        headers=headers, timeout=30)
+    assert answer.status_code == 200 and "no script posted" in answer.text  # the configured upstream, not the demo
