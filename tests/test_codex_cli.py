@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +23,7 @@ CODEX = ROOT / ".codex-cli" / "node_modules" / ".bin" / "codex"
 # Retries off and a short idle timeout, so a gateway bug fails fast instead of retrying for minutes;
 # plugins off, or Codex tries to sync them from the internet.
 CONFIG = """\
-model = "mock-model"
+model = "{model}"
 model_provider = "gateway"
 check_for_update_on_startup = false
 
@@ -44,12 +45,13 @@ stream_idle_timeout_ms = 20000
 PROOF_ARGS = '{"cmd": "echo gateway-ok > proof.txt"}'
 
 
-def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str) -> tuple[subprocess.CompletedProcess, list]:
+def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str,
+              model: str = "mock-model") -> tuple[subprocess.CompletedProcess, list]:
     assert CODEX.exists(), "Codex CLI missing: run `make codex` (make test does)"
     home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
     for folder in (home, codex_home, work):
         folder.mkdir()
-    (codex_home / "config.toml").write_text(CONFIG.format(base_url=f"{gateway.url}/v1"))
+    (codex_home / "config.toml").write_text(CONFIG.format(base_url=f"{gateway.url}/v1", model=model))
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home), "GATEWAY_KEY": key,
            "NO_COLOR": "1"}
     result = subprocess.run(
@@ -106,3 +108,28 @@ def test_codex_shows_reasoning_and_the_answer(tmp_path: Path, gateway: Gateway, 
     assert [i["text"] for i in items if i.get("type") == "agent_message"][-1] == "Reasoned answer: 42."
     [row] = wait_for_logs(1)
     assert (row.mode, row.outcome, row.endpoint) == ("bridge", "ok", "responses")
+
+
+@pytest.fixture
+def demo_mock() -> Iterator[MockUpstream]:
+    server = MockUpstream("demo")
+    yield server
+    server.stop()
+
+
+@pytest.mark.parametrize(("model", "commands"), [("demo-tools", 1), ("demo-tools5", 5)])
+def test_the_demos_tool_scenarios_finish_a_codex_turn(tmp_path: Path, gateway: Gateway, demo_mock: MockUpstream,
+                                                      active_key: str, model: str, commands: int) -> None:
+    """make run's demo upstream: Codex runs its harmless commands, gets the answer, and the turn ends."""
+    Upstream.objects.create(name="demo", base_url=demo_mock.base_url, models="demo-*")
+    result, events = run_codex(tmp_path, gateway, active_key, "show me the demo", model=model)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    ran = [e["item"] for e in events if e["type"] == "item.completed" and e["item"].get("type") == "command_execution"]
+    assert len(ran) == commands and all(item["exit_code"] == 0 for item in ran)
+    messages = [e["item"]["text"] for e in events if e.get("item", {}).get("type") == "agent_message"]
+    last = "hello from codex-gateway" if commands == 1 else "step 5 of 5"
+    assert messages[-1] == f"The demo ran its command; the output ends with: {last}"
+    assert any(e["type"] == "turn.completed" for e in events)
+    rows = wait_for_logs(2)
+    assert len(rows) == 2 and [r.tool_calls for r in rows] == [commands, 0]  # two requests: no loop

@@ -174,6 +174,39 @@ def responses_events(text: str, model: str) -> list[dict[str, Any]]:
     return [{**e, "sequence_number": n} for n, e in enumerate(events)]
 
 
+DEMO_COMMANDS = {"tools": ["echo hello from codex-gateway"],
+                 "tools5": [f"echo step {n} of 5" for n in range(1, 6)]}
+
+
+def codex_turn(name: str, request: dict[str, Any]) -> Step | None:
+    """The demo's tool scenarios for a client that declares ``exec_command`` (Codex): harmless commands, then an answer.
+
+    The seed's tool calls (apply_patch, local_shell) are tools Codex 0.169 does not declare:
+    it answered each with "unsupported call" and asked again, about 900 times in 90 s
+    (issue 13). So a client that declares exec_command gets calls to it, and once every
+    output is back, a final answer that quotes the last one: the turn ends.
+    """
+    if name not in DEMO_COMMANDS:
+        return None
+    tools = request.get("tools")
+    declared = {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)} \
+        if isinstance(tools, list) else set()
+    if "exec_command" not in declared:
+        return None
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
+            and messages[-1].get("role") == "tool":
+        output = str(messages[-1].get("content") or "")
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        last = lines[-1] if lines else "(no output)"
+        return {"chunks": [{"text": f"The demo ran its command; the output ends with: {last[:200]}"},
+                           {"finish": "stop"}]}
+    calls = [{"tool": {"index": n, "id": f"call_demo_{n}", "name": "exec_command",
+                       "arguments": json.dumps({"cmd": command})}}
+             for n, command in enumerate(DEMO_COMMANDS[name])]
+    return {"chunks": [*calls, {"finish": "tool_calls"}]}
+
+
 class MockUpstream:
     """The ASGI app of one mock server; its state lives as long as the process."""
 
@@ -243,6 +276,9 @@ class MockUpstream:
         if self.demo:
             model = str(request.get("model", "")) if isinstance(request, dict) else ""
             name = next((n for n in ("tools5", "tools", "errors") if f"demo-{n}" in model), "text")
+            turn = codex_turn(name, request) if isinstance(request, dict) else None
+            if turn is not None:
+                return turn
             steps, calls = SCENARIOS[name], self.demo_calls.get(name, 0)
             self.demo_calls[name] = calls + 1
         return steps[min(calls, len(steps) - 1)]
