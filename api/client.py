@@ -126,8 +126,9 @@ async def status_error(response: httpx.Response, secret: str = "") -> UpstreamSt
     finally:
         await response.aclose()
     text = redact_text(raw.decode("utf-8", errors="replace"), known=[secret] if secret else [])
-    return UpstreamStatusError(response.status_code, normalize_error_body(text.encode(), response.status_code),
-                               backoff_headers(response))
+    scrubbed = text.encode()
+    return UpstreamStatusError(response.status_code, normalize_error_body(scrubbed, response.status_code),
+                               backoff_headers(response), raw=scrubbed)
 
 
 def is_event_stream(response: httpx.Response) -> bool:

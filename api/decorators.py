@@ -56,7 +56,8 @@ class ApiRequest(HttpRequest):
 
 def error_response(exc: BridgeError, request_id: str | None = None) -> HttpResponse:
     """Return ``exc`` as OpenAI's JSON error, with its status and headers."""
-    response = HttpResponse(orjson.dumps(exc.to_dict()), status=exc.status, content_type="application/json")
+    response = HttpResponse(exc.wire_body() or orjson.dumps(exc.to_dict()), status=exc.status,
+                            content_type="application/json")
     for name, value in exc.headers.items():
         response[name] = value
     if request_id:

@@ -62,6 +62,10 @@ class BridgeError(Exception):
     def to_dict(self) -> ErrorBody:
         return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
 
+    def wire_body(self) -> bytes | None:
+        """The exact bytes to answer with, when they are not ``to_dict()``'s (an upstream's own words)."""
+        return None
+
 
 class InvalidRequestError(BridgeError):
     """The request is malformed: a client that retries it unchanged fails again."""
@@ -159,6 +163,16 @@ class DatabaseUnavailableError(GatewayError):
         super().__init__(message, **kwargs)
 
 
+def is_openai_error(raw: bytes) -> bool:
+    """Whether ``raw`` is an OpenAI error body as clients parse it: ``{"error": {"message": "...", ...}}``."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(data, dict) and isinstance(data.get("error"), dict) \
+        and isinstance(data["error"].get("message"), str)
+
+
 def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
     """Return an upstream's error body in OpenAI's shape.
 
@@ -195,14 +209,22 @@ def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
 
 
 class UpstreamStatusError(UpstreamError):
-    """The upstream answered 4xx/5xx: relayed with its status, body and back-off headers."""
+    """The upstream answered 4xx/5xx: relayed with its status, body and back-off headers.
 
-    def __init__(self, status: int, body: ErrorBody, headers: dict[str, str]) -> None:
+    A body already in OpenAI's shape goes back byte for byte (``raw``): a client may rely on
+    a field the gateway's shape would change (``"code": 400`` is not ``"code": "400"``).
+    """
+
+    def __init__(self, status: int, body: ErrorBody, headers: dict[str, str], raw: bytes | None = None) -> None:
         detail = body["error"]
         super().__init__(detail["message"], code=detail["code"], param=detail["param"], status=status,
                          headers=headers)
         self.type = detail["type"]
         self.body = body
+        self.raw = raw if raw is not None and is_openai_error(raw) else None
 
     def to_dict(self) -> ErrorBody:
         return self.body
+
+    def wire_body(self) -> bytes | None:
+        return self.raw

@@ -528,9 +528,10 @@ def stream_error(sequence_number: int, error: BridgeError) -> dict[str, Any]:
     return {"type": "error", "sequence_number": sequence_number, "error": error.to_dict()["error"]}
 
 
-def failed_response(response_id: str, model: str | None, code: str, message: str) -> dict[str, Any]:
+def failed_response(response_id: str, model: str | None, code: str, message: str,
+                    output: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Return the Response object of a relayed stream that broke: only what the tap saw of it."""
-    return {"id": response_id, "object": "response", "status": "failed", "model": model, "output": [],
+    return {"id": response_id, "object": "response", "status": "failed", "model": model, "output": output or [],
             "error": {"code": code, "message": message}, "incomplete_details": None, "usage": None}
 
 

@@ -35,6 +35,7 @@ class StreamTap:
         self._buffer = b""  # a JSON body, read whole
         self._decoder = SSEDecoder()
         self._calls: set[tuple[int, int]] = set()
+        self.open_items: dict[int, dict[str, Any]] = {}  # a Responses stream's items added and not yet done
 
     def feed(self, data: bytes) -> None:
         if not self.sse:
@@ -88,8 +89,10 @@ class StreamTap:
         self.tool_calls = len(self._calls)
 
     def _on_responses(self, event: dict[str, Any], *, final: bool) -> None:
-        if isinstance(event.get("sequence_number"), int):
-            self.sequence_number = event["sequence_number"]
+        # An upstream that numbers nothing (llama.cpp) still gets a failure numbered after its events.
+        number = event.get("sequence_number")
+        if not final:
+            self.sequence_number = number if isinstance(number, int) else self.sequence_number + 1
         response = event if final else event.get("response")
         if isinstance(response, dict):
             self.response_id = response.get("id", self.response_id)
@@ -102,8 +105,13 @@ class StreamTap:
             self.complete = True
         if isinstance(response, dict) and (final or kind in TERMINAL_EVENTS) and response.get("object") == "response":
             self.final_response = response
+        index, item = event.get("output_index"), event.get("item")
+        if kind == "response.output_item.added" and isinstance(index, int) and isinstance(item, dict):
+            self.open_items[index] = item
         if kind == "response.output_item.done":
-            self.tool_calls += _is_call(event.get("item"))
+            self.tool_calls += _is_call(item)
+            if isinstance(index, int):
+                self.open_items.pop(index, None)
         if final:
             self.tool_calls = sum(_is_call(i) for i in event.get("output") or [])
 
@@ -142,10 +150,20 @@ def read_responses_usage(usage: Any) -> UsageReported | None:
 def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
     """Return what ends a relayed stream that broke, so the client is told instead of left hanging.
 
-    Chat clients get ``data: {"error": ...}``; Responses clients get ``response.failed``
-    continuing the upstream's own response id and sequence numbers.
+    Chat clients get ``data: {"error": ...}``; Responses clients get each item still open
+    closed (``response.output_item.done``, status ``incomplete``), then ``response.failed``,
+    continuing the upstream's own response id and sequence numbers: an accumulator (the
+    openai SDK's) then holds a whole, failed response rather than a dangling item.
     """
     if tap.api == "chat":
         return encode_data(UpstreamError(message, code=code).to_dict())
-    response = failed_response(tap.response_id or "resp_failed", tap.model, code, message)
-    return encode_event(failed_event(tap.sequence_number + 1, response))
+    number = tap.sequence_number
+    out, closed = b"", []
+    for index in sorted(tap.open_items):
+        number += 1
+        item = {**tap.open_items[index], "status": "incomplete"}
+        closed.append(item)
+        out += encode_event({"type": "response.output_item.done", "sequence_number": number, "output_index": index,
+                             "item": item})
+    response = failed_response(tap.response_id or "resp_failed", tap.model, code, message, output=closed)
+    return out + encode_event(failed_event(number + 1, response))

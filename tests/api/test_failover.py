@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream, free_port
@@ -86,3 +87,20 @@ def test_a_port_nobody_listens_on_is_named_in_the_error(gateway: Gateway, active
     message = answer.json()["error"]["message"]
     assert answer.status_code == 502 and f"upstream 'typo' at 127.0.0.1:{dead}" in message
     assert "SECRET" not in answer.text
+
+
+UPSTREAM_ERROR = '{"error":{"message":"n_ctx exceeded","type":"invalid_request_error","param":null,"code":400},"x":1}'
+
+
+@pytest.mark.parametrize(("path", "body"), [
+    ("/v1/chat/completions", {"model": "m", "messages": [{"role": "user", "content": "hi"}]}),
+    ("/v1/responses", {"model": "m", "input": "hi"}),
+], ids=["chat-relayed", "responses-bridged"])
+def test_an_upstreams_openai_shaped_error_comes_back_byte_for_byte(
+        gateway: Gateway, active_key: str, scripted: MockUpstream, chat_upstream: Upstream,
+        path: str, body: dict[str, object]) -> None:
+    scripted.script({"status": 400, "body": UPSTREAM_ERROR, "content_type": "application/json"})
+    answer = httpx.post(f"{gateway.url}{path}", json=body, headers={"authorization": f"Bearer {active_key}"})
+    assert answer.status_code == 400 and answer.content == UPSTREAM_ERROR.encode()  # "code": 400 stays a number
+    row = wait_for_log(answer.headers["x-request-id"])
+    assert (row.status, row.error_type, row.error_message) == (400, "400", "n_ctx exceeded")

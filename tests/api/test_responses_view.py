@@ -76,3 +76,27 @@ def test_a_request_the_bridge_cannot_honour_goes_to_an_upstream_that_can(gateway
     assert answered.status_code == 200, answered.text
     assert [r["path"] for r in scripted.requests()] == ["/v1/responses"]  # the Chat one, ranked first, passed over
     assert wait_for_log(answered.headers["x-request-id"]).upstream_name == "responses-second"
+
+
+def test_a_broken_unnumbered_upstream_stream_ends_as_a_whole_failed_response_for_the_openai_sdk(
+        gateway: Gateway, scripted: MockUpstream, responses_upstream: Upstream, active_key: str) -> None:
+    """llama.cpp's /v1/responses numbers nothing; cut mid-item, the SDK's accumulator still gets a closed stream."""
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+    events = [
+        {"type": "response.created", "response": {"id": "resp_up", "object": "response", "status": "in_progress",
+                                                  "model": "m", "output": []}},
+        {"type": "response.output_item.added", "output_index": 0, "item": message},
+        {"type": "response.content_part.added", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+         "part": {"type": "output_text", "text": "", "annotations": []}},
+        {"type": "response.output_text.delta", "item_id": "msg_1", "output_index": 0, "content_index": 0,
+         "delta": "half an ans"},
+    ]
+    scripted.script({"raw": [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events]})
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=active_key, max_retries=0)
+    seen = []
+    with client.responses.stream(model="m", input="hi") as stream:
+        for event in stream:  # the accumulator handles every event
+            seen.append((event.type, event.sequence_number))
+    assert seen[-2:] == [("response.output_item.done", 4), ("response.failed", 5)]
+    row = wait_for_logs(1)[0]
+    assert (row.mode, row.outcome, row.error_type) == ("passthrough", "upstream_error", "upstream_protocol_error")

@@ -344,17 +344,33 @@ def parse_event_frame(frame: bytes) -> tuple[bytes, dict[str, Any]]:
     return event_line.removeprefix(b"event: "), orjson.loads(data_line.removeprefix(b"data: "))
 
 
+def frames(raw: bytes) -> list[tuple[bytes, dict[str, Any]]]:
+    return [parse_event_frame(frame + b"\n\n") for frame in raw.split(b"\n\n") if frame]
+
+
 def test_tap_trailer_of_a_responses_stream_fails_the_upstream_response_where_it_stopped() -> None:
-    """``response.failed`` continues the upstream's sequence numbers and names its response id and model."""
+    """The open item is closed (incomplete), then ``response.failed``: both numbered on from the upstream's."""
     tap = StreamTap("responses", sse=True)
-    tap.feed(responses_sse(RESPONSES_STREAM[:7]))
-    name, event = parse_event_frame(failure_trailer(tap, "upstream_protocol_error", "The stream broke off."))
-    assert name == b"response.failed"
-    assert event["type"] == "response.failed"
-    assert event["sequence_number"] == RESPONSES_STREAM[6]["sequence_number"] + 1 == 7
+    tap.feed(responses_sse(RESPONSES_STREAM[:7]))  # the function call at output_index 1 is open
+    (closing, done), (name, event) = frames(failure_trailer(tap, "upstream_protocol_error", "The stream broke off."))
+    assert closing == b"response.output_item.done"
+    assert (done["sequence_number"], done["output_index"]) == (RESPONSES_STREAM[6]["sequence_number"] + 1, 1)
+    assert done["item"] == {**CALL, "arguments": "", "status": "incomplete"}
+    assert name == b"response.failed" and event["type"] == "response.failed"
+    assert event["sequence_number"] == 8
     response = event["response"]
     assert (response["id"], response["model"], response["status"]) == ("resp_abc", "gpt-upstream", "failed")
     assert response["error"] == {"code": "upstream_protocol_error", "message": "The stream broke off."}
+    assert response["output"] == [done["item"]]
+
+
+def test_tap_trailer_numbers_on_from_an_upstream_that_numbers_nothing() -> None:
+    """llama.cpp's events carry no sequence_number: the failure comes after them, not at 0."""
+    unnumbered = [{k: v for k, v in event.items() if k != "sequence_number"} for event in RESPONSES_STREAM[:5]]
+    tap = StreamTap("responses", sse=True)
+    tap.feed(responses_sse(unnumbered))
+    [(name, event)] = frames(failure_trailer(tap, "upstream_timeout", "quiet"))  # the message item was done
+    assert name == b"response.failed" and event["sequence_number"] == 5
 
 
 def test_tap_trailer_of_a_responses_stream_makes_the_stream_complete_for_its_reader() -> None:
@@ -363,7 +379,8 @@ def test_tap_trailer_of_a_responses_stream_makes_the_stream_complete_for_its_rea
     tap = StreamTap("responses", sse=True)
     tap.feed(cut)
     client = tapped("responses", cut + failure_trailer(tap, "upstream_timeout", "quiet"), sse=True)
-    assert (client.complete, client.sequence_number, client.response_id) == (True, 4, "resp_abc")
+    assert (client.complete, client.sequence_number, client.response_id) == (True, 5, "resp_abc")
+    assert client.open_items == {}
 
 
 def test_tap_trailer_of_a_responses_stream_that_sent_nothing_starts_the_numbering() -> None:
