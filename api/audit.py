@@ -114,6 +114,7 @@ class Exchange:
     tool_calls: int = 0
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
+    attempts: list[dict[str, Any]] = field(default_factory=list)  # upstreams tried that failed (failover)
     finished: bool = False
     handed_off: bool = False  # a background response's task writes the row when it is done (api/background.py)
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
@@ -147,6 +148,11 @@ class Exchange:
                 "model": self.model[:200], "upstream_id": self.upstream.pk if self.upstream else None,
                 "upstream_name": self.upstream.name if self.upstream else "",
                 "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream}
+
+    def failed_attempt(self, upstream: Upstream, at: str, error: BridgeError, since: float) -> None:
+        """Note an upstream that was tried and failed (``since``: when it was asked, perf_counter)."""
+        self.attempts.append({"upstream": upstream.name, "at": at, "code": error.code or error.type,
+                              "status": error.status, "ms": round((time.perf_counter() - since) * 1000, 2)})
 
     def mark_connected(self) -> None:
         """Note that the upstream answered (headers in); after a failover, the last upstream counts."""
@@ -228,6 +234,8 @@ class Exchange:
             "cached_tokens": usage.cached_tokens if usage else None,
             "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
+            "attempts": self.attempts,
+            "failed_over": "".join(f",{a['upstream']}" for a in self.attempts) + "," if self.attempts else "",
             "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
             "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",
         }

@@ -56,13 +56,15 @@ def client() -> httpx.AsyncClient:
     return _clients[next(_turn) % POOLS]
 
 
-def where(upstream: Upstream | None) -> str:
-    """Name an upstream for an error message: its name and host:port (never its key, nor a path's secrets)."""
-    if upstream is None:
-        return "the upstream"
+def host_port(upstream: Upstream) -> str:
+    """Where an upstream is: ``host:port`` (never its key, nor its path)."""
     url = httpx.URL(upstream.api_base)
-    port = url.port or (443 if url.scheme == "https" else 80)
-    return f"upstream '{upstream.name}' at {url.host}:{port}"
+    return f"{url.host}:{url.port or (443 if url.scheme == 'https' else 80)}"
+
+
+def where(upstream: Upstream | None) -> str:
+    """Name an upstream for an error message: its name and where it is."""
+    return f"upstream '{upstream.name}' at {host_port(upstream)}" if upstream is not None else "the upstream"
 
 
 @contextmanager

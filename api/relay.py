@@ -186,11 +186,13 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
         target = upstream.upstream_model(body["model"])
         exchange.route(upstream, target, bridged=dialect.translates)
         sent = dialect.to_request(body, upstream.options(target))
+        asked_at = time.perf_counter()
         try:
             response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange)
         except orjson.JSONEncodeError:  # nested too deep to be written: the client's to fix, not a 500
             raise nesting_error(asked if asked is not None else body) from None
         except UpstreamError as exc:
+            exchange.failed_attempt(upstream, client.host_port(upstream), exc, asked_at)
             if not is_failover_error(exc):
                 raise
             logger.warning("upstream %s failed (%s) for request %s", upstream.name, exc.code, exchange.request_id)

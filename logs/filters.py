@@ -65,12 +65,13 @@ class LogFilter:
     since: str = ""
     until: str = ""
     q: str = ""
+    failover: str = ""  # "1": only requests that failed over (or tried more than one upstream)
     # Parsed from the above; a value that does not parse is reported and ignored.
     start: datetime | None = field(default=None, compare=False)
     end: datetime | None = field(default=None, compare=False)
     errors: dict[str, str] = field(default_factory=dict, compare=False)
 
-    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q")
+    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover")
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now: datetime | None = None) -> LogFilter:
@@ -112,8 +113,10 @@ class LogFilter:
         if self.status:
             low, high = self._status_range()
             logs = logs.filter(status__gte=low, status__lte=high)
-        if self.upstream:
-            logs = logs.filter(upstream_name=self.upstream)
+        if self.upstream:  # the upstream that answered, or one that was tried and failed
+            logs = logs.filter(Q(upstream_name=self.upstream) | Q(failed_over__contains=f",{self.upstream},"))
+        if self.failover:
+            logs = logs.exclude(failed_over="")
         if self.model:
             logs = logs.filter(Q(model=self.model) | Q(upstream_model=self.model))
         if self.key:
@@ -137,7 +140,10 @@ class LogFilter:
             low, high = self._status_range()
             if row["status"] is None or not low <= row["status"] <= high:
                 return False
-        if self.upstream and row["upstream_name"] != self.upstream:
+        if self.upstream and row["upstream_name"] != self.upstream \
+                and f",{self.upstream}," not in row.get("failed_over", ""):
+            return False
+        if self.failover and not row.get("failed_over"):
             return False
         if self.model and self.model not in (row["model"], row["upstream_model"]):
             return False

@@ -65,6 +65,8 @@ class RequestLogDict(TypedDict):
     request_bytes: int
     response_bytes: int
     passed_headers: dict[str, str]
+    attempts: list[dict[str, Any]]
+    failed_over: str
 
 
 # The fields of RequestLogDict that are stored as they are (started/finished are converted).
@@ -209,6 +211,11 @@ class RequestLog(models.Model):
     request_bytes = models.IntegerField(default=0)
     response_bytes = models.IntegerField(default=0)
     passed_headers = models.JSONField(default=dict, blank=True)
+    # The upstreams tried that failed before the one that answered (all of them when none did):
+    # [{"upstream", "at" (host:port), "code", "status", "ms"}], in the order tried. Their names
+    # again, ",a,b,", for the log's upstream filter and the per-upstream error rates on every database.
+    attempts = models.JSONField(default=list, blank=True)
+    failed_over = models.CharField(max_length=200, blank=True)
     # Only with GATEWAY_LOG_BODIES=true: redacted and cut at api.audit.BODY_CAPTURE_BYTES.
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)

@@ -180,13 +180,25 @@ def traffic(window: Window, now: datetime | None = None) -> list[Bucket]:
 
 
 def _upstreams(logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> list[UpstreamStats]:
-    rows = (logs.exclude(upstream_name="").values("upstream_name")
-            .annotate(requests=Count("pk"), failures=Count("pk", filter=FAILED))
-            .order_by("-requests", "upstream_name"))
-    return [UpstreamStats(name=r["upstream_name"], requests=r["requests"], failed=r["failures"],
-                          error_rate=r["failures"] / r["requests"],
-                          p50_ttfb=percentile(ttfbs.get(r["upstream_name"], []), 50),
-                          p95_ttfb=percentile(ttfbs.get(r["upstream_name"], []), 95)) for r in rows]
+    """Each upstream's requests and failures: as the one that answered, and as a failed try before another.
+
+    A request that failed over from A to B counts once for B (its outcome) and once, failed,
+    for A: A's error rate shows what its clients never saw.
+    """
+    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in logs.exclude(upstream_name="").values("upstream_name").annotate(
+            requests=Count("pk"), failures=Count("pk", filter=FAILED)):
+        counts[row["upstream_name"]] = [row["requests"], row["failures"]]
+    for attempts in logs.exclude(failed_over="").values_list("attempts", flat=True):
+        for attempt in attempts or []:
+            name = attempt.get("upstream") if isinstance(attempt, dict) else None
+            if name:
+                counts[name][0] += 1
+                counts[name][1] += 1
+    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))
+    return [UpstreamStats(name=name, requests=requests, failed=failed, error_rate=failed / requests,
+                          p50_ttfb=percentile(ttfbs.get(name, []), 50),
+                          p95_ttfb=percentile(ttfbs.get(name, []), 95)) for name, (requests, failed) in ranked]
 
 
 def _keys(logs: QuerySet[RequestLog]) -> list[KeyStats]:

@@ -1,8 +1,11 @@
 """Failover before the first byte, and the cool-down of upstreams that keep failing."""
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
+from django.test import Client
 
 from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream, free_port
@@ -104,3 +107,29 @@ def test_an_upstreams_openai_shaped_error_comes_back_byte_for_byte(
     assert answer.status_code == 400 and answer.content == UPSTREAM_ERROR.encode()  # "code": 400 stays a number
     row = wait_for_log(answer.headers["x-request-id"])
     assert (row.status, row.error_type, row.error_message) == (400, "400", "n_ctx exceeded")
+
+
+def test_every_failed_attempt_is_on_the_row_its_page_its_filters_and_its_upstreams_error_rate(
+        gateway: Gateway, scripted: MockUpstream, active_key: str, admin_client: Client) -> None:
+    dead = free_port()
+    Upstream.objects.create(name="dead", base_url=f"http://127.0.0.1:{dead}/v1", priority=10)
+    Upstream.objects.create(name="backup", base_url=scripted.base_url, priority=1)
+    scripted.script({"chunks": [{"text": "from backup"}, {"finish": "stop"}]})
+    answer = httpx.post(f"{gateway.url}/v1/responses", json={"model": "m", "input": "hi"}, timeout=30,
+                        headers={"authorization": f"Bearer {active_key}"})
+    assert answer.status_code == 200 and "from backup" in answer.text
+    row = wait_for_log(answer.headers["x-request-id"])
+    assert row.upstream_name == "backup" and row.failed_over == ",dead,"
+    [attempt] = row.attempts
+    assert (attempt["upstream"], attempt["at"], attempt["code"], attempt["status"]) == (
+        "dead", f"127.0.0.1:{dead}", "upstream_unavailable", 502)
+    assert attempt["ms"] >= 0
+
+    page = admin_client.get(f"/logs/{row.request_id}/").content.decode()
+    assert "Failover" in page and f"127.0.0.1:{dead}" in page and "upstream_unavailable" in page
+    for query in ("upstream=dead", "upstream=backup", "failover=1"):
+        assert row.request_id in admin_client.get(f"/logs/?{query}").content.decode(), query
+    stats = " ".join(admin_client.get("/logs/stats/").content.decode().split())
+    # The upstream that never answered: one request, one failure, where it used to have no line at all.
+    assert re.search(r'>dead</a></td> <td class="num">1</td><td class="num">1</td><td class="num">100', stats)
+    assert re.search(r'>backup</a></td> <td class="num">1</td><td class="num">0</td>', stats)
