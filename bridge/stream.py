@@ -163,6 +163,7 @@ class ResponseStream:
         self._message: _Text | None = None
         self._reasoning: _Text | None = None
         self._calls: dict[int, _Call] = {}
+        self._live_call: int | None = None  # the one call whose arguments stream as they come
         self._finish_reason: str | None = None
         self._finished = False
         self._usage: dict[str, Any] | None = None
@@ -232,8 +233,8 @@ class ResponseStream:
         self._incomplete_reason = INCOMPLETE_REASONS.get(self._finish_reason or "")
         status = "incomplete" if self._incomplete_reason else "completed"
         events = self._close_text(status)
-        for index in sorted(self._calls):
-            events += self._close_call(self._calls[index], status)
+        for call in self._in_item_order():
+            events += self._close_call(call, status)
         if self._incomplete_reason:
             self._end(Phase.INCOMPLETE)
             return [*events, self._incomplete()]
@@ -266,8 +267,7 @@ class ResponseStream:
         events = self.start() if self.phase in (Phase.CREATED, Phase.QUEUED) else []
         self._require(Phase.STREAMING, verb)
         events += self._close_text("incomplete")
-        for index in sorted(self._calls):
-            call = self._calls[index]
+        for call in self._in_item_order():
             if call.output_index is not None:  # calls never announced are dropped
                 events += self._close_call(call, "incomplete")
         return events
@@ -353,9 +353,20 @@ class ResponseStream:
             return events  # announced once the name is known, or at finish()
         pending = delta.arguments
         if call.output_index is None:
+            if self._live_call is not None and self._live_call != call.index:
+                # One item at a time, as the OpenAI API streams: a call the upstream interleaves
+                # with the live one waits, whole, for finish() (clients such as LangChain start
+                # a new call whenever output_index goes back).
+                return events
+            self._live_call = call.index
             events.append(self._announce_function(call))
             pending = "".join(call.arguments)  # fragments that came before the name
         return [*events, self._arguments_delta(call, pending)] if pending else events
+
+    def _in_item_order(self) -> list[_Call]:
+        """The calls in the order they close: the announced (live) one first, then those waiting, by index."""
+        return sorted(self._calls.values(), key=lambda call: (call.output_index is None, call.output_index or 0,
+                                                              call.index))
 
     def _announce_function(self, call: _Call) -> dict[str, Any]:
         index = self._announce(call, "fc_")
@@ -410,8 +421,9 @@ class ResponseStream:
                 self._custom_input_done(call, text),
                 self._item_done({**item, "input": text, "status": status}, index),
             ]
-        # A local_shell call passed on as a function was not announced yet.
-        events = [self._announce_function(call)] if call.output_index is None else []
+        # A call that waited (interleaved, or a local_shell call passed on as a function) comes whole.
+        events = [self._announce_function(call), self._arguments_delta(call, arguments)] \
+            if call.output_index is None else []
         assert call.output_index is not None
         item = self._function_item(call, arguments, status)
         return [*events, self._arguments_done(call, item), self._item_done(item, call.output_index)]

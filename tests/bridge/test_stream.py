@@ -233,6 +233,19 @@ def test_stream_five_interleaved_calls_do_not_pollute_each_other() -> None:
     assert stream.tool_call_count == 5
 
 
+def test_stream_emits_one_item_at_a_time_however_the_upstream_interleaves() -> None:
+    """As the OpenAI API streams: once an item is added, no event goes to an earlier one; the first call is live."""
+    _, events = run(five_tool_events())
+    indexes = [e["output_index"] for e in events if "output_index" in e]
+    assert indexes == sorted(indexes)  # never back to an earlier item
+    for index in range(5):
+        of_item = [e["type"] for e in events if e.get("output_index") == index]
+        assert of_item[0] == "response.output_item.added" and of_item[-1] == "response.output_item.done"
+    first_done = next(n for n, e in enumerate(events) if e["type"] == "response.output_item.done")
+    live = [e for e in events[:first_done] if e["type"] == ARGS_DELTA]
+    assert len(live) > 1  # the first call streamed as it came, fragment by fragment
+
+
 SHORT_FINISHES = [
     pytest.param("length", "max_output_tokens", id="length"),
     pytest.param("content_filter", "content_filter", id="content-filter"),
