@@ -42,6 +42,13 @@ class UpstreamForm(forms.ModelForm):
         model = Upstream
         fields = "__all__"
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if not self.instance.pk:  # nothing to keep or remove yet
+            self.fields["api_key"].help_text = ("Sent upstream as Authorization: Bearer; leave empty for a server "
+                                                "that needs none. Never shown again once saved.")
+            self.fields["clear_api_key"].widget = forms.HiddenInput()
+
     def clean_api_key(self) -> str:
         new = self.cleaned_data.get("api_key", "")
         return new if new else (self.instance.api_key if self.instance.pk else "")
@@ -56,8 +63,9 @@ class UpstreamForm(forms.ModelForm):
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
-    list_display = ["name", "base_url", "supports_responses", "models", "priority", "enabled", "masked_key",
-                    "cooling_down"]
+    # What staff scan for first, left; the long URL and model lists last (they wrap, at 1280 px too).
+    list_display = ["name", "enabled", "cooling_down", "masked_key", "supports_responses", "priority", "base_url",
+                    "models"]
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
@@ -107,8 +115,8 @@ class ClientKeyForm(forms.ModelForm):
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "prefix", "active", "rate_limit", "created", "last_used", "requests_day",
-                    "requests_total"]
+    list_display = ["name", "active", "requests_day", "requests_total", "last_used", "prefix", "rate_limit",
+                    "created"]
     list_filter = ["active"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created", "last_used"]

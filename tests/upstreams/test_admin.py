@@ -117,3 +117,21 @@ def test_client_keys_list_their_request_counts(staff: Client) -> None:
     assert '<a href="/logs/?key=alice&amp;since=24h">2</a>' in html
     assert '<a href="/logs/?key=alice">3</a>' in html
     assert '<a href="/logs/?key=idle">0</a>' in html
+
+
+def test_a_new_upstreams_key_field_says_what_it_is_not_what_it_keeps(admin_client: Client) -> None:
+    page = admin_client.get("/admin/upstreams/upstream/add/").content.decode()
+    assert "Leave empty to keep the current key" not in page and "leave empty for a server that needs none" in page
+    assert 'type="hidden" name="clear_api_key"' in page  # nothing stored yet to remove
+
+
+def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None) -> None:
+    """At 1280 px the right-hand columns were off-screen: enabled, key, cool-down and counts now come first."""
+    Upstream.objects.create(name="up", base_url="http://127.0.0.1:9/v1", models="a b c")
+    ClientKey.objects.create_key("alice")
+
+    def columns(path: str) -> list[str]:
+        return list(dict.fromkeys(re.findall(r"column-([a-z_]+)", admin_client.get(path).content.decode())))
+
+    assert columns("/admin/upstreams/upstream/")[:4] == ["name", "enabled", "cooling_down", "masked_key"]
+    assert columns("/admin/upstreams/clientkey/")[:4] == ["name", "active", "requests_day", "requests_total"]
