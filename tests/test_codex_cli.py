@@ -5,13 +5,16 @@ gateway on loopback. These tests never skip: a missing CLI is a failure.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from django.core.management import call_command
 
 from tests.conftest import wait_for_logs
 from tests.servers import ROOT, Gateway, MockUpstream
@@ -133,3 +136,32 @@ def test_the_demos_tool_scenarios_finish_a_codex_turn(tmp_path: Path, gateway: G
     assert any(e["type"] == "turn.completed" for e in events)
     rows = wait_for_logs(2)
     assert len(rows) == 2 and [r.tool_calls for r in rows] == [commands, 0]  # two requests: no loop
+
+
+def test_codexconfigs_output_runs_a_demo_tool_turn(tmp_path: Path, gateway: Gateway, demo_mock: MockUpstream,
+                                                   active_key: str) -> None:
+    """`manage.py codexconfig --write`, then `codex exec --profile demo-tools`: the turn completes."""
+    Upstream.objects.create(name="demo", base_url=demo_mock.base_url, models="demo-*")
+    home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
+    for folder in (home, codex_home, work):
+        folder.mkdir()
+    # The suite's own settings: no update check, no plugins, no analytics (all offline).
+    (codex_home / "config.toml").write_text('check_for_update_on_startup = false\n\n[features]\nplugins = false\n\n'
+                                            '[analytics]\nenabled = false\n')
+    call_command("codexconfig", "--write", "--codex-home", str(codex_home), "--base-url", f"{gateway.url}/v1",
+                 stdout=io.StringIO())
+    config = tomllib.loads((codex_home / "demo-tools.config.toml").read_text())
+    assert config["model_context_window"] == 32768
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home),
+           "CODEX_GATEWAY_KEY": active_key, "NO_COLOR": "1"}
+    result = subprocess.run(
+        [str(CODEX), "exec", "--profile", "demo-tools", "--skip-git-repo-check",
+         "--dangerously-bypass-approvals-and-sandbox", "--ephemeral", "--json", "show me the demo"],
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model metadata" not in result.stderr  # the profile's window is known
+    events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    messages = [e["item"]["text"] for e in events if e.get("item", {}).get("type") == "agent_message"]
+    assert messages[-1] == "The demo ran its command; the output ends with: hello from codex-gateway"
+    rows = wait_for_logs(2)
+    assert [(r.model, r.tool_calls) for r in rows] == [("demo-tools", 1), ("demo-tools", 0)]

@@ -174,6 +174,8 @@ def responses_events(text: str, model: str) -> list[dict[str, Any]]:
     return [{**e, "sequence_number": n} for n, e in enumerate(events)]
 
 
+DEMO_MODELS = ["demo-text", "demo-tools", "demo-tools5", "demo-errors"]
+MOCK_CONTEXT = 32768  # the context window the mock reports (as vLLM does, `max_model_len`)
 DEMO_COMMANDS = {"tools": ["echo hello from codex-gateway"],
                  "tools5": [f"echo step {n} of 5" for n in range(1, 6)]}
 
@@ -246,9 +248,11 @@ class MockUpstream:
         if path.endswith("/models") and not self.lists_models:
             return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
                                                           "param": None, "code": "not_found"}})
-        if path.endswith("/models"):
+        if path.endswith("/models"):  # with vLLM's context window field
+            names = DEMO_MODELS if self.demo else ["mock-model"]
             return await _send_json(send, 200, {"object": "list", "data": [
-                {"id": "mock-model", "object": "model", "created": 0, "owned_by": "mock"}]})
+                {"id": name, "object": "model", "created": 0, "owned_by": "mock", "max_model_len": MOCK_CONTEXT}
+                for name in names]})
         try:
             request = json.loads(body) if body else {}
         except ValueError:
