@@ -6,7 +6,7 @@ from typing import Any
 
 from django.http import HttpResponseBase, JsonResponse
 
-from api import background, lists, relay
+from api import background, catalog, lists, relay
 from api.decorators import ApiRequest, api_view
 from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
@@ -98,13 +98,23 @@ def _starting_after(request: ApiRequest) -> int | None:
 
 @api_view("models", body=False)
 async def models(request: ApiRequest) -> HttpResponseBase:
-    """List the models the enabled upstreams name (globs are patterns, not models) and their aliases."""
-    seen: dict[str, str] = {}
+    """List the models the enabled upstreams serve: named, aliases, and what glob and catch-all ones report.
+
+    ``context_window`` is added where the upstream's server reported one (not an OpenAI
+    field; clients that do not know it ignore it).
+    """
+    seen: dict[str, dict[str, Any]] = {}
     for upstream in sorted(request.upstreams, key=lambda u: (-u.priority, u.name)):
-        for name in [*upstream.named_models, *upstream.aliases]:
-            seen.setdefault(name, upstream.name)
-    data = [{"id": name, "object": "model", "created": 0, "owned_by": owner} for name, owner in seen.items()]
-    return JsonResponse({"object": "list", "data": data})
+        reported = ({m.id: m for m in await catalog.reported(upstream, request.exchange.request_id)}
+                    if upstream.serves_by_pattern else {})
+        names = [*upstream.named_models, *upstream.aliases, *(n for n in reported if upstream.serves(n))]
+        for name in names:
+            entry = {"id": name, "object": "model", "created": 0, "owned_by": upstream.name}
+            window = reported.get(upstream.upstream_model(name))
+            if window is not None and window.context_window:
+                entry["context_window"] = window.context_window
+            seen.setdefault(name, entry)
+    return JsonResponse({"object": "list", "data": list(seen.values())})
 
 
 def _delete(response_id: str, key: Any) -> bool:

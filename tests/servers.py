@@ -99,6 +99,10 @@ class MockUpstream(ServerProcess):
     def requests(self) -> list[dict[str, Any]]:
         return httpx.get(f"{self.url}/_mock/requests").json()
 
+    def listings(self) -> int:
+        """How many times the mock answered GET /models."""
+        return int(httpx.get(f"{self.url}/_mock/listings", timeout=5).json()["count"])
+
     def release(self) -> None:
         httpx.post(f"{self.url}/_mock/release").raise_for_status()
 

@@ -222,6 +222,7 @@ class MockUpstream:
         self.requests: list[dict[str, Any]] = []
         self.release = asyncio.Event()
         self.lists_models = True  # false: GET /models answers 404, as some servers do
+        self.listings = 0  # GET /models answered (GET /_mock/listings)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -248,7 +249,10 @@ class MockUpstream:
         if path.endswith("/models") and not self.lists_models:
             return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
                                                           "param": None, "code": "not_found"}})
+        if path == "/_mock/listings":
+            return await _send_json(send, 200, {"count": self.listings})
         if path.endswith("/models"):  # with vLLM's context window field
+            self.listings += 1
             names = DEMO_MODELS if self.demo else ["mock-model"]
             return await _send_json(send, 200, {"object": "list", "data": [
                 {"id": name, "object": "model", "created": 0, "owned_by": "mock", "max_model_len": MOCK_CONTEXT}

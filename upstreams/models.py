@@ -116,6 +116,12 @@ class Upstream(models.Model):
     def is_catch_all(self) -> bool:
         return not self.patterns
 
+    @property
+    def serves_by_pattern(self) -> bool:
+        """Whether only the upstream's server can say which models exist (a catch-all, or globs)."""
+        patterns = self.patterns
+        return not patterns or any(c in p for p in patterns for c in GLOB_CHARS)
+
     def serves(self, model: str) -> bool:
         patterns = self.patterns
         if not patterns:

@@ -1,10 +1,12 @@
 """Probes and the model list."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
 from tests.conftest import wait_for_log
-from tests.servers import Gateway
+from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
 
 
@@ -43,3 +45,18 @@ def test_readyz_reports_an_unreachable_redis_while_the_api_keeps_serving(start_g
                         json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
     assert answer.json()["choices"][0]["message"]["content"] == "still here"
     assert "rate limit not enforced" in server.log()
+
+
+def test_models_lists_what_a_catch_all_upstream_reports_with_its_window_asked_once_a_minute(
+        start_gateway: Callable[..., Gateway], active_key: str, scripted: MockUpstream,
+        chat_upstream: Upstream) -> None:
+    gateway = start_gateway()
+    before = scripted.listings()
+
+    def listed() -> list[dict[str, object]]:
+        return httpx.get(f"{gateway.url}/v1/models", headers={"authorization": f"Bearer {active_key}"}).json()["data"]
+
+    first, second = listed(), listed()
+    assert first == second == [{"id": "mock-model", "object": "model", "created": 0, "owned_by": "chat-mock",
+                                "context_window": 32768}]
+    assert scripted.listings() - before == 1  # the second listing came from the process's copy

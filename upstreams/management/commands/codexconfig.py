@@ -33,7 +33,7 @@ def served_models(upstreams: list[Upstream]) -> dict[str, int | None]:
     for upstream in sorted(upstreams, key=lambda u: (-u.priority, u.name)):
         reported = {m.id: m for m in discover(upstream)}
         names = [*upstream.named_models, *upstream.aliases]
-        if upstream.is_catch_all or any(ch in p for p in upstream.patterns for ch in "*?["):
+        if upstream.serves_by_pattern:
             names += [name for name in reported if upstream.serves(name)]
         for name in names:
             info = reported.get(upstream.upstream_model(name), ModelInfo(name))

@@ -155,7 +155,8 @@ Try it:
        -H "Content-Type: application/json" \\
        -d '{{"model": "{model}", "stream": true, "messages": [{{"role": "user", "content": "Say hello"}}]}}'
 
-Codex CLI: put this in ~/.codex/config.toml, then `export CODEX_GATEWAY_KEY={secret}`:
+Codex CLI: `.venv/bin/python manage.py codexconfig --write` writes a profile per model (then
+`export CODEX_GATEWAY_KEY={secret}` and `codex --profile {model}`), or put this in ~/.codex/config.toml:
 
   model = "{model}"
   model_provider = "codex-gateway"
