@@ -15,6 +15,7 @@ from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
 from upstreams import cooldown
+from upstreams.capabilities import probe_capabilities
 from upstreams.models import ClientKey, Upstream
 from upstreams.probe import probe
 
@@ -90,12 +91,18 @@ class UpstreamAdmin(admin.ModelAdmin):
     def masked_key(self, obj: Upstream) -> str:
         return mask(obj.api_key)
 
-    @admin.action(description="Test connection (list models, or send a 1-token request)")
+    @admin.action(description="Test connection (reach it, then check what it can do)")
     def test_connection(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
-        """Reach each selected upstream with its own key and report the answer and its latency."""
+        """Reach each selected upstream with its own key, then report its capabilities and the settings to choose."""
         for upstream in queryset:
             result = probe(upstream)
             self.message_user(request, str(result), messages.SUCCESS if result.ok else messages.ERROR)
+            if not result.ok:
+                continue
+            report = probe_capabilities(upstream)
+            for finding in report.findings:
+                self.message_user(request, f"Upstream {upstream.name}: {finding}",
+                                  messages.INFO if finding.ok else messages.WARNING)
 
 
 class ClientKeyForm(forms.ModelForm):

@@ -70,9 +70,10 @@ def run_test_connection(staff: Client, upstream: Upstream) -> list[tuple[str, st
 
 @pytest.mark.django_db(transaction=True)
 def test_test_connection_lists_the_upstreams_models_with_the_latency(staff: Client, chat_upstream: Upstream) -> None:
-    [(level, text)] = run_test_connection(staff, chat_upstream)
+    (level, text), *capabilities = run_test_connection(staff, chat_upstream)
     assert level == "success"
     assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms: GET /models listed 1 model\(s\): mock-model\.", text)
+    assert any(t.startswith("Upstream chat-mock: chat stream:") for _, t in capabilities)  # then what it can do
 
 
 @pytest.mark.django_db(transaction=True)
@@ -80,11 +81,11 @@ def test_test_connection_falls_back_to_a_one_token_request(staff: Client, chat_u
                                                            scripted: MockUpstream) -> None:
     scripted.script({"chunks": [{"text": "p"}, {"finish": "length"}]}, models=False)
     Upstream.objects.filter(pk=chat_upstream.pk).update(models="mock-model")
-    [(level, text)] = run_test_connection(staff, chat_upstream)
+    (level, text), *_ = run_test_connection(staff, chat_upstream)
     assert level == "success"
     assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms: GET /models: HTTP 404 .*; "
                         r"a 1-token chat request to mock-model answered\.", text)
-    [sent] = scripted.requests()
+    sent = scripted.requests()[0]
     assert sent["body"]["max_tokens"] == 1 and sent["body"]["stream"] is False
     assert sent["headers"]["authorization"] == "Bearer sk-upstream-SECRET-123"
 

@@ -1,0 +1,89 @@
+"""The capability probe against the bundled mock in each of its shapes (issue 13), and its advice."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from tests.servers import MockUpstream
+from upstreams.capabilities import probe_capabilities, responses_problems
+from upstreams.models import Upstream
+
+TEXT = {"chunks": [{"text": "hi"}, {"finish": "stop"}]}
+CALL = {"chunks": [{"tool": {"index": 0, "id": "call_1", "name": "get_time", "arguments": '{"zone": "Paris"}'}},
+                   {"finish": "tool_calls"}]}
+NOT_FOUND = {"status": 404, "body": {"error": {"message": "Not Found", "type": "invalid_request_error",
+                                               "param": None, "code": None}}}
+UNNUMBERED = {"raw": [f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in [
+    {"type": "response.created", "response": {"id": "r", "object": "response", "status": "in_progress"}},
+    {"type": "response.output_text.delta", "delta": "hi"},
+]]}
+
+
+def findings(upstream: Upstream) -> dict[str, tuple[bool, str]]:
+    return {f.check: (f.ok, str(f)) for f in probe_capabilities(upstream).findings}
+
+
+@pytest.fixture
+def upstream(scripted: MockUpstream, transactional_db: None) -> Upstream:
+    return Upstream.objects.create(name="probed", base_url=scripted.base_url)
+
+
+def test_a_chat_only_server(scripted: MockUpstream, upstream: Upstream) -> None:
+    scripted.script(TEXT, TEXT, CALL, NOT_FOUND)
+    found = findings(upstream)
+    assert found["models"] == (True, "models: 1 listed: mock-model (32768 tokens)")
+    assert found["stream_options"][0] and found["chat stream"][0] and found["tool calls"][0]
+    assert found["developer role"][0] and "may be on" in found["developer role"][1]
+    assert found["/v1/responses"][0] is False and "not served" in found["/v1/responses"][1]
+
+
+def test_a_responses_capable_server(scripted: MockUpstream, upstream: Upstream) -> None:
+    scripted.script(TEXT, TEXT, CALL, TEXT)
+    ok, said = findings(upstream)["/v1/responses"]
+    assert ok and "well-formed" in said and "passthrough works" in said
+
+
+def test_a_broken_responses_stream_is_told_to_keep_bridging(scripted: MockUpstream, upstream: Upstream) -> None:
+    scripted.script(TEXT, TEXT, CALL, UNNUMBERED)
+    ok, said = findings(upstream)["/v1/responses"]
+    assert not ok and "keep bridging" in said and "without a sequence_number" in said and "no terminal event" in said
+
+
+def test_a_server_that_refuses_stream_options(scripted: MockUpstream, upstream: Upstream) -> None:
+    refused = {"status": 400, "body": {"error": {"message": "Unrecognized request argument: stream_options",
+                                                 "type": "invalid_request_error", "param": None, "code": None}}}
+    scripted.script(refused, TEXT, TEXT, TEXT, NOT_FOUND)
+    found = findings(upstream)
+    assert found["stream_options"][0] is False and "turn off “send stream_options”" in found["stream_options"][1]
+    assert found["chat stream"][0]  # asked again without it
+    assert found["tool calls"] == (False, found["tool calls"][1]) and "without calling" in found["tool calls"][1]
+    assert scripted.requests()[1]["body"].get("stream_options") is None
+
+
+def test_the_responses_invariants() -> None:
+    good = [{"type": "response.created", "sequence_number": 0},
+            {"type": "response.output_item.added", "sequence_number": 1, "output_index": 0},
+            {"type": "response.output_text.delta", "sequence_number": 2, "output_index": 0, "content_index": 0},
+            {"type": "response.completed", "sequence_number": 3}]
+    assert responses_problems(good) == []
+    assert responses_problems([{**good[0], "sequence_number": 5}, *good[1:]]) == ["sequence numbers that do not rise"]
+    assert responses_problems([good[0], {**good[2], "content_index": None}, good[3]]) == [
+        "content events without a content_index"]
+
+
+def test_the_command_and_the_admin_show_the_report(scripted: MockUpstream, upstream: Upstream,
+                                                   admin_client: Client) -> None:
+    scripted.script(TEXT, TEXT, CALL, NOT_FOUND)
+    out = io.StringIO()
+    call_command("probe", "probed", stdout=out)
+    report = out.getvalue()
+    assert report.startswith("Upstream probed, model mock-model") and "tool calls: called the tool" in report
+    scripted.script(TEXT, TEXT, CALL, NOT_FOUND)
+    page = admin_client.post("/admin/upstreams/upstream/", follow=True, data={
+        "action": "test_connection", "_selected_action": [upstream.pk]}).content.decode()
+    assert "Upstream probed: tool calls: called the tool" in page
+    assert "Upstream probed: /v1/responses: not served" in page

@@ -1,0 +1,198 @@
+"""What a live upstream can do, asked the way the gateway would ask it, and which settings fit it.
+
+"Test connection" in the admin and ``manage.py probe NAME`` run these checks, in this
+order, each a small real request (at most 16 tokens):
+
+1. ``GET /models``: the names, and the context window where the server reports one;
+2. a Chat stream with ``stream_options`` (refused: asked again without);
+3. a ``developer`` message;
+4. a tool call (``tool_choice: required``);
+5. ``POST /responses``, streamed: are its events what the OpenAI SDK's accumulator needs
+   (a ``sequence_number`` on each, rising; ``output_index``/``content_index`` where they
+   belong; a terminal event)?
+
+Each check says what it saw and, where a setting follows from it, what to set.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+from bridge.sse import SSEDecoder
+from plumbing.redact import redact_text
+from upstreams.discovery import discover
+from upstreams.models import Upstream
+
+MAX_TOKENS = 16
+TIMEOUT = 30.0
+ITEM_EVENTS = ("response.output_item.added", "response.output_item.done", "response.content_part.added",
+               "response.content_part.done", "response.output_text.delta", "response.output_text.done",
+               "response.function_call_arguments.delta", "response.function_call_arguments.done")
+CONTENT_EVENTS = ("response.content_part.added", "response.content_part.done", "response.output_text.delta",
+                  "response.output_text.done")
+TERMINAL = ("response.completed", "response.incomplete", "response.failed")
+TOOL = {"type": "function", "function": {"name": "get_time", "description": "The current time in a time zone.",
+                                         "parameters": {"type": "object", "properties": {"zone": {"type": "string"}},
+                                                        "required": ["zone"]}}}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    ok: bool
+    detail: str
+    advice: str = ""  # the setting that follows, if any
+
+    def __str__(self) -> str:
+        return f"{self.check}: {self.detail}" + (f" → {self.advice}" if self.advice else "")
+
+
+@dataclass
+class Report:
+    upstream: str
+    model: str | None = None
+    findings: list[Finding] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        head = f"Upstream {self.upstream}" + (f", model {self.model}" if self.model else "")
+        return [head, *(f"  {'ok ' if f.ok else 'no '} {f}" for f in self.findings)]
+
+
+def responses_problems(events: list[dict[str, Any]]) -> list[str]:
+    """What in a Responses stream breaks a strict client (the openai SDK's accumulator): [] when nothing."""
+    problems = []
+    numbers = [e.get("sequence_number") for e in events]
+    counted = [n for n in numbers if isinstance(n, int)]
+    if len(counted) < len(numbers):
+        problems.append("events without a sequence_number")
+    elif counted != sorted(set(counted)):
+        problems.append("sequence numbers that do not rise")
+    if any(e.get("type") in ITEM_EVENTS and not isinstance(e.get("output_index"), int) for e in events):
+        problems.append("item events without an output_index")
+    if any(e.get("type") in CONTENT_EVENTS and not isinstance(e.get("content_index"), int) for e in events):
+        problems.append("content events without a content_index")
+    if not events or events[-1].get("type") not in TERMINAL:
+        problems.append("no terminal event (response.completed, .incomplete or .failed) at the end")
+    return problems
+
+
+def _sse(raw: bytes) -> list[Any]:
+    decoder = SSEDecoder()
+    payloads = [*decoder.feed(raw), *decoder.close()]
+    values: list[Any] = []
+    for payload in payloads:
+        if payload.strip() == b"[DONE]":
+            values.append("[DONE]")
+            continue
+        try:
+            values.append(orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            values.append(None)
+    return values
+
+
+class _Asker:
+    def __init__(self, upstream: Upstream, model: str) -> None:
+        self.upstream, self.model = upstream, model
+        headers = {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
+        self.client = httpx.Client(timeout=TIMEOUT, trust_env=False, headers=headers)
+
+    def chat(self, **fields: Any) -> httpx.Response:
+        body = {"model": self.model, "messages": [{"role": "user", "content": "Say hi."}],
+                self.upstream.max_tokens_field: MAX_TOKENS, **fields}
+        return self.client.post(self.upstream.url("chat/completions"), json=body)
+
+    def why(self, response: httpx.Response) -> str:
+        return redact_text(f"HTTP {response.status_code} {response.text[:160].strip()}", [self.upstream.api_key])
+
+
+def probe_capabilities(upstream: Upstream) -> Report:
+    """Run the checks against ``upstream``'s server; never raise (a check that cannot run says why)."""
+    report = Report(upstream.name)
+    listed = discover(upstream)
+    if listed:
+        windows = ", ".join(f"{m.id} ({m.context_window} tokens)" if m.context_window else m.id for m in listed[:8])
+        report.findings.append(Finding("models", True, f"{len(listed)} listed: {windows}"))
+    else:
+        report.findings.append(Finding("models", False, "GET /models listed none",
+                                       "name the models in the upstream's settings"))
+    named = [*upstream.named_models, *upstream.aliases.values()]
+    report.model = named[0] if named else (listed[0].id if listed else None)
+    if report.model is None:
+        report.findings.append(Finding("chat", False, "no model to ask: none named, none listed"))
+        return report
+    asker = _Asker(upstream, report.model)
+    try:
+        _chat_checks(asker, report)
+        _responses_check(asker, report)
+    except httpx.HTTPError as exc:
+        report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
+                                                                       [upstream.api_key])))
+    finally:
+        asker.client.close()
+    return report
+
+
+def _chat_checks(asker: _Asker, report: Report) -> None:
+    add = report.findings.append
+    streamed = asker.chat(stream=True, stream_options={"include_usage": True})
+    if streamed.status_code >= 400:
+        retried = asker.chat(stream=True)
+        if retried.status_code >= 400:
+            add(Finding("chat stream", False, asker.why(retried)))
+            return
+        add(Finding("stream_options", False, f"refused ({asker.why(streamed)})", "turn off “send stream_options”"))
+        streamed = retried
+    else:
+        add(Finding("stream_options", True, "accepted"))
+    chunks = [c for c in _sse(streamed.content) if isinstance(c, dict)]
+    deltas = [choice.get("delta") or {} for c in chunks for choice in c.get("choices") or []
+              if isinstance(choice, dict)]
+    add(Finding("chat stream", bool(chunks), f"{len(chunks)} chunk(s)" + (", usage reported" if any(
+        c.get("usage") for c in chunks) else ", no usage")))
+    if any(d.get("reasoning_content") or d.get("reasoning") for d in deltas if isinstance(d, dict)):
+        add(Finding("reasoning", True, "streams reasoning (reasoning_content / reasoning): shown as reasoning items"))
+    developer = asker.chat(messages=[{"role": "developer", "content": "Answer in one word."},
+                                     {"role": "user", "content": "Say hi."}])
+    if developer.status_code < 400:
+        add(Finding("developer role", True, "accepted", "“accept developer role” may be on"))
+    else:
+        add(Finding("developer role", False, f"refused ({asker.why(developer)})",
+                    "keep “accept developer role” off (the bridge sends it as system)"))
+    tools = asker.chat(tools=[TOOL], tool_choice="required",
+                       messages=[{"role": "user", "content": "What time is it in Paris? Use the tool."}])
+    if tools.status_code >= 400:
+        add(Finding("tool calls", False, f"refused ({asker.why(tools)})", "Codex needs tool calls"))
+        return
+    try:
+        message = (tools.json().get("choices") or [{}])[0].get("message") or {}
+    except (ValueError, AttributeError, IndexError):
+        message = {}
+    if message.get("tool_calls"):
+        add(Finding("tool calls", True, "called the tool"))
+    else:
+        add(Finding("tool calls", False, "answered without calling the tool",
+                    "check the server's tool-call support (llama.cpp: --jinja; vLLM: --enable-auto-tool-choice)"))
+
+
+def _responses_check(asker: _Asker, report: Report) -> None:
+    upstream = asker.upstream
+    answer = asker.client.post(upstream.url("responses"), json={
+        "model": asker.model, "input": "Say hi.", "stream": True, "max_output_tokens": MAX_TOKENS})
+    if answer.status_code >= 400:
+        advice = "turn “supports responses” off (bridge)" if upstream.supports_responses else ""
+        report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice))
+        return
+    events = [e for e in _sse(answer.content) if isinstance(e, dict)]
+    problems = responses_problems(events)
+    if problems:
+        report.findings.append(Finding(
+            "/v1/responses", False, f"served, but its stream has {'; '.join(problems)}",
+            "keep bridging (“supports responses” off): this server's /v1/responses breaks the OpenAI SDK's "
+            "accumulator"))
+    else:
+        report.findings.append(Finding("/v1/responses", True, f"a well-formed stream ({len(events)} events)",
+                                       "passthrough works (“supports responses” on); bridging works too"))

@@ -1,0 +1,23 @@
+"""``manage.py probe NAME``: what the upstream's server can do, and the settings that fit it."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from upstreams.capabilities import probe_capabilities
+from upstreams.models import Upstream
+
+
+class Command(BaseCommand):
+    help = "Check a configured upstream against its live server: models, Chat streaming, tools, /v1/responses."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("name", help="the upstream's name, as in the admin")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        upstream = Upstream.objects.filter(name=options["name"]).first()
+        if upstream is None:
+            names = ", ".join(Upstream.objects.values_list("name", flat=True)) or "none"
+            raise CommandError(f"no upstream named {options['name']!r} (there are: {names})")
+        self.stdout.write("\n".join(probe_capabilities(upstream).lines()))
