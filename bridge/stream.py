@@ -605,8 +605,8 @@ def _offered_tool(tool: dict[str, Any], offered: set[ToolTarget], namespace: str
         parameters = spec.get("parameters")
         return {"type": "function", "name": name, "description": _str_or_none(spec.get("description")) or None,
                 "parameters": parameters if isinstance(parameters, dict) else None,
-                # Never enforced: the dialect leaves `strict` out (several servers reject it).
-                "strict": False}
+                # As sent: the dialect passes `strict: true` on, and says nothing otherwise.
+                "strict": spec.get("strict") is True}
     name = tool.get("name")
     if kind == "custom" and isinstance(name, str) and ToolTarget("custom", name, namespace) in offered:
         return tool
@@ -620,15 +620,16 @@ def _offered_tool(tool: dict[str, Any], offered: set[ToolTarget], namespace: str
 
 
 def _text(text: Any) -> dict[str, Any]:
-    """Return the text settings: the output format asked for, plain text by default."""
+    """Return the text settings: the output format asked for (plain text by default), and the verbosity sent."""
+    verbosity = text.get("verbosity") if isinstance(text, dict) else None
+    said = {"verbosity": verbosity} if isinstance(verbosity, str) and verbosity else {}
     fmt = text.get("format") if isinstance(text, dict) else None
     if not isinstance(fmt, dict) or not isinstance(fmt.get("type"), str):
-        return {"format": {"type": "text"}}
+        return {"format": {"type": "text"}, **said}
     if fmt["type"] == "json_schema":
         # Upstreams are not asked for strict adherence unless the client said so (the Chat default).
         fmt = {"description": None, **fmt, "strict": _bool(fmt.get("strict"), default=False)}
-    # `verbosity` is left out: no upstream is told it.
-    return {"format": fmt}
+    return {"format": fmt, **said}
 
 
 def _str_or_none(value: Any) -> str | None:

@@ -149,6 +149,9 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
+    verbosity = str_of(body["text"], "verbosity") if isinstance(body.get("text"), dict) else ""
+    if verbosity:
+        chat["verbosity"] = verbosity  # Chat's name for text.verbosity
     chat["stream"] = True
     if options.send_stream_options:
         chat["stream_options"] = {"include_usage": True}
@@ -202,7 +205,7 @@ def _tool(raw: dict[str, Any], namer: _ToolNamer, namespace: str | None = None) 
         if not str_of(spec, "name"):
             return []
         name = namer.add(ToolTarget("function", spec["name"], namespace))
-        return [_function(name, str_of(spec, "description"), spec.get("parameters"))]
+        return [_function(name, str_of(spec, "description"), spec.get("parameters"), strict=spec.get("strict") is True)]
     if kind == "namespace" and str_of(raw, "name") and isinstance(raw.get("tools"), list):
         subtools = [sub for sub in raw["tools"] if isinstance(sub, dict) and sub.get("type") in ("function", "custom")]
         return [tool for sub in subtools for tool in _tool(sub, namer, raw["name"])]
@@ -216,10 +219,13 @@ def _tool(raw: dict[str, Any], namer: _ToolNamer, namespace: str | None = None) 
     return []
 
 
-def _function(name: str, description: str, parameters: Any) -> dict[str, Any]:
-    # `strict` is omitted: several servers reject it, and the others treat it as a hint.
+def _function(name: str, description: str, parameters: Any, *, strict: bool = False) -> dict[str, Any]:
+    # `strict: true` goes on when the client asked for it (openai-agents and pydantic-ai do):
+    # servers that enforce schemas honour it, the rest ignore it. `false` is the default, unsaid.
     function: dict[str, Any] = {"name": name, "description": description} if description else {"name": name}
     function["parameters"] = parameters if isinstance(parameters, dict) and parameters else dict(DEFAULT_PARAMETERS)
+    if strict:
+        function["strict"] = True
     return {"type": "function", "function": function}
 
 

@@ -170,13 +170,13 @@ def test_every_setting_is_stated_as_used() -> None:
     function = {"type": "function", "description": None, "parameters": None, "strict": False}
     expected |= {
         "tools": [
-            {**EVERY_SETTING["tools"][0], "strict": False},  # the upstream is never asked to be strict
+            EVERY_SETTING["tools"][0],  # strict: true, passed on
             {**function, "name": "read_file"},
             *EVERY_SETTING["tools"][2:4],
             {**EVERY_SETTING["tools"][4], "tools": [{**function, "name": "spawn_agent",
                                                      "parameters": {"type": "object", "properties": {}}}]},
         ],  # web_search is hosted: the upstream was not offered it
-        "text": {"format": {"type": "json_object"}},  # verbosity is not sent
+        "text": {"format": {"type": "json_object"}, "verbosity": "low"},  # sent as Chat's `verbosity`
         "reasoning": {"effort": None, "summary": "auto"},  # nor the effort, by default
         "top_logprobs": 0, "max_tool_calls": None, "service_tier": "default",
     }

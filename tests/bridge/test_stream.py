@@ -612,7 +612,7 @@ def test_stream_response_states_what_was_in_force_not_what_was_asked() -> None:
     assert response["background"] is False
     assert response["reasoning"] == {"effort": None, "summary": "auto"}
     assert response["text"] == {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"},
-                                           "description": None, "strict": False}}
+                                           "description": None, "strict": False}, "verbosity": "low"}  # sent
 
 
 def test_stream_response_lists_only_the_tools_the_upstream_was_offered() -> None:
@@ -637,7 +637,7 @@ def test_stream_response_lists_only_the_tools_the_upstream_was_offered() -> None
     function = {"type": "function", "description": None, "parameters": None, "strict": False}
     assert stream.response["tools"] == [
         {**function, "name": "chat_shaped", "description": "Old form."},
-        {**function, "name": "strict_one", "parameters": {"type": "object"}},
+        {**function, "name": "strict_one", "parameters": {"type": "object"}, "strict": True},  # passed on
         {"type": "custom", "name": "apply_patch", "description": "Patch files."},
         {"type": "local_shell"},
         {"type": "namespace", "name": "ns", "description": "Agents.", "tools": [{**function, "name": "spawn"}]},

@@ -291,11 +291,14 @@ FUNCTION_TOOL = {"type": "function", "name": "read_file", "description": "Read a
                  "parameters": {"type": "object", "properties": {"path": {"type": "string"}}, "required": ["path"]}}
 READ_FILE = {"type": "function", "function": {"name": "read_file", "description": "Read a file.",
                                               "parameters": FUNCTION_TOOL["parameters"]}}
+STRICT_READ_FILE = {"type": "function", "function": {**READ_FILE["function"], "strict": True}}
 EMPTY = {"type": "object", "properties": {}}
 
 TOOL_CASES = [
-    pytest.param([FUNCTION_TOOL], [READ_FILE], {"read_file": ToolTarget("function", "read_file")},
-                 id="responses-function-without-strict"),
+    pytest.param([FUNCTION_TOOL], [STRICT_READ_FILE], {"read_file": ToolTarget("function", "read_file")},
+                 id="responses-function-strict-passed-on"),
+    pytest.param([{**FUNCTION_TOOL, "strict": False}], [READ_FILE], {"read_file": ToolTarget("function", "read_file")},
+                 id="responses-function-not-strict-unsaid"),
     pytest.param([READ_FILE], [READ_FILE], {"read_file": ToolTarget("function", "read_file")},
                  id="chat-shaped-function"),
     pytest.param([{"type": "function", "function": {"name": "apply_patch"}}],
@@ -452,8 +455,8 @@ def test_request_tool_choice(choice: Any, expected: Any) -> None:
                      UpstreamOptions(),
                      {"response_format": {"type": "json_schema",
                                           "json_schema": {"name": "answer", "schema": {"type": "object"},
-                                                          "strict": True}}},
-                     id="json-schema"),
+                                                          "strict": True}}, "verbosity": "low"},
+                     id="json-schema-and-verbosity"),
         pytest.param({"text": {"format": {"type": "json_object"}}}, UpstreamOptions(),
                      {"response_format": {"type": "json_object"}}, id="json-object"),
         pytest.param({"text": {"format": {"type": "text"}}}, UpstreamOptions(), {}, id="text-format-sends-nothing"),
