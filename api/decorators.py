@@ -82,6 +82,12 @@ async def authenticate(request: HttpRequest) -> ClientKey | None:
         if not secret:
             raise AuthenticationError("Missing client API key: send 'Authorization: Bearer <key>'.")
         await _count_bad_key(ip)
+        exchange = getattr(request, "exchange", None)
+        if exchange is not None:  # a revoked key is named on the row: staff see who is still using it
+            try:
+                exchange.key = await dbthread.run(ClientKey.objects.revoked_for_secret, secret)
+            except DatabaseError:
+                pass
         # Never echo the secret back: error messages end up in client logs.
         raise AuthenticationError("Incorrect or revoked client API key.")
     if key is not None:

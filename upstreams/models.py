@@ -170,6 +170,10 @@ class ClientKeyManager(models.Manager["ClientKey"]):
     def for_secret(self, secret: str) -> ClientKey | None:
         return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=True), secret)
 
+    def revoked_for_secret(self, secret: str) -> ClientKey | None:
+        """The revoked key ``secret`` belongs to, if any: its name goes on the refused request's audit row."""
+        return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=False), secret)
+
 
 def hash_secret(secret: str) -> str:
     # Keys are 256 random bits: a fast hash is enough, no key stretching needed.

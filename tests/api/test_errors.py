@@ -61,7 +61,9 @@ def test_it_answers_401_without_a_valid_client_key(gateway: Gateway, transaction
 def test_it_answers_401_to_a_revoked_key(gateway: Gateway, revoked_key: str) -> None:
     response = httpx.post(f"{gateway.url}{RESPONSES_URL}", json={"model": "m", "input": "hi"},
                           headers={"authorization": f"Bearer {revoked_key}"})
-    assert response.status_code == 401
+    assert response.status_code == 401 and "revoked" in response.json()["error"]["message"]
+    row = wait_for_log(response.headers["x-request-id"])  # who is still using a revoked key
+    assert (row.outcome, row.status, row.key_name, row.client_key.name) == ("rejected", 401, "mallory", "mallory")
 
 
 def test_it_answers_404_when_no_upstream_serves_the_model(gateway: Gateway, active_key: str) -> None:
