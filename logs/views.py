@@ -19,6 +19,7 @@ from django.shortcuts import get_object_or_404, render
 from django.utils.timezone import now as wall_now
 
 from logs import charts, stats
+from logs.curl import as_curl
 from logs.filters import OUTCOME_CHOICES, LogFilter
 from logs.models import RequestLog
 from state.models import StoredResponse
@@ -79,7 +80,9 @@ def log_list(request: HttpRequest) -> HttpResponse:
 def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
     log = get_object_or_404(RequestLog, request_id=request_id)
     stored = StoredResponse.objects.filter(request_id=log.request_id).only("id", "status", "depth").first()
+    curl = as_curl(log, request.build_absolute_uri("/"))
     return render(request, "logs/detail.html", {
+        "curl": curl[0] if curl else None, "curl_whole": bool(curl and curl[1]),
         "log": log, "timeline": charts.timeline(log), "capture_on": settings.GATEWAY_LOG_BODIES,
         "stored": stored, "lineage": StoredResponse.objects.lineage(stored.pk)[1:] if stored else [],
         "headers": sorted(log.passed_headers.items()) if isinstance(log.passed_headers, dict) else [],

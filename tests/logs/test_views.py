@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import csv
+import html
 import io
+import subprocess
 from datetime import timedelta
 from typing import Any
 
@@ -217,3 +219,27 @@ def test_a_request_id_with_a_slash_has_a_detail_page(staff: Client) -> None:
 
 def test_an_unknown_request_id_is_404(staff: Client) -> None:
     assert staff.get("/logs/req_nothing/").status_code == 404
+
+
+def copied_curl(page: str) -> str:
+    start = page.index('<pre class="body curl" id="curl">') + len('<pre class="body curl" id="curl">')
+    return html.unescape(page[start:page.index("</pre>", start)])
+
+
+def test_the_detail_page_offers_the_request_as_curl_without_its_key(staff: Client) -> None:
+    body = '{"model": "qwen3-coder", "input": "it\'s here", "stream": true}'
+    log("req_curl", request_body=body, stream=True)
+    command = copied_curl(staff.get("/logs/req_curl/").content.decode())
+    assert command.startswith("curl -sN http://testserver/v1/responses ") and "$CODEX_GATEWAY_KEY" in command
+    # The shell hands the body back exactly (quotes and all), with a request id of its own.
+    echoed = subprocess.run(["bash", "-c", command.replace("curl -sN", "printf '%s\\n'", 1)],
+                            capture_output=True, text=True, check=True, env={"CODEX_GATEWAY_KEY": "K"}).stdout
+    assert echoed.splitlines()[-1] == body and "x-request-id: req_curl-again" in echoed
+
+
+def test_a_request_without_its_body_gets_a_minimal_one_said_so(staff: Client) -> None:
+    log("req_nobody", endpoint="chat/completions", model="deepseek-chat")
+    page = staff.get("/logs/req_nobody/").content.decode()
+    assert '"model": "deepseek-chat"' in copied_curl(page) and "was not kept whole" in page
+    log("req_get", endpoint="responses/{id}")
+    assert 'id="curl"' not in staff.get("/logs/req_get/").content.decode()  # its id is not on the row
