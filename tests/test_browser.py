@@ -5,7 +5,7 @@ Screenshots land in test-artifacts/screenshots/ (git-ignored) for a human to loo
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -57,7 +57,8 @@ def page(traffic: None, gateway: Gateway) -> Iterator[Page]:
     SHOTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        tab = browser.new_page(viewport={"width": 1440, "height": 900})
+        # A viewer far from UTC: the pages show their own time zone (hover: UTC).
+        tab = browser.new_page(viewport={"width": 1440, "height": 900}, timezone_id="Asia/Tokyo")
         tab.set_default_timeout(15_000)
         tab.goto(f"{gateway.url}/logs/")
         assert "/admin/login/" in tab.url  # anonymous: the admin's login page first
@@ -67,6 +68,24 @@ def page(traffic: None, gateway: Gateway) -> Iterator[Page]:
         tab.wait_for_url(f"{gateway.url}/logs/")
         yield tab
         browser.close()
+
+
+@pytest.fixture
+def late_evening(traffic: None) -> RequestLog:
+    """A request of 23:30 UTC: 08:30 the next morning in Tokyo."""
+    return RequestLog.objects.create(request_id="req_tokyo", started=datetime(2026, 11, 30, 23, 30, 5, 250000, UTC),
+                                     endpoint="responses", model="qwen3-coder", outcome="ok", status=200)
+
+
+def test_times_are_shown_in_the_viewers_time_zone_with_utc_on_hover(gateway: Gateway, late_evening: RequestLog,
+                                                                    page: Page) -> None:
+    page.goto(f"{gateway.url}/logs/req_tokyo/")
+    received = page.locator("dd time").first
+    assert received.inner_text() == "2026-12-01 08:30:05.250000 Asia/Tokyo"
+    assert received.get_attribute("title") == "2026-11-30 23:30:05.250000 UTC"
+    page.goto(f"{gateway.url}/logs/?q=req_tokyo")
+    cell = page.locator("#log-table tbody td.time time")
+    assert cell.inner_text() == "Dec 1 08:30:05" and "UTC" in (cell.get_attribute("title") or "")
 
 
 def outcomes(tab: Page) -> list[str]:

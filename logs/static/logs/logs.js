@@ -26,6 +26,7 @@
     if (empty) empty.remove();
     row.classList.add("fresh");
     tbody.insertBefore(row, tbody.firstElementChild);
+    if (window.localTimes) window.localTimes(row);
     while (tbody.rows.length > KEEP) tbody.deleteRow(-1);
   }
 
