@@ -14,7 +14,7 @@ from django.utils.http import urlencode
 from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
-from upstreams import cooldown
+from upstreams import cooldown, presets
 from upstreams.capabilities import probe_capabilities
 from upstreams.models import ClientKey, Upstream
 from upstreams.probe import probe
@@ -38,6 +38,9 @@ class UpstreamForm(forms.ModelForm):
         help_text="Leave empty to keep the current key.",
     )
     clear_api_key = forms.BooleanField(required=False, help_text="Remove the stored key.")
+    preset = forms.ChoiceField(required=False, choices=presets.choices, help_text=(
+        "Sets the base URL (when left empty), the mode and the compatibility switches for that server; "
+        "change any of them afterwards. Then run Test connection."))
 
     class Meta:
         model = Upstream
@@ -46,6 +49,7 @@ class UpstreamForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if not self.instance.pk:  # nothing to keep or remove yet
+            self.fields["base_url"].required = False  # a preset may give it
             self.fields["api_key"].help_text = ("Sent upstream as Authorization: Bearer; leave empty for a server "
                                                 "that needs none. Never shown again once saved.")
             self.fields["clear_api_key"].widget = forms.HiddenInput()
@@ -58,6 +62,10 @@ class UpstreamForm(forms.ModelForm):
         cleaned = super().clean() or {}
         if cleaned.get("clear_api_key"):
             cleaned["api_key"] = ""
+        if cleaned.get("preset"):
+            cleaned = presets.apply(cleaned["preset"], cleaned)
+        if not str(cleaned.get("base_url") or "").strip():
+            self.add_error("base_url", "Give the server's base URL, or choose a preset.")
         return cleaned
 
 
@@ -71,6 +79,13 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
     actions = ["test_connection"]
+    def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
+        """A new upstream's form starts with the presets."""
+        if obj is not None:
+            return self.fieldsets
+        first = self.fieldsets[0][1]["fields"]
+        return [(None, {"fields": ["preset", *first]}), *self.fieldsets[1:]]
+
     fieldsets = [
         (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),

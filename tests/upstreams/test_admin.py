@@ -136,3 +136,21 @@ def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None)
 
     assert columns("/admin/upstreams/upstream/")[:4] == ["name", "enabled", "cooling_down", "masked_key"]
     assert columns("/admin/upstreams/clientkey/")[:4] == ["name", "active", "requests_day", "requests_total"]
+
+
+def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None) -> None:
+    vllm = {**UPSTREAM_FORM, "name": "vllm", "base_url": "", "models": "", "send_stream_options": "",
+            "preset": "vllm"}
+    assert staff.post("/admin/upstreams/upstream/add/", vllm).status_code == 302
+    saved = Upstream.objects.get(name="vllm")
+    assert (saved.base_url, saved.supports_responses, saved.send_stream_options) == (
+        "http://127.0.0.1:8001/v1", False, True)
+    openai_form = {**UPSTREAM_FORM, "name": "openai", "base_url": "https://proxy.example/v1", "preset": "openai"}
+    assert staff.post("/admin/upstreams/upstream/add/", openai_form).status_code == 302
+    openai = Upstream.objects.get(name="openai")
+    assert openai.base_url == "https://proxy.example/v1"  # a base URL given is kept
+    assert (openai.supports_responses, openai.max_tokens_field, openai.accepts_developer_role) == (
+        True, "max_completion_tokens", True)
+    neither = staff.post("/admin/upstreams/upstream/add/", {**UPSTREAM_FORM, "name": "none", "base_url": ""})
+    assert neither.status_code == 200 and "or choose a preset" in neither.content.decode()
+    assert 'name="preset"' not in staff.get(f"/admin/upstreams/upstream/{saved.pk}/change/").content.decode()
