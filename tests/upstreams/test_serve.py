@@ -23,9 +23,9 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
 
 class Served:
     def __init__(self, env: dict[str, str], *args: str) -> None:
-        self.port = free_port()
+        self.port, self.demo_port = free_port(), free_port()
         self.process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(self.port),
-                                         "--demo-port", str(free_port()), *args], cwd=ROOT, env=env,
+                                         "--demo-port", str(self.demo_port), *args], cwd=ROOT, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output = ""
 
@@ -44,6 +44,17 @@ class Served:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(30)
+
+    def still_listening(self) -> list[int]:
+        """The ports of its children that still accept connections (none once it has stopped)."""
+        open_ports = []
+        for port in (self.port, self.demo_port):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                open_ports.append(port)
+            except OSError:
+                pass
+        return open_ports
 
 
 @pytest.fixture
@@ -83,8 +94,9 @@ def test_a_configured_upstream_is_probed_at_start_and_the_demo_is_disabled(
     first = Served(serve_env)  # leaves an enabled demo row behind
     served.append(first)
     first.banner()
-    first.stop()
+    first.stop()  # at once after the banner: its children stop with it
     served.clear()
+    assert first.still_listening() == []
     mock.use("scripted")
     server = Served({**serve_env, "UPSTREAM_BASE_URL": mock.base_url})
     served.append(server)

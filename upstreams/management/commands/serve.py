@@ -48,29 +48,31 @@ class Command(BaseCommand):
         username, password = self.admin_user()
         secret = self.demo_key()
         children: list[subprocess.Popen[bytes]] = []
+        # From here a SIGTERM at any moment (a test that stops us right after the banner)
+        # still stops the children: the handler raises SystemExit inside the try below.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         manage = [sys.executable, str(Path(settings.BASE_DIR) / "manage.py")]
         upstream_line = DEMO_LINE
-        if demo:
-            demo_port = options["demo_port"]
-            children.append(subprocess.Popen([*manage, "mockupstream", "--scenario", "demo", "--port", str(demo_port)],
-                                             stdout=subprocess.DEVNULL))
-            # Only the demo's own models: a real upstream that fails must not fail over to it.
-            Upstream.objects.update_or_create(name=DEMO_UPSTREAM, defaults={
-                "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
-                "priority": -100, "models": DEMO_MODELS})
-            _wait_for_port("127.0.0.1", demo_port, children[-1])
-        else:
-            Upstream.objects.filter(name=DEMO_UPSTREAM).update(enabled=False)
-            upstream = sync_env_upstream()
-            assert upstream is not None
-            upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
-        children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
-                                          "gatewaysite.asgi:application"], env=os.environ.copy()))
         try:
+            if demo:
+                demo_port = options["demo_port"]
+                children.append(subprocess.Popen([*manage, "mockupstream", "--scenario", "demo", "--port",
+                                                  str(demo_port)], stdout=subprocess.DEVNULL))
+                # Only the demo's own models: a real upstream that fails must not fail over to it.
+                Upstream.objects.update_or_create(name=DEMO_UPSTREAM, defaults={
+                    "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
+                    "priority": -100, "models": DEMO_MODELS})
+                _wait_for_port("127.0.0.1", demo_port, children[-1])
+            else:
+                Upstream.objects.filter(name=DEMO_UPSTREAM).update(enabled=False)
+                upstream = sync_env_upstream()
+                assert upstream is not None
+                upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
+            children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
+                                              "gatewaysite.asgi:application"], env=os.environ.copy()))
             _wait_for_port(host, port, children[-1])
             self.stdout.write(banner(host, port, username, password, secret, demo=demo, upstream_line=upstream_line))
             self.stdout.flush()
-            signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
             children[-1].wait()
         except KeyboardInterrupt:
             pass
