@@ -267,7 +267,7 @@ class AuditWriter:
     batches of up to BATCH rows, one database trip each, then to the live tail.
 
     With a journal (``open_journal``), each request also leaves three small records in it
-    as it goes (started, routed, finished: one ``write()`` each, about 3 µs), and each
+    as it goes (started, routed, finished: one ``write()`` each, 2-5 µs), and each
     batch written one more: so a row survives a database outage past the memory bound,
     and a SIGKILL, whether it was in flight or written to no database yet. The next
     process to start on the machine writes a dead process's rows (``recover``): the

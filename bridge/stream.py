@@ -485,7 +485,9 @@ class ResponseStream:
 
     def _item_done(self, item: dict[str, Any], output_index: int) -> dict[str, Any]:
         self._output[output_index] = item
-        return self._event("response.output_item.done", output_index=output_index, item=item)
+        event = item_done_event(self._sequence_number, output_index, item)
+        self._sequence_number += 1
+        return event
 
     def _content_part_added(self, message: _Text) -> dict[str, Any]:
         return self._event("response.content_part.added", **message.ref(), content_index=0, part=_output_text(""))
@@ -528,6 +530,12 @@ class ResponseStream:
 
     def _custom_input_done(self, call: _Call, text: str) -> dict[str, Any]:
         return self._event("response.custom_tool_call_input.done", **call.ref(), input=text)
+
+
+def item_done_event(sequence_number: int, output_index: int, item: dict[str, Any]) -> dict[str, Any]:
+    """Return a ``response.output_item.done`` event; ResponseStream's, and those that close a broken relay's items."""
+    return {"type": "response.output_item.done", "sequence_number": sequence_number, "output_index": output_index,
+            "item": item}
 
 
 def failed_event(sequence_number: int, response: dict[str, Any]) -> dict[str, Any]:

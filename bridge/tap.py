@@ -14,7 +14,7 @@ from bridge.dialects.chat import read_usage as read_chat_usage
 from bridge.errors import UpstreamError
 from bridge.events import UsageReported
 from bridge.sse import SSEDecoder, encode_data, encode_event
-from bridge.stream import failed_event, failed_response
+from bridge.stream import failed_event, failed_response, item_done_event
 from bridge.values import as_int
 
 
@@ -163,7 +163,6 @@ def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
         number += 1
         item = {**tap.open_items[index], "status": "incomplete"}
         closed.append(item)
-        out += encode_event({"type": "response.output_item.done", "sequence_number": number, "output_index": index,
-                             "item": item})
+        out += encode_event(item_done_event(number, index, item))
     response = failed_response(tap.response_id or "resp_failed", tap.model, code, message, output=closed)
     return out + encode_event(failed_event(number + 1, response))

@@ -25,6 +25,7 @@ from bridge.sse import SSEDecoder
 from plumbing.redact import redact_text
 from upstreams.discovery import discover
 from upstreams.models import Upstream
+from upstreams.probe import failure_text
 
 MAX_TOKENS = 16
 TIMEOUT = 30.0
@@ -106,7 +107,7 @@ class _Asker:
         return self.client.post(self.upstream.url("chat/completions"), json=body)
 
     def why(self, response: httpx.Response) -> str:
-        return redact_text(f"HTTP {response.status_code} {response.text[:160].strip()}", [self.upstream.api_key])
+        return failure_text(response, None, self.upstream.api_key)
 
 
 def probe_capabilities(upstream: Upstream) -> Report:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import httpx
 
 from plumbing.redact import redact_text
+from upstreams.discovery import read_models
 from upstreams.models import Upstream
 
 # The admin page waits for the answer: never as long as a generation may take.
@@ -40,7 +41,7 @@ def _model_to_try(upstream: Upstream) -> str | None:
     return next(iter(upstream.aliases.values()), None)
 
 
-def _why(response: httpx.Response | None, exc: Exception | None, secret: str) -> str:
+def failure_text(response: httpx.Response | None, exc: Exception | None, secret: str) -> str:
     if exc is not None:
         text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     else:
@@ -62,14 +63,13 @@ def probe(upstream: Upstream) -> ProbeResult:
             response = client.get(upstream.url("models"), headers=headers)
             if response.status_code == 200:
                 latency = (time.perf_counter() - started) * 1000
-                data = response.json().get("data", [])
-                names = [str(m.get("id")) for m in data if isinstance(m, dict)]
+                names = [model.id for model in read_models(response.json())]
                 listed = ", ".join(names[:SHOWN_MODELS]) + (", …" if len(names) > SHOWN_MODELS else "")
                 return ProbeResult(upstream.name, True, latency,
                                    f"GET /models listed {len(names)} model(s){': ' + listed if names else ''}.")
-        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+        except (httpx.HTTPError, ValueError) as exc:
             error = exc
-        models_failed = f"GET /models: {_why(response, error, upstream.api_key)}"
+        models_failed = f"GET /models: {failure_text(response, error, upstream.api_key)}"
         model = _model_to_try(upstream)
         if model is None:
             return ProbeResult(upstream.name, False, None,
@@ -89,4 +89,4 @@ def probe(upstream: Upstream) -> ProbeResult:
                                f"{models_failed}; a 1-token chat request to {model} answered.")
         return ProbeResult(upstream.name, False, None,
                            f"{models_failed}; 1-token chat request to {model}: "
-                           f"{_why(response, error, upstream.api_key)}")
+                           f"{failure_text(response, error, upstream.api_key)}")
