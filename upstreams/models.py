@@ -170,6 +170,10 @@ class ClientKeyManager(models.Manager["ClientKey"]):
     def for_secret(self, secret: str) -> ClientKey | None:
         return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=True), secret)
 
+    def any_for_secret(self, secret: str) -> ClientKey | None:
+        """The key ``secret`` belongs to, active or revoked."""
+        return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS]), secret)
+
     def revoked_for_secret(self, secret: str) -> ClientKey | None:
         """The revoked key ``secret`` belongs to, if any: its name goes on the refused request's audit row."""
         return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=False), secret)

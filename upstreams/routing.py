@@ -46,9 +46,10 @@ class Snapshot:
     upstreams: list[Upstream]
     loaded_at: float
     keys: dict[str, ClientKey] = field(default_factory=dict)  # by hashed secret
-    # Secrets looked up and found to be no key's: asked again only with the next copy (TTL),
-    # so a client retrying a bad key costs no query each time. Bounded: cleared when full.
-    unknown: set[str] = field(default_factory=set)
+    # Secrets looked up and found to be no active key's: asked again only with the next copy
+    # (TTL), so a client retrying a bad key costs no query each time; the value is the revoked
+    # key the secret belongs to, if any (named on the refused request's row). Bounded: cleared when full.
+    unknown: dict[str, ClientKey | None] = field(default_factory=dict)
 
 
 class Routing:
@@ -81,14 +82,21 @@ class Routing:
         if key is None and hashed not in snapshot.unknown:
             if self.failed_at:  # the database is away: a key not in the copy cannot be checked
                 raise DatabaseError("a key not in the routing copy, with the database unavailable")
-            key = await self._shared(hashed, lambda: dbthread.run(_load_key, secret))
-            if key is not None:
-                snapshot.keys[hashed] = key
+            found = await self._shared(hashed, lambda: dbthread.run(_load_key, secret))
+            if found is not None and found.active:
+                key = snapshot.keys[hashed] = found
             else:
                 if len(snapshot.unknown) >= MAX_UNKNOWN:
                     snapshot.unknown.clear()
-                snapshot.unknown.add(hashed)
+                snapshot.unknown[hashed] = found
         return key, snapshot.upstreams
+
+    async def revoked_key(self, secret: str) -> ClientKey | None:
+        """Return the revoked key ``secret`` belongs to, if any: from the copy (no query), else the database."""
+        if settings.GATEWAY_ROUTING_TTL <= 0:
+            return await dbthread.run(ClientKey.objects.revoked_for_secret, secret)
+        snapshot = self.snapshot
+        return snapshot.unknown.get(hash_secret(secret)) if secret and snapshot is not None else None
 
     def knows(self, secret: str) -> bool:
         """Whether ``secret`` is a key of this process's copy (no database trip)."""
@@ -168,11 +176,12 @@ class Routing:
 
 
 def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream]]:
-    return _load_key(secret) if secret else None, _load_upstreams()
+    return ClientKey.objects.for_secret(secret) if secret else None, _load_upstreams()
 
 
 def _load_key(secret: str) -> ClientKey | None:
-    return ClientKey.objects.for_secret(secret)
+    """The key ``secret`` belongs to, active or revoked (one query: the copy keeps either answer)."""
+    return ClientKey.objects.any_for_secret(secret)
 
 
 def _load_upstreams() -> list[Upstream]:

@@ -192,3 +192,24 @@ def test_an_admin_edit_applies_at_once_in_its_process_whatever_the_ttl(
     gateway = start_gateway(GATEWAY_ROUTING_TTL="3600")
     _, secret = ClientKey.objects.create_key("alice")
     check_admin_edit_reaches(edited=gateway, asked=gateway, secret=secret, scripted=scripted)
+
+
+@override_settings(GATEWAY_ROUTING_TTL=30)
+def test_a_revoked_key_is_refused_and_named_from_the_one_lookup(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The copy keeps which revoked key a secret was, so naming it on each refused row costs no query."""
+    from upstreams import routing as module
+
+    _, secret = ClientKey.objects.create_key("mallory", active=False)
+    looked_up: list[str] = []
+    real = module._load_key
+    monkeypatch.setattr(module, "_load_key", lambda s: looked_up.append(s) or real(s))
+    routing = Routing()
+
+    async def refused() -> tuple[ClientKey | None, ClientKey | None]:
+        return (await routing.context(secret))[0], await routing.revoked_key(secret)
+
+    for _ in range(3):
+        key, revoked = asyncio.run(refused())
+        assert key is None and revoked is not None and revoked.name == "mallory"
+    assert looked_up == [secret]
+    assert asyncio.run(routing.revoked_key("sk-cgw-nobody")) is None
