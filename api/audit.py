@@ -26,6 +26,7 @@ from django.http import HttpRequest
 
 from api import metrics
 from api.paths import API_PREFIX, api_path
+from api.recorder import Recorder
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.consumers import broadcast
@@ -122,6 +123,7 @@ class Exchange:
     response_body: bytearray = field(default_factory=bytearray)
     number: int = 0  # in this process's journal (0: not journaled)
     pinned: list[int] = field(default_factory=list)  # the journal segments of its records, kept until it finishes
+    recorder: Recorder | None = None  # the flight recorder, when its upstream is recording (api/recorder.py)
 
     def __post_init__(self) -> None:
         WRITER.started(self)
@@ -165,6 +167,8 @@ class Exchange:
 
     def capture_response(self, chunk: bytes) -> None:
         """Keep the start of what the client was sent when body capture is on; cheap when it is off."""
+        if self.recorder is not None:
+            self.recorder.to_client.add(chunk)
         if self.capture and len(self.response_body) < BODY_CAPTURE_BYTES:
             self.response_body += chunk[:BODY_CAPTURE_BYTES - len(self.response_body)]
 
@@ -191,6 +195,8 @@ class Exchange:
             WRITER.add(prepared(fields), self)
         except RuntimeError:  # no loop: called outside the server loop
             logger.error("audit row for %s could not be scheduled", self.request_id)
+        if self.recorder is not None:
+            self.recorder.save(self.request_id, self.started, self.endpoint, self.status)
 
     def _log(self, fields: dict[str, Any]) -> None:
         """Write the request's one structured log line (JSON in the message, and as fields for LOG_FORMAT=json)."""

@@ -13,14 +13,14 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 import orjson
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse
 
-from api import client, metrics, stored
+from api import client, metrics, recorder, stored
 from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.stored import Keeper
@@ -36,6 +36,7 @@ from bridge.errors import (
     UpstreamError,
     UpstreamStatusError,
 )
+from bridge.events import UsageReported
 from bridge.sse import encode_event
 from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer
@@ -72,6 +73,16 @@ class Connection:
     dialect: Dialect
     sent: UpstreamRequest
     response: httpx.Response
+
+
+class Progress(Protocol):
+    """What the relay tells as a stream goes: to the request's Exchange, or to a replay's stand-in (api/replay.py)."""
+
+    request_id: str
+    usage: UsageReported | None
+    tool_calls: int
+
+    def mark_first_byte(self) -> None: ...
 
 
 @dataclass(slots=True)
@@ -185,7 +196,10 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
         tried += 1
         target = upstream.upstream_model(body["model"])
         exchange.route(upstream, target, bridged=dialect.translates)
-        sent = dialect.to_request(body, upstream.options(target))
+        options = upstream.options(target)
+        sent = dialect.to_request(body, options)
+        exchange.recorder = await recorder.start(upstream, dialect, options, asked if asked is not None else body,
+                                                 body, sent)
         asked_at = time.perf_counter()
         try:
             response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange)
@@ -228,6 +242,8 @@ def _refusal(dialect: Dialect, body: dict[str, Any]) -> InvalidRequestError | No
 async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:
     """Send the request and return the answer, or raise the upstream's error with its back-off headers."""
     response = await client.send(upstream, endpoint, body, exchange.request_id)
+    if exchange.recorder is not None:
+        exchange.recorder.watch(response)
     exchange.mark_connected()
     exchange.upstream_status = response.status_code
     exchange.passed_headers = client.backoff_headers(response)
@@ -286,7 +302,7 @@ async def passthrough(request: ApiRequest, connection: Connection, keeper: Keepe
         raise
     exchange.mark_first_byte()
     ending = Ending()
-    return RelayResponse(_relay(first, chunks, tap, upstream_response, exchange, ending, keeper), upstream_response,
+    return RelayResponse(relayed(first, chunks, tap, upstream_response, exchange, ending, keeper), upstream_response,
                          exchange, ending)
 
 
@@ -332,7 +348,7 @@ async def _translate(machine: ResponseStream, batches: AsyncIterator[list[Any]],
 
 
 async def translated(machine: ResponseStream, batches: AsyncIterator[list[Any]], upstream_response: httpx.Response,
-                     exchange: Exchange, ending: Ending, keeper: Keeper | None) -> AsyncGenerator[list[dict[str, Any]]]:
+                     exchange: Progress, ending: Ending, keeper: Keeper | None) -> AsyncGenerator[list[dict[str, Any]]]:
     """Yield the Responses events for the upstream's, batch by batch; they always end in a terminal event.
 
     The batch that holds the terminal event is yielded only once the response is stored.
@@ -380,8 +396,8 @@ async def translated(machine: ResponseStream, batches: AsyncIterator[list[Any]],
         await upstream_response.aclose()
 
 
-async def _relay(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
-                 exchange: Exchange, ending: Ending, keeper: Keeper | None = None) -> AsyncIterator[bytes]:
+async def relayed(first: bytes, chunks: AsyncIterator[bytes], tap: StreamTap, upstream_response: httpx.Response,
+                  exchange: Progress, ending: Ending, keeper: Keeper | None = None) -> AsyncIterator[bytes]:
     """Yield the upstream's bytes as they come; end a broken stream with an error the client can read.
 
     With a ``keeper``, the read that holds the finished Response object goes out only once

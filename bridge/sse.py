@@ -76,3 +76,15 @@ class SSEDecoder:
         events = self.feed(b"\n\n") if (self._buffer.strip() or self._data) else []
         self._buffer, self._data = b"", []
         return events
+
+
+def decode_values(raw: bytes) -> list[Any]:
+    """Return the data of each event of a whole SSE body: JSON values, or the text of those that are not JSON."""
+    decoder = SSEDecoder()
+    values: list[Any] = []
+    for payload in [*decoder.feed(raw), *decoder.close()]:
+        try:
+            values.append(orjson.loads(payload))
+        except orjson.JSONDecodeError:
+            values.append(payload.decode("utf-8", "replace"))
+    return values

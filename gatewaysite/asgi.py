@@ -22,7 +22,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from api import audit, background  # noqa: E402
+from api import audit, background, recorder  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
 from plumbing import backpressure, intake  # noqa: E402
@@ -60,13 +60,14 @@ BACKGROUND_WAIT = 2.0  # seconds; the flush as a whole has 10 (plumbing/shutdown
 
 
 async def flush() -> None:
-    """What a drain waits for once the requests are done: background responses, then the audit rows.
+    """What a drain waits for once the requests are done: background responses, the audit rows, the recordings.
 
     Background responses get a short while more (they ran through the grace too), then end
     as failed (shutting_down), stored, so that no client polls one that never ends.
     """
     await background.drain(timeout=BACKGROUND_WAIT)
     await audit.drain()
+    await recorder.drain()
 
 
 application = graceful(application, flush=flush, refuses_itself=is_api)

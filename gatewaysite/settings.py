@@ -80,6 +80,8 @@ GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
 GATEWAY_COOLDOWN_AFTER = env.int("GATEWAY_COOLDOWN_AFTER", default=3)
 GATEWAY_COOLDOWN_SECONDS = env.int("GATEWAY_COOLDOWN_SECONDS", default=30)
 GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
+# The flight recorder (api/recorder.py) keeps at most this much of each part of an exchange.
+GATEWAY_RECORDING_MAX_BYTES = _size("GATEWAY_RECORDING_MAX_BYTES", 4 * 1024 * 1024)
 # Request log retention: `manage.py prunelogs` without --older-than deletes older rows; 0 keeps all.
 GATEWAY_LOG_RETENTION_DAYS = env.int("GATEWAY_LOG_RETENTION_DAYS", default=30)
 if GATEWAY_LOG_RETENTION_DAYS < 0:
@@ -133,6 +135,7 @@ INSTALLED_APPS = [
     "upstreams",
     "state",
     "logs",
+    "api",  # no models: its management commands (replay, exportfixture)
 ]
 
 MIDDLEWARE = [

@@ -265,6 +265,61 @@ class RequestLog(models.Model):
                    finished=datetime.fromisoformat(finished) if finished else None, **fields)
 
 
+class RecordingManager(models.Manager["Recording"]):
+    def for_log(self, log: RequestLog) -> Recording | None:
+        """Return the recording of a request log row: same start, its id (a resent id's row has a suffix)."""
+        request_id = log.request_id.split("~", 1)[0]
+        return self.filter(request_id=request_id, started=log.started).first()
+
+    def prune(self, before: datetime) -> int:
+        return self.filter(started__lt=before).delete()[0]
+
+
+class Recording(models.Model):
+    """One exchange kept by the flight recorder (api/recorder.py), secrets scrubbed, each part size-bounded.
+
+    Enough to run the upstream's answer through today's translator again (``manage.py replay``)
+    or to turn it into a test fixture (``manage.py exportfixture``) without the upstream.
+    Kept beside its request log row (same id and start) rather than in it: it is large and
+    rare, and the row's own journaled, batched writing (api/audit.py) need not carry it.
+    """
+
+    request_id = models.CharField(max_length=128, db_index=True)
+    started = models.DateTimeField()
+    upstream = models.ForeignKey(Upstream, null=True, blank=True, on_delete=models.SET_NULL)
+    upstream_name = models.CharField(max_length=100)
+    endpoint = models.CharField(max_length=64)
+    dialect = models.CharField(max_length=32)  # bridge.dialects: how the upstream was spoken to
+    options = models.JSONField(default=dict)  # the UpstreamOptions in force (the compatibility switches)
+    client_request = models.TextField()  # the client's JSON body, as it sent it
+    routed_request = models.TextField(blank=True)  # with its stored history taken in, when that changed it
+    upstream_request = models.TextField()  # the JSON body sent upstream
+    upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    upstream_headers = models.JSONField(default=dict)
+    upstream_body = models.BinaryField()  # the upstream's answer, as read off the socket
+    upstream_reads = models.JSONField(default=list)  # the length of each network read of it
+    client_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    client_body = models.BinaryField()  # what the client was sent
+    cut = models.JSONField(default=list)  # the parts that were cut at GATEWAY_RECORDING_MAX_BYTES
+
+    objects = RecordingManager()
+
+    class Meta:
+        ordering = ["-started"]
+        indexes = [models.Index(fields=["started"])]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+    @property
+    def upstream_size(self) -> int:
+        return len(self.upstream_body)
+
+    @property
+    def client_size(self) -> int:
+        return len(self.client_body)
+
+
 # Each text column's length, for rows fitted before they are written (``_fitted``).
 _MAX_LENGTHS = {field.name: field.max_length for field in RequestLog._meta.concrete_fields
                 if isinstance(field, models.CharField) and field.max_length}

@@ -9,5 +9,6 @@ urlpatterns = [
     path("export.csv", views.log_csv, name="csv"),
     path("stats/", views.log_stats, name="stats"),
     # Client-chosen request ids may hold slashes: <path:> keeps them whole.
+    path("<path:request_id>/recording.json", views.log_recording, name="recording"),
     path("<path:request_id>/", views.log_detail, name="detail"),
 ]

@@ -14,14 +14,15 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.timezone import now as wall_now
 
 from logs import charts, stats
 from logs.curl import as_curl
 from logs.filters import OUTCOME_CHOICES, LogFilter
-from logs.models import RequestLog
+from logs.models import Recording, RequestLog
+from logs.recordings import Recorded
 from state.models import StoredResponse
 from upstreams.models import ClientKey, Upstream
 
@@ -81,13 +82,27 @@ def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
     log = get_object_or_404(RequestLog, request_id=request_id)
     stored = StoredResponse.objects.filter(request_id=log.request_id).only("id", "status", "depth").first()
     curl = as_curl(log, request.build_absolute_uri("/"))
+    recording = Recording.objects.for_log(log)
     return render(request, "logs/detail.html", {
+        "recording": recording,
         "curl": curl[0] if curl else None, "curl_whole": bool(curl and curl[1]),
         "log": log, "timeline": charts.timeline(log), "capture_on": settings.GATEWAY_LOG_BODIES,
         "stored": stored, "lineage": StoredResponse.objects.lineage(stored.pk)[1:] if stored else [],
         "headers": sorted(log.passed_headers.items()) if isinstance(log.passed_headers, dict) else [],
         "section": "list",
     })
+
+
+@staff_required
+def log_recording(request: HttpRequest, request_id: str) -> HttpResponse:
+    """The request's flight recording as a test fixture (``manage.py exportfixture`` writes the same file)."""
+    log = get_object_or_404(RequestLog, request_id=request_id)
+    recording = Recording.objects.for_log(log)
+    if recording is None:
+        raise Http404("This request was not recorded.")
+    recorded = Recorded.from_row(recording)
+    return HttpResponse(recorded.fixture_bytes(), content_type="application/json",
+                        headers={"Content-Disposition": f'attachment; filename="{recorded.file_name}"'})
 
 
 @staff_required

@@ -19,6 +19,7 @@ from upstreams.capabilities import probe_capabilities
 from upstreams.models import ClientKey, Upstream
 from upstreams.probe import probe
 
+RECORD_BATCH = 10  # the flight recorder's action: how many exchanges it records
 # The admin's "View site" link opens the request log UI, the gateway's one site page.
 admin.site.site_url = "/logs/"
 
@@ -78,7 +79,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
-    actions = ["test_connection"]
+    actions = ["test_connection", "record_next_exchanges"]
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         """A new upstream's form starts with the presets."""
         if obj is not None:
@@ -90,6 +91,7 @@ class UpstreamAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
         ("Timeouts", {"fields": ["connect_timeout", "read_timeout"]}),
+        ("Flight recorder", {"fields": ["record_next"]}),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",
                        "send_stream_options", "send_reasoning_effort"],
@@ -118,6 +120,16 @@ class UpstreamAdmin(admin.ModelAdmin):
             for finding in report.findings:
                 self.message_user(request, f"Upstream {upstream.name}: {finding}",
                                   messages.INFO if finding.ok else messages.WARNING)
+
+
+    @admin.action(description=f"Record the next {RECORD_BATCH} exchanges (flight recorder)")
+    def record_next_exchanges(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
+        """Start the flight recorder (api/recorder.py) on each selected upstream; each save reaches every worker."""
+        for upstream in queryset:
+            upstream.record_next = RECORD_BATCH
+            upstream.save(update_fields=["record_next", "updated"])
+            self.message_user(request, f"Upstream {upstream.name}: recording its next {RECORD_BATCH} exchanges. "
+                              "Each is kept with its request log row; replay one with manage.py replay REQUEST_ID.")
 
 
 class ClientKeyForm(forms.ModelForm):

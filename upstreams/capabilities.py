@@ -19,9 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import orjson
 
-from bridge.sse import SSEDecoder
+from bridge.sse import decode_values
 from plumbing.redact import redact_text
 from upstreams.discovery import discover
 from upstreams.models import Upstream
@@ -80,21 +79,6 @@ def responses_problems(events: list[dict[str, Any]]) -> list[str]:
     return problems
 
 
-def _sse(raw: bytes) -> list[Any]:
-    decoder = SSEDecoder()
-    payloads = [*decoder.feed(raw), *decoder.close()]
-    values: list[Any] = []
-    for payload in payloads:
-        if payload.strip() == b"[DONE]":
-            values.append("[DONE]")
-            continue
-        try:
-            values.append(orjson.loads(payload))
-        except orjson.JSONDecodeError:
-            values.append(None)
-    return values
-
-
 class _Asker:
     def __init__(self, upstream: Upstream, model: str) -> None:
         self.upstream, self.model = upstream, model
@@ -149,7 +133,7 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
         streamed = retried
     else:
         add(Finding("stream_options", True, "accepted"))
-    chunks = [c for c in _sse(streamed.content) if isinstance(c, dict)]
+    chunks = [c for c in decode_values(streamed.content) if isinstance(c, dict)]
     deltas = [choice.get("delta") or {} for c in chunks for choice in c.get("choices") or []
               if isinstance(choice, dict)]
     add(Finding("chat stream", bool(chunks), f"{len(chunks)} chunk(s)" + (", usage reported" if any(
@@ -187,7 +171,7 @@ def _responses_check(asker: _Asker, report: Report) -> None:
         advice = "turn “supports responses” off (bridge)" if upstream.supports_responses else ""
         report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice))
         return
-    events = [e for e in _sse(answer.content) if isinstance(e, dict)]
+    events = [e for e in decode_values(answer.content) if isinstance(e, dict)]
     problems = responses_problems(events)
     if problems:
         report.findings.append(Finding(

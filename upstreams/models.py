@@ -88,6 +88,11 @@ class Upstream(models.Model):
     send_reasoning_effort = models.BooleanField(
         default=False, help_text="Forward reasoning.effort as reasoning_effort."
     )
+    record_next = models.PositiveIntegerField(
+        default=0, verbose_name="record the next exchanges",
+        help_text="Flight recorder: keep the raw upstream bytes and what the client was sent for this many more "
+        "requests (counts down to 0). Then `manage.py replay REQUEST_ID` or `exportfixture REQUEST_ID`.",
+    )
     created = models.DateTimeField(default=now)
     updated = models.DateTimeField(auto_now=True)
     # Last: from here on the name ``models`` means this field, not django.db.models.

@@ -12,7 +12,7 @@ from django.core.management import CommandError, call_command
 from django.test import override_settings
 from django.utils.timezone import now
 
-from logs.models import RequestLog
+from logs.models import Recording, RequestLog
 from tests.servers import ROOT
 
 pytestmark = pytest.mark.django_db
@@ -39,6 +39,15 @@ def prune(*args: str) -> str:
 def test_prunelogs_deletes_rows_older_than_the_flag(ages: None) -> None:
     assert prune("--older-than", "20d").startswith("Deleted 3 request log row(s)")
     assert left() == ["req_10d", "req_1d"]
+
+
+def test_prunelogs_deletes_the_flight_recordings_of_the_rows_it_deletes(ages: None) -> None:
+    for days in (10, 31):
+        Recording.objects.create(request_id=f"req_{days}d", started=now() - timedelta(days=days), upstream_name="u",
+                                 endpoint="responses", dialect="chat", client_request="{}", upstream_request="{}",
+                                 upstream_body=b"", client_body=b"")
+    assert "and 1 flight recording(s)" in prune("--older-than", "20d")
+    assert list(Recording.objects.values_list("request_id", flat=True)) == ["req_10d"]
 
 
 def test_prunelogs_defaults_to_the_retention_setting(ages: None) -> None:

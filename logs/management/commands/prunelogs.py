@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.timezone import now
 
 from logs.filters import parse_age
-from logs.models import RequestLog
+from logs.models import Recording, RequestLog
 from state.models import StoredResponse
 
 
@@ -58,4 +58,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Would delete {count} request log row(s) started before {cutoff:%Y-%m-%d %H:%M} UTC.")
             return
         count = RequestLog.objects.prune(cutoff)
-        self.stdout.write(f"Deleted {count} request log row(s) started before {cutoff:%Y-%m-%d %H:%M} UTC.")
+        recordings = Recording.objects.prune(cutoff)
+        self.stdout.write(f"Deleted {count} request log row(s) and {recordings} flight recording(s) started before "
+                          f"{cutoff:%Y-%m-%d %H:%M} UTC.")
