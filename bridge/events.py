@@ -6,14 +6,19 @@ these into Responses events. The tool map says what the upstream's function name
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, TypeAlias
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TextDelta:
-    """A piece of the assistant's visible answer."""
+    """A piece of the assistant's visible answer, with its tokens' log probabilities when they were asked for.
+
+    Each is ``{"token", "logprob", "bytes", "top_logprobs": [{"token", "logprob", "bytes"}]}``:
+    the same shape in Chat and in Responses.
+    """
 
     text: str
+    logprobs: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

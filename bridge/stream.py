@@ -78,8 +78,8 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 #   - a setting the upstream is sent, or that is the gateway's own (store, metadata...), echoes the
 #     request's value when it has the right type, else the default the OpenAI API documents;
 #   - a setting the upstream was not sent carries the value in force instead of the one asked for:
-#     SETTINGS_IN_FORCE for those the bridge never passes on (a client asking for top_logprobs 5
-#     learns that none came back), the dialect's `unsent` for those it left out this time (a
+#     SETTINGS_IN_FORCE for those the bridge never passes on (a client asking for priority service
+#     learns it got the default), the dialect's `unsent` for those it left out this time (a
 #     reasoning effort the upstream is not configured to take is null).
 # The upstream's own default may differ from the documented one when the client sent none (a
 # llama.cpp or vLLM model's generation config can set its own temperature); the gateway cannot
@@ -87,10 +87,18 @@ INCOMPLETE_REASONS = {"length": "max_output_tokens", "content_filter": "content_
 SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 SETTINGS_IN_FORCE: dict[str, Any] = {
     "service_tier": "default",  # no dialect passes a tier on: the upstream serves in its only one
-    "top_logprobs": 0,  # log probabilities are neither asked of the upstream nor read from its answer
     "max_tool_calls": None,  # no limit is enforced on the upstream's calls
 }
 TRUNCATION_MODES = ("auto", "disabled")
+# The `include` entry that asks for the answer's log probabilities. As in the OpenAI API,
+# `top_logprobs` alone only sets how many alternatives each token gets, and brings none back.
+LOGPROBS = "message.output_text.logprobs"
+
+
+def wants_logprobs(request: dict[str, Any]) -> bool:
+    """Whether a Responses request asks for its answer's log probabilities."""
+    include = request.get("include")
+    return isinstance(include, list) and LOGPROBS in include
 
 
 class BridgeStateError(RuntimeError):
@@ -108,6 +116,7 @@ class _Text:
     id: str
     output_index: int
     chunks: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None  # a message's tokens, when the client asked for them
 
     def ref(self) -> dict[str, Any]:
         return {"item_id": self.id, "output_index": self.output_index}
@@ -152,6 +161,7 @@ class ResponseStream:
         self._model = model
         self._tools = tools or {}
         self._settings = _settings(request or {}, set(self._tools.values()), unsent)
+        self._logprobs = wants_logprobs(request or {})
         self._new_id = new_id
         self._created_at = int(created_at or 0)
         self._clock = clock
@@ -202,7 +212,7 @@ class ResponseStream:
         """Return the Responses events one upstream event causes."""
         self._require(Phase.STREAMING, f"feed({type(event).__name__})")
         if isinstance(event, TextDelta):
-            return self._on_text(event.text)
+            return self._on_text(event.text, event.logprobs)
         if isinstance(event, ReasoningDelta):
             return self._on_reasoning(event.text)
         if isinstance(event, ToolCallDelta):
@@ -315,16 +325,20 @@ class ResponseStream:
         if self.phase is not phase:
             raise BridgeStateError(f"{verb} is not allowed in phase {self.phase.name}")
 
-    def _on_text(self, text: str) -> list[dict[str, Any]]:
+    def _on_text(self, text: str, logprobs: tuple[dict[str, Any], ...] = ()) -> list[dict[str, Any]]:
         if not text:
             return []
         events = self._close_reasoning("completed")
         if self._message is None:
-            self._message = _Text(id=self._new_id("msg_"), output_index=self._take_output_index())
+            self._message = _Text(id=self._new_id("msg_"), output_index=self._take_output_index(),
+                                  logprobs=[] if self._logprobs else None)
             events += [self._item_added(self._message_item(self._message, "in_progress"), self._message.output_index)]
             events += [self._content_part_added(self._message)]
         self._message.chunks.append(text)
-        return [*events, self._output_text_delta(self._message, text)]
+        given = list(logprobs) if self._message.logprobs is not None else []
+        if self._message.logprobs is not None:
+            self._message.logprobs += given
+        return [*events, self._output_text_delta(self._message, text, given)]
 
     def _on_reasoning(self, text: str) -> list[dict[str, Any]]:
         if not text:
@@ -435,7 +449,7 @@ class ResponseStream:
     # -- items: the in-progress and done forms of messages, reasoning and function calls -
 
     def _message_item(self, message: _Text, status: str) -> dict[str, Any]:
-        content = [] if status == "in_progress" else [_output_text(message.text())]
+        content = [] if status == "in_progress" else [_output_text(message.text(), message.logprobs)]
         return {"id": message.id, "type": "message", "role": "assistant", "status": status, "content": content}
 
     def _reasoning_item(self, reasoning: _Text, status: str | None) -> dict[str, Any]:
@@ -490,17 +504,20 @@ class ResponseStream:
         return event
 
     def _content_part_added(self, message: _Text) -> dict[str, Any]:
-        return self._event("response.content_part.added", **message.ref(), content_index=0, part=_output_text(""))
+        part = _output_text("", [] if message.logprobs is not None else None)
+        return self._event("response.content_part.added", **message.ref(), content_index=0, part=part)
 
-    def _output_text_delta(self, message: _Text, delta: str) -> dict[str, Any]:
-        return self._event("response.output_text.delta", **message.ref(), content_index=0, delta=delta, logprobs=[])
+    def _output_text_delta(self, message: _Text, delta: str, logprobs: list[dict[str, Any]]) -> dict[str, Any]:
+        return self._event("response.output_text.delta", **message.ref(), content_index=0, delta=delta,
+                           logprobs=logprobs)
 
     def _output_text_done(self, message: _Text) -> dict[str, Any]:
         text = message.text()
-        return self._event("response.output_text.done", **message.ref(), content_index=0, text=text, logprobs=[])
+        return self._event("response.output_text.done", **message.ref(), content_index=0, text=text,
+                           logprobs=message.logprobs or [])
 
     def _content_part_done(self, message: _Text) -> dict[str, Any]:
-        part = _output_text(message.text())
+        part = _output_text(message.text(), message.logprobs)
         return self._event("response.content_part.done", **message.ref(), content_index=0, part=part)
 
     def _summary_part_added(self, reasoning: _Text) -> dict[str, Any]:
@@ -570,6 +587,9 @@ def _settings(request: dict[str, Any], offered: set[ToolTarget], unsent: frozens
         **{key: request[key] if is_number(request.get(key)) else default for key, default in SAMPLING_DEFAULTS.items()},
         "reasoning": {key: _str_or_none(reasoning.get(key)) for key in ("effort", "summary")},
         "max_output_tokens": request["max_output_tokens"] if is_int(request.get("max_output_tokens")) else None,
+        # How many alternatives each token's log probability comes with (asked of the upstream
+        # with the `include` entry; bridge/dialects/chat.py).
+        "top_logprobs": request["top_logprobs"] if is_int(request.get("top_logprobs")) else 0,
         # `store` defaults to true, as in the API: the gateway stores responses (api/stored.py).
         "store": _bool(request.get("store"), default=True),
         # Answered by a task of the gateway, watched by polling or resuming (api/background.py).
@@ -648,8 +668,12 @@ def _bool(value: Any, *, default: bool) -> bool:
     return value if isinstance(value, bool) else default
 
 
-def _output_text(text: str) -> dict[str, Any]:
-    return {"type": "output_text", "text": text, "annotations": []}
+def _output_text(text: str, logprobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """An output_text part; with ``logprobs`` (asked for) it carries its tokens' log probabilities."""
+    part: dict[str, Any] = {"type": "output_text", "text": text, "annotations": []}
+    if logprobs is not None:
+        part["logprobs"] = list(logprobs)
+    return part
 
 
 def _usage(event: UsageReported) -> dict[str, Any]:

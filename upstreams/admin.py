@@ -15,7 +15,7 @@ from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
 from upstreams import cooldown, presets
-from upstreams.capabilities import probe_capabilities
+from upstreams.capabilities import Report, applied, probe_capabilities
 from upstreams.models import ClientKey, Upstream
 from upstreams.probe import probe
 
@@ -49,11 +49,15 @@ class UpstreamForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.fields["record_next"].required = False  # empty: 0, not recording
         if not self.instance.pk:  # nothing to keep or remove yet
             self.fields["base_url"].required = False  # a preset may give it
             self.fields["api_key"].help_text = ("Sent upstream as Authorization: Bearer; leave empty for a server "
                                                 "that needs none. Never shown again once saved.")
             self.fields["clear_api_key"].widget = forms.HiddenInput()
+
+    def clean_record_next(self) -> int:
+        return self.cleaned_data.get("record_next") or 0
 
     def clean_api_key(self) -> str:
         new = self.cleaned_data.get("api_key", "")
@@ -79,7 +83,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
-    actions = ["test_connection", "record_next_exchanges"]
+    actions = ["test_connection", "test_and_apply", "record_next_exchanges"]
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         """A new upstream's form starts with the presets."""
         if obj is not None:
@@ -98,6 +102,18 @@ class UpstreamAdmin(admin.ModelAdmin):
         }),
     ]
 
+    @admin.action(description="Test connection and apply the recommended settings")
+    def test_and_apply(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
+        """Test connection, then set what its findings recommend (the compatibility switches, the mode)."""
+        for upstream in queryset:
+            report = self.test_connection(request, Upstream.objects.filter(pk=upstream.pk))
+            if report is None:
+                continue
+            changed = applied(upstream, report)
+            said = ", ".join(f"{_label(name)} → {'on' if value else 'off'}" for name, value in changed.items())
+            self.message_user(request, f"Upstream {upstream.name}: " + (f"set {said}." if changed else
+                                                                        "its settings already fit."))
+
     @admin.display(description="Cool-down")
     def cooling_down(self, obj: Upstream) -> str:
         """Endpoints skipped after repeated failures (shared cache: what every worker sees)."""
@@ -109,17 +125,23 @@ class UpstreamAdmin(admin.ModelAdmin):
         return mask(obj.api_key)
 
     @admin.action(description="Test connection (reach it, then check what it can do)")
-    def test_connection(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
-        """Reach each selected upstream with its own key, then report its capabilities and the settings to choose."""
+    def test_connection(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> Report | None:
+        """Reach each selected upstream with its own key, then report its capabilities and the settings to choose.
+
+        Returns the last upstream's report (None when it could not be reached): ``test_and_apply`` uses it.
+        """
+        report = None
         for upstream in queryset:
             result = probe(upstream)
             self.message_user(request, str(result), messages.SUCCESS if result.ok else messages.ERROR)
             if not result.ok:
+                report = None
                 continue
             report = probe_capabilities(upstream)
             for finding in report.findings:
                 self.message_user(request, f"Upstream {upstream.name}: {finding}",
                                   messages.INFO if finding.ok else messages.WARNING)
+        return report
 
 
     @admin.action(description=f"Record the next {RECORD_BATCH} exchanges (flight recorder)")
@@ -130,6 +152,11 @@ class UpstreamAdmin(admin.ModelAdmin):
             upstream.save(update_fields=["record_next", "updated"])
             self.message_user(request, f"Upstream {upstream.name}: recording its next {RECORD_BATCH} exchanges. "
                               "Each is kept with its request log row; replay one with manage.py replay REQUEST_ID.")
+
+
+def _label(name: str) -> str:
+    """An upstream field's name as the form shows it."""
+    return str(getattr(Upstream._meta.get_field(name), "verbose_name", name))
 
 
 class ClientKeyForm(forms.ModelForm):

@@ -7,11 +7,15 @@ order, each a small real request (at most 16 tokens):
 2. a Chat stream with ``stream_options`` (refused: asked again without);
 3. a ``developer`` message;
 4. a tool call (``tool_choice: required``);
-5. ``POST /responses``, streamed: are its events what the OpenAI SDK's accumulator needs
+5. ``reasoning_effort``: a made-up level, then ``low``. Only a server that refuses the first
+   and takes the second reads the field; one that takes both ignores it, and sending it
+   would make the Response claim an effort that was never applied;
+6. ``POST /responses``, streamed: are its events what the OpenAI SDK's accumulator needs
    (a ``sequence_number`` on each, rising; ``output_index``/``content_index`` where they
    belong; a terminal event)?
 
-Each check says what it saw and, where a setting follows from it, what to set.
+Each check says what it saw and, where a setting follows from it, what to set; ``applied``
+sets those on the upstream (``manage.py probe NAME --apply``, the admin's second action).
 """
 from __future__ import annotations
 
@@ -45,6 +49,7 @@ class Finding:
     ok: bool
     detail: str
     advice: str = ""  # the setting that follows, if any
+    settings: dict[str, Any] = field(default_factory=dict)  # the same, as the upstream's fields to set
 
     def __str__(self) -> str:
         return f"{self.check}: {self.detail}" + (f" → {self.advice}" if self.advice else "")
@@ -59,6 +64,21 @@ class Report:
     def lines(self) -> list[str]:
         head = f"Upstream {self.upstream}" + (f", model {self.model}" if self.model else "")
         return [head, *(f"  {'ok ' if f.ok else 'no '} {f}" for f in self.findings)]
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Every setting the findings recommend, as the upstream's fields."""
+        return {name: value for finding in self.findings for name, value in finding.settings.items()}
+
+
+def applied(upstream: Upstream, report: Report) -> dict[str, Any]:
+    """Set what ``report`` recommends on ``upstream`` and save it; return what changed (field: new value)."""
+    changed = {name: value for name, value in report.settings.items() if getattr(upstream, name) != value}
+    for name, value in changed.items():
+        setattr(upstream, name, value)
+    if changed:
+        upstream.save(update_fields=[*changed, "updated"])
+    return changed
 
 
 def responses_problems(events: list[dict[str, Any]]) -> list[str]:
@@ -129,7 +149,8 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
         if retried.status_code >= 400:
             add(Finding("chat stream", False, asker.why(retried)))
             return
-        add(Finding("stream_options", False, f"refused ({asker.why(streamed)})", "turn off “send stream_options”"))
+        add(Finding("stream_options", False, f"refused ({asker.why(streamed)})", "turn off “send stream_options”",
+                    {"send_stream_options": False}))
         streamed = retried
     else:
         add(Finding("stream_options", True, "accepted"))
@@ -146,7 +167,8 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
         add(Finding("developer role", True, "accepted", "“accept developer role” may be on"))
     else:
         add(Finding("developer role", False, f"refused ({asker.why(developer)})",
-                    "keep “accept developer role” off (the bridge sends it as system)"))
+                    "keep “accept developer role” off (the bridge sends it as system)",
+                    {"accepts_developer_role": False}))
     tools = asker.chat(tools=[TOOL], tool_choice="required",
                        messages=[{"role": "user", "content": "What time is it in Paris? Use the tool."}])
     if tools.status_code >= 400:
@@ -161,15 +183,33 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
     else:
         add(Finding("tool calls", False, "answered without calling the tool",
                     "check the server's tool-call support (llama.cpp: --jinja; vLLM: --enable-auto-tool-choice)"))
+    _effort_check(asker, report)
+
+
+def _effort_check(asker: _Asker, report: Report) -> None:
+    made_up = asker.chat(reasoning_effort="not-a-level")
+    low = asker.chat(reasoning_effort="low")
+    if low.status_code >= 400:
+        report.findings.append(Finding("reasoning_effort", False, f"refused ({asker.why(low)})",
+                                       "keep “send reasoning effort” off", {"send_reasoning_effort": False}))
+    elif made_up.status_code >= 400:
+        report.findings.append(Finding("reasoning_effort", True, "read: a made-up level is refused, low is taken",
+                                       "turn on “send reasoning effort”", {"send_reasoning_effort": True}))
+    else:
+        report.findings.append(Finding(
+            "reasoning_effort", False, "ignored: a made-up level is taken as well as low",
+            "keep “send reasoning effort” off (the Response would claim an effort the server never applied)",
+            {"send_reasoning_effort": False}))
 
 
 def _responses_check(asker: _Asker, report: Report) -> None:
     upstream = asker.upstream
     answer = asker.client.post(upstream.url("responses"), json={
         "model": asker.model, "input": "Say hi.", "stream": True, "max_output_tokens": MAX_TOKENS})
+    bridge = {"supports_responses": False}
     if answer.status_code >= 400:
         advice = "turn “supports responses” off (bridge)" if upstream.supports_responses else ""
-        report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice))
+        report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice, bridge))
         return
     events = [e for e in decode_values(answer.content) if isinstance(e, dict)]
     problems = responses_problems(events)
@@ -177,7 +217,7 @@ def _responses_check(asker: _Asker, report: Report) -> None:
         report.findings.append(Finding(
             "/v1/responses", False, f"served, but its stream has {'; '.join(problems)}",
             "keep bridging (“supports responses” off): this server's /v1/responses breaks the OpenAI SDK's "
-            "accumulator"))
+            "accumulator", bridge))
     else:
         report.findings.append(Finding("/v1/responses", True, f"a well-formed stream ({len(events)} events)",
                                        "passthrough works (“supports responses” on); bridging works too"))

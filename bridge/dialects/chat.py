@@ -25,6 +25,7 @@ from bridge.events import (
     UpstreamFailed,
     UsageReported,
 )
+from bridge.stream import wants_logprobs
 from bridge.values import as_int, is_int, is_number, str_of
 
 # -- the request: Responses -> Chat ------------------------------------------------------
@@ -62,13 +63,15 @@ SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 # ignored). A field on none of these lists is refused, as the OpenAI API refuses it.
 TRANSLATED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
                         "temperature", "top_p", "presence_penalty", "frequency_penalty", "max_output_tokens", "user",
-                        "text", "reasoning", "stream"})
+                        "text", "reasoning", "stream", "top_logprobs"})
 # Kept by the gateway itself (api/stored.py), or echoed: never the upstream's business.
 KEPT_BY_GATEWAY = frozenset({"store", "previous_response_id", "conversation", "metadata", "stream_options",
                              "background", "prompt"})
 # No effect on a Chat upstream, by nature (README, "What the bridge does with each field").
 NO_EFFECT = frozenset({
-    "include",  # asks for extras (encrypted reasoning, logprobs) a Chat answer does not have
+    # Asks for extras: the text's log probabilities are asked of the upstream (wants_logprobs); the
+    # others (encrypted reasoning, search sources...) a Chat answer does not have.
+    "include",
     "prompt_cache_key", "prompt_cache_retention",  # OpenAI's prompt-cache routing hints
     "safety_identifier", "service_tier",  # OpenAI's abuse monitoring and processing tiers
     "truncation",  # the bridge never drops items: "disabled", whatever was asked
@@ -76,7 +79,6 @@ NO_EFFECT = frozenset({
 })
 # Asked for, but the bridge cannot do it yet: refused rather than answered without it.
 NOT_BRIDGED = {
-    "top_logprobs": "Log probabilities are not bridged to Chat upstreams yet.",
     "max_tool_calls": "A cap on tool calls cannot be enforced on a Chat upstream.",
 }
 # Content parts a Chat message cannot carry (images by URL can, in user messages).
@@ -149,6 +151,10 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         chat["response_format"] = response_format
+    if wants_logprobs(body):
+        chat["logprobs"] = True
+        if is_int(body.get("top_logprobs")) and body["top_logprobs"] > 0:
+            chat["top_logprobs"] = body["top_logprobs"]
     verbosity = str_of(body["text"], "verbosity") if isinstance(body.get("text"), dict) else ""
     if verbosity:
         chat["verbosity"] = verbosity  # Chat's name for text.verbosity
@@ -499,7 +505,7 @@ def read_chunk(chunk: Any) -> list[UpstreamEvent]:
             # A few servers put the whole message in a chunk's `message` instead of `delta`.
             delta = choice.get("message")
         if isinstance(delta, dict):
-            events.extend(_parse_message(delta))
+            events.extend(_parse_message(delta, _logprobs(choice.get("logprobs"))))
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             events.append(Finished(reason=reason))
@@ -527,7 +533,8 @@ def read_completion(body: Any) -> list[UpstreamEvent]:
     message = choice.get("message")
     if not isinstance(message, dict):
         message = choice.get("delta")
-    events: list[UpstreamEvent] = _parse_message(message) if isinstance(message, dict) else []
+    events: list[UpstreamEvent] = (_parse_message(message, _logprobs(choice.get("logprobs")))
+                                   if isinstance(message, dict) else [])
     reason = choice.get("finish_reason")
     if not isinstance(reason, str) or not reason:
         # The body arrived whole, so nothing was cut off: a missing reason is not a break.
@@ -540,7 +547,7 @@ def read_completion(body: Any) -> list[UpstreamEvent]:
     return events
 
 
-def _parse_message(delta: dict[str, Any]) -> list[UpstreamEvent]:
+def _parse_message(delta: dict[str, Any], logprobs: tuple[dict[str, Any], ...] = ()) -> list[UpstreamEvent]:
     """Return the reasoning, text and tool-call events of one delta (or whole message)."""
     events: list[UpstreamEvent] = []
     # DeepSeek, Qwen and llama.cpp say `reasoning_content`; newer vLLM and OpenRouter say
@@ -552,7 +559,7 @@ def _parse_message(delta: dict[str, Any]) -> list[UpstreamEvent]:
             break
     text = _text_of(delta.get("content"))
     if text:
-        events.append(TextDelta(text=text))
+        events.append(TextDelta(text=text, logprobs=logprobs))
     refusal = delta.get("refusal")
     if isinstance(refusal, str) and refusal:
         events.append(TextDelta(text=refusal))
@@ -589,6 +596,31 @@ def _parse_tool_call(call: Any, position: int) -> ToolCallDelta | None:
     if call_id is None and name is None and not arguments:
         return None
     return ToolCallDelta(index=index, call_id=call_id, name=name, arguments=arguments)
+
+
+def _logprobs(value: Any) -> tuple[dict[str, Any], ...]:
+    """Return a choice's `logprobs.content` in the Responses shape; what is not well-formed is left out.
+
+    Chat allows `bytes: null` (a token that is not whole UTF-8); Responses wants a list:
+    the token's own UTF-8 then.
+    """
+    content = value.get("content") if isinstance(value, dict) else None
+    if not isinstance(content, list):
+        return ()
+    return tuple(logprob for raw in content if (logprob := _logprob(raw, top=True)) is not None)
+
+
+def _logprob(raw: Any, *, top: bool) -> dict[str, Any] | None:
+    if not isinstance(raw, dict) or not isinstance(raw.get("token"), str) or not is_number(raw.get("logprob")):
+        return None
+    given = raw.get("bytes")
+    data = given if isinstance(given, list) and all(is_int(b) for b in given) else list(raw["token"].encode())
+    logprob: dict[str, Any] = {"token": raw["token"], "logprob": float(raw["logprob"]), "bytes": data}
+    if top:
+        alternatives = raw.get("top_logprobs")
+        logprob["top_logprobs"] = [alt for item in (alternatives if isinstance(alternatives, list) else [])
+                                   if (alt := _logprob(item, top=False)) is not None]
+    return logprob
 
 
 def read_usage(usage: Any) -> UsageReported | None:

@@ -62,6 +62,37 @@ def test_e1_raw_stream_is_the_canonical_sequence(gateway: Gateway, scripted: Moc
     assert events[-1]["response"]["output"][0]["content"][0]["text"] == "Hello world! 你好世界！"
 
 
+def logprob_chunk(text: str, logprob: float, alternative: str) -> dict:
+    """A Chat chunk as vLLM and llama.cpp stream it with logprobs: true, top_logprobs: 1."""
+    token = {"token": text, "logprob": logprob, "bytes": list(text.encode()),
+             "top_logprobs": [{"token": alternative, "logprob": logprob - 1, "bytes": list(alternative.encode())}]}
+    return {"choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None,
+                         "logprobs": {"content": [token]}}]}
+
+
+@pytest.mark.parametrize("stream", [True, False], ids=["streamed", "whole"])
+def test_log_probabilities_reach_the_sdk_when_asked_for(gateway: Gateway, scripted: MockUpstream,
+                                                        chat_upstream: Upstream, active_key: str, stream: bool) -> None:
+    scripted.script({"chunks": [logprob_chunk("Hi", -0.1, "Yo"), logprob_chunk("!", -0.3, "."), {"finish": "stop"}]})
+    client = sdk(gateway, active_key)
+    asked = {"model": "mock-model", "input": "hi", "top_logprobs": 1, "include": ["message.output_text.logprobs"]}
+    if stream:
+        with client.responses.stream(**asked) as events:
+            deltas = [e.logprobs for e in events if e.type == "response.output_text.delta"]
+            final = events.get_final_response()
+        assert [[(lp.token, lp.logprob) for lp in delta] for delta in deltas] == [[("Hi", -0.1)], [("!", -0.3)]]
+    else:
+        final = client.responses.create(**asked)
+    text = final.output[0].content[0]
+    assert [(lp.token, lp.top_logprobs[0].token) for lp in text.logprobs] == [("Hi", "Yo"), ("!", ".")]
+    assert final.top_logprobs == 1
+    sent = scripted.requests()[-1]["body"]
+    assert (sent["logprobs"], sent["top_logprobs"]) == (True, 1)
+    if stream:  # the same stream on the wire: spec-valid, items in order (the mock's step repeats)
+        _, wire = raw_events(gateway, active_key, asked)
+        assert_valid_stream(wire)
+
+
 def test_non_streaming_response_via_the_sdk(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
                                             active_key: str) -> None:
     scripted.script({"chunks": E1})

@@ -178,7 +178,7 @@ def test_every_setting_is_stated_as_used() -> None:
         ],  # web_search is hosted: the upstream was not offered it
         "text": {"format": {"type": "json_object"}, "verbosity": "low"},  # sent as Chat's `verbosity`
         "reasoning": {"effort": None, "summary": "auto"},  # nor the effort, by default
-        "top_logprobs": 0, "max_tool_calls": None, "service_tier": "default",
+        "top_logprobs": 3, "max_tool_calls": None, "service_tier": "default",  # top_logprobs: as asked
     }
     assert {key: response[key] for key in expected} == expected
     assert (response["created_at"], response["completed_at"]) == (CREATED_AT, int(COMPLETED_AT))

@@ -601,18 +601,46 @@ def test_stream_response_defaults_without_a_request() -> None:
 
 
 def test_stream_response_states_what_was_in_force_not_what_was_asked() -> None:
-    """Settings the upstream never got are stated as they applied: no log probabilities, no tier, no call limit."""
+    """Settings the upstream never got are stated as they applied: no tier, no call limit, no effort."""
     request = {"top_logprobs": 5, "service_tier": "priority", "max_tool_calls": 2, "background": False,
                "reasoning": {"effort": "high", "summary": "auto"},
                "text": {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"}},
                         "verbosity": "low"}}
     stream, _ = run([finish()], request=request, unsent=frozenset({"reasoning.effort"}))
     response = stream.response
-    assert (response["top_logprobs"], response["service_tier"], response["max_tool_calls"]) == (0, "default", None)
+    assert (response["top_logprobs"], response["service_tier"], response["max_tool_calls"]) == (5, "default", None)
     assert response["background"] is False
     assert response["reasoning"] == {"effort": None, "summary": "auto"}
     assert response["text"] == {"format": {"type": "json_schema", "name": "answer", "schema": {"type": "object"},
                                            "description": None, "strict": False}, "verbosity": "low"}  # sent
+
+
+HI = {"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [{"token": "Yo", "logprob": -2.0,
+                                                                                "bytes": [89, 111]}]}
+BANG = {"token": "!", "logprob": -0.5, "bytes": [33], "top_logprobs": []}
+
+
+def test_stream_carries_log_probabilities_when_they_were_asked_for() -> None:
+    """Each delta carries its tokens; the done event, the part and the message all of them, spec-valid."""
+    request = {"include": ["message.output_text.logprobs"], "top_logprobs": 1}
+    stream, events = run([TextDelta(text="Hi", logprobs=(HI,)), TextDelta(text="!", logprobs=(BANG,)),
+                          finish()], request=request)
+    assert_valid_stream(events)
+    assert [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"] == [[HI], [BANG]]
+    assert next(e for e in events if e["type"] == "response.output_text.done")["logprobs"] == [HI, BANG]
+    added = next(e for e in events if e["type"] == "response.content_part.added")
+    assert added["part"]["logprobs"] == []
+    assert next(e for e in events if e["type"] == "response.content_part.done")["part"]["logprobs"] == [HI, BANG]
+    assert stream.response["output"][0]["content"][0]["logprobs"] == [HI, BANG]
+    assert stream.response["top_logprobs"] == 1
+
+
+def test_stream_leaves_log_probabilities_out_unless_asked() -> None:
+    """As the OpenAI API: top_logprobs alone brings none back, even when the upstream sent some."""
+    stream, events = run([TextDelta(text="Hi", logprobs=(HI,)), finish()], request={"top_logprobs": 2})
+    assert_valid_stream(events)
+    assert [e["logprobs"] for e in events if e["type"] == "response.output_text.delta"] == [[]]
+    assert "logprobs" not in stream.response["output"][0]["content"][0]
 
 
 def test_stream_response_lists_only_the_tools_the_upstream_was_offered() -> None:

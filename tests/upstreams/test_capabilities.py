@@ -9,7 +9,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from tests.servers import MockUpstream
-from upstreams.capabilities import probe_capabilities, responses_problems
+from upstreams.capabilities import applied, probe_capabilities, responses_problems
 from upstreams.models import Upstream
 
 TEXT = {"chunks": [{"text": "hi"}, {"finish": "stop"}]}
@@ -64,6 +64,37 @@ def test_a_server_that_refuses_stream_options(scripted: MockUpstream, upstream: 
     assert scripted.requests()[1]["body"].get("stream_options") is None
 
 
+REFUSED_LEVEL = {"status": 400, "body": {"error": {"message": "reasoning_effort must be one of low, medium, high",
+                                                  "type": "invalid_request_error", "param": "reasoning_effort",
+                                                  "code": None}}}
+
+
+def test_a_server_that_reads_reasoning_effort_gets_it_on_apply(scripted: MockUpstream, upstream: Upstream) -> None:
+    scripted.script(TEXT, TEXT, CALL, REFUSED_LEVEL, TEXT, NOT_FOUND)
+    out = io.StringIO()
+    call_command("probe", "probed", "--apply", stdout=out)
+    said = out.getvalue()
+    assert "ok  reasoning_effort: read: a made-up level is refused, low is taken" in said
+    assert "Applied: send_reasoning_effort = True." in said
+    assert [r["body"].get("reasoning_effort") for r in scripted.requests()[3:5]] == ["not-a-level", "low"]
+    upstream.refresh_from_db()
+    assert upstream.send_reasoning_effort and upstream.send_stream_options
+
+
+def test_a_server_that_ignores_reasoning_effort_is_not_sent_it(scripted: MockUpstream, upstream: Upstream) -> None:
+    Upstream.objects.filter(pk=upstream.pk).update(send_reasoning_effort=True, supports_responses=True)
+    upstream.refresh_from_db()
+    scripted.script(TEXT, TEXT, CALL, TEXT, TEXT, UNNUMBERED)
+    report = probe_capabilities(upstream)
+    found = {f.check: (f.ok, str(f)) for f in report.findings}
+    assert found["reasoning_effort"][0] is False and "ignored: a made-up level is taken" in found["reasoning_effort"][1]
+    assert report.settings == {"send_reasoning_effort": False, "supports_responses": False}
+    assert applied(upstream, report) == {"send_reasoning_effort": False, "supports_responses": False}
+    upstream.refresh_from_db()
+    assert (upstream.send_reasoning_effort, upstream.supports_responses) == (False, False)
+    assert applied(upstream, report) == {}  # already so
+
+
 def test_the_responses_invariants() -> None:
     good = [{"type": "response.created", "sequence_number": 0},
             {"type": "response.output_item.added", "sequence_number": 1, "output_index": 0},
@@ -87,3 +118,12 @@ def test_the_command_and_the_admin_show_the_report(scripted: MockUpstream, upstr
         "action": "test_connection", "_selected_action": [upstream.pk]}).content.decode()
     assert "Upstream probed: tool calls: called the tool" in page
     assert "Upstream probed: /v1/responses: not served" in page
+    # The second action applies what the findings recommend: here, to stop sending stream_options.
+    refused = {"status": 400, "body": {"error": {"message": "Unrecognized request argument: stream_options",
+                                                 "type": "invalid_request_error", "param": None, "code": None}}}
+    scripted.script(refused, TEXT, TEXT, CALL, REFUSED_LEVEL, TEXT, NOT_FOUND)
+    page = admin_client.post("/admin/upstreams/upstream/", follow=True, data={
+        "action": "test_and_apply", "_selected_action": [upstream.pk]}).content.decode()
+    assert "Upstream probed: set send stream options → off, send reasoning effort → on." in page
+    upstream.refresh_from_db()
+    assert (upstream.send_stream_options, upstream.send_reasoning_effort) == (False, True)

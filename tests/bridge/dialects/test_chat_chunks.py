@@ -31,6 +31,13 @@ def tool(index: int | None, call_id: str | None = None, name: str | None = None,
 CHUNKS = [
     pytest.param(delta({"role": "assistant", "content": "Hello"}), [TextDelta(text="Hello")], id="text"),
     pytest.param(delta({"role": "assistant", "content": ""}), [], id="empty-first-chunk"),
+    pytest.param({"choices": [{"index": 0, "delta": {"content": "Hi"}, "finish_reason": None, "logprobs": {"content": [
+        {"token": "Hi", "logprob": -0.25, "bytes": [72, 105],
+         "top_logprobs": [{"token": "Hi", "logprob": -0.25, "bytes": [72, 105]}, {"token": "Yo", "logprob": -2}]},
+        {"token": "!", "logprob": "?"}]}}]},  # Chat allows bytes null (or leaves them out); a bad one is left out
+        [TextDelta(text="Hi", logprobs=({"token": "Hi", "logprob": -0.25, "bytes": [72, 105], "top_logprobs": [
+            {"token": "Hi", "logprob": -0.25, "bytes": [72, 105]},
+            {"token": "Yo", "logprob": -2.0, "bytes": [89, 111]}]},))], id="text-with-logprobs"),
     pytest.param(delta({"content": None}), [], id="null-content"),
     pytest.param(delta({"content": [{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]}),
                  [TextDelta(text="ab")], id="content-as-parts"),

@@ -26,7 +26,6 @@ def test_chat_check_passes_every_listed_field(name: str) -> None:
 
 REFUSED = [
     pytest.param({"temperature_": 1}, "temperature_", "unknown_parameter", id="an-unknown-field"),
-    pytest.param({"top_logprobs": 5}, "top_logprobs", "unsupported_parameter", id="logprobs-asked-for"),
     pytest.param({"max_tool_calls": 3}, "max_tool_calls", "unsupported_parameter", id="a-tool-call-cap"),
     pytest.param({"input": [{"role": "user", "content": [
         {"type": "input_text", "text": "read this"}, {"type": "input_file", "file_id": "file_1"}]}]},
@@ -46,7 +45,7 @@ def test_chat_check_refuses_what_the_bridge_cannot_honour(fields: dict[str, Any]
 
 
 @pytest.mark.parametrize("fields", [
-    pytest.param({"top_logprobs": 0}, id="no-logprobs-is-fine"),
+    pytest.param({"top_logprobs": 5, "include": ["message.output_text.logprobs"]}, id="logprobs-are-asked-for"),
     pytest.param({"input": [{"role": "user", "content": [
         {"type": "input_image", "image_url": "data:image/png;base64,AAAA"}]}]}, id="an-image-by-url-is-sent"),
 ])
