@@ -1,6 +1,7 @@
 """The OpenAI-compatible endpoints: parse, authenticate (``api_view``), route and stream (``relay``), record."""
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -12,6 +13,7 @@ from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
 from plumbing import dbthread
 from state.models import Side, StoredResponse
+from upstreams.discovery import ModelInfo
 
 
 @api_view("chat/completions")
@@ -104,9 +106,12 @@ async def models(request: ApiRequest) -> HttpResponseBase:
     field; clients that do not know it ignore it).
     """
     seen: dict[str, dict[str, Any]] = {}
-    for upstream in sorted(request.upstreams, key=lambda u: (-u.priority, u.name)):
-        reported = ({m.id: m for m in await catalog.reported(upstream, request.exchange.request_id)}
-                    if upstream.serves_by_pattern else {})
+    ranked = sorted(request.upstreams, key=lambda u: (-u.priority, u.name))
+    # The servers are asked at once: one that is slow to list costs its own wait, not the sum.
+    listings = await asyncio.gather(*(catalog.reported(u, request.exchange.request_id) if u.serves_by_pattern
+                                      else _nothing() for u in ranked))
+    for upstream, listing in zip(ranked, listings, strict=True):
+        reported = {m.id: m for m in listing}
         names = [*upstream.named_models, *upstream.aliases, *(n for n in reported if upstream.serves(n))]
         for name in names:
             entry = {"id": name, "object": "model", "created": 0, "owned_by": upstream.name}
@@ -115,6 +120,10 @@ async def models(request: ApiRequest) -> HttpResponseBase:
                 entry["context_window"] = window.context_window
             seen.setdefault(name, entry)
     return JsonResponse({"object": "list", "data": list(seen.values())})
+
+
+async def _nothing() -> list[ModelInfo]:
+    return []
 
 
 def _delete(response_id: str, key: Any) -> bool:

@@ -133,7 +133,9 @@ class UpstreamAdmin(admin.ModelAdmin):
         report = None
         for upstream in queryset:
             result = probe(upstream)
-            self.message_user(request, str(result), messages.SUCCESS if result.ok else messages.ERROR)
+            # The probe's "models" finding lists them again, with their context windows: once is enough.
+            said = f"{result.headline}." if result.listed else str(result)
+            self.message_user(request, said, messages.SUCCESS if result.ok else messages.ERROR)
             if not result.ok:
                 report = None
                 continue

@@ -25,12 +25,17 @@ class ProbeResult:
     ok: bool
     latency_ms: float | None
     detail: str
+    listed: bool = False  # GET /models answered with its list (the detail names them)
 
     def __str__(self) -> str:
+        return f"{self.headline}: {self.detail}"
+
+    @property
+    def headline(self) -> str:
         timing = f" in {self.latency_ms:.0f} ms" if self.latency_ms is not None else ""
         verdict = "reachable" if self.ok else "failed"
         # "Upstream" first: the admin capitalizes a message's first letter, not a name's.
-        return f"Upstream {self.upstream}: {verdict}{timing}: {self.detail}"
+        return f"Upstream {self.upstream}: {verdict}{timing}"
 
 
 def _model_to_try(upstream: Upstream) -> str | None:
@@ -66,7 +71,8 @@ def probe(upstream: Upstream) -> ProbeResult:
                 names = [model.id for model in read_models(response.json())]
                 listed = ", ".join(names[:SHOWN_MODELS]) + (", …" if len(names) > SHOWN_MODELS else "")
                 return ProbeResult(upstream.name, True, latency,
-                                   f"GET /models listed {len(names)} model(s){': ' + listed if names else ''}.")
+                                   f"GET /models listed {len(names)} model(s){': ' + listed if names else ''}.",
+                                   listed=True)
         except (httpx.HTTPError, ValueError) as exc:
             error = exc
         models_failed = f"GET /models: {failure_text(response, error, upstream.api_key)}"

@@ -69,11 +69,15 @@ def run_test_connection(staff: Client, upstream: Upstream) -> list[tuple[str, st
 
 
 @pytest.mark.django_db(transaction=True)
-def test_test_connection_lists_the_upstreams_models_with_the_latency(staff: Client, chat_upstream: Upstream) -> None:
+def test_test_connection_gives_the_latency_then_lists_the_models_once(staff: Client, chat_upstream: Upstream) -> None:
     (level, text), *capabilities = run_test_connection(staff, chat_upstream)
     assert level == "success"
-    assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms: GET /models listed 1 model\(s\): mock-model\.", text)
-    assert any(t.startswith("Upstream chat-mock: chat stream:") for _, t in capabilities)  # then what it can do
+    assert re.fullmatch(r"Upstream chat-mock: reachable in \d+ ms\.", text)
+    said = [t for _, t in capabilities]
+    assert any(t.startswith("Upstream chat-mock: chat stream:") for t in said)  # then what it can do
+    # The models are listed once, with their context windows.
+    assert [t for t in [text, *said] if "mock-model" in t] == ["Upstream chat-mock: models: 1 listed: mock-model "
+                                                               "(32768 tokens)"]
 
 
 @pytest.mark.django_db(transaction=True)
