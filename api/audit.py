@@ -30,7 +30,7 @@ from api.recorder import Recorder
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.consumers import broadcast
-from logs.models import Mode, Outcome, RequestLog, prepared
+from logs.models import Mode, Outcome, RequestLog, Transport, prepared
 from plumbing import dbthread
 from plumbing.intake import Refusal
 from plumbing.journal import Journal, Orphan, Position, orphans
@@ -40,8 +40,8 @@ from upstreams.routing import ROUTING
 logger = logging.getLogger("gateway.audit")
 request_logger = logging.getLogger("gateway.requests")
 LOG_LINE_FIELDS = ("request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name", "upstream_model",
-                   "mode", "stream", "status", "outcome", "error_type", "ttfb_ms", "duration_ms", "input_tokens",
-                   "output_tokens", "reasoning_tokens", "cached_tokens", "tool_calls")
+                   "mode", "transport", "stream", "status", "outcome", "error_type", "ttfb_ms", "duration_ms",
+                   "input_tokens", "output_tokens", "reasoning_tokens", "cached_tokens", "tool_calls")
 # With GATEWAY_LOG_BODIES=true, this much of each body is kept: enough to read a request,
 # small enough that a long stream does not bloat the table.
 BODY_CAPTURE_BYTES = 64 * 1024
@@ -52,6 +52,8 @@ BODY_CAPTURE_BYTES = 64 * 1024
 RETRY_FIRST, RETRY_MAX = 0.5, 5.0
 MAX_KEPT_UNJOURNALED = 100_000
 MARK_EVERY = 1.0  # seconds between two "written up to here" marks in the journal
+# Set by the Responses WebSocket (api/sockets.py) on the scope of each response.create it answers.
+TRANSPORT_KEY = "gateway.transport"
 INTERRUPTED_MESSAGE = "The gateway process serving this request ended (killed or crashed) before it finished."
 
 
@@ -103,6 +105,7 @@ class Exchange:
     upstream: Upstream | None = None
     upstream_model: str = ""
     mode: str = ""
+    transport: str = Transport.HTTP
     stream: bool = False
     status: int | None = None
     upstream_status: int | None = None
@@ -131,8 +134,10 @@ class Exchange:
     @classmethod
     def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
         length = request.META.get("CONTENT_LENGTH") or "0"
+        scope = getattr(request, "scope", {})
         return cls(request_id=request_id_for(request.headers.get("x-request-id", "")), endpoint=endpoint,
-                   client_ip=_client_ip(request), request_bytes=int(length) if length.isdigit() else 0)
+                   client_ip=_client_ip(request), request_bytes=int(length) if length.isdigit() else 0,
+                   transport=scope.get(TRANSPORT_KEY, Transport.HTTP))
 
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
         self.upstream, self.upstream_model = upstream, model
@@ -142,7 +147,7 @@ class Exchange:
     def start_record(self) -> dict[str, Any]:
         """What the journal keeps of a request when it starts: enough for its row if its process dies."""
         return {"request_id": self.request_id, "started": self.started, "endpoint": self.endpoint,
-                "client_ip": self.client_ip, "request_bytes": self.request_bytes}
+                "client_ip": self.client_ip, "request_bytes": self.request_bytes, "transport": self.transport}
 
     def route_record(self) -> dict[str, Any]:
         """What the journal adds once the request is routed: who sent it, what for, to which upstream."""
@@ -228,8 +233,9 @@ class Exchange:
             "client_key": self.key, "key_name": self.key.name if self.key else "",
             "client_ip": self.client_ip, "endpoint": self.endpoint, "model": self.model[:200],
             "upstream": self.upstream, "upstream_name": self.upstream.name if self.upstream else "",
-            "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream,
-            "status": self.status, "upstream_status": self.upstream_status, "outcome": self.outcome,
+            "upstream_model": self.upstream_model[:200], "mode": self.mode, "transport": self.transport,
+            "stream": self.stream, "status": self.status, "upstream_status": self.upstream_status,
+            "outcome": self.outcome,
             "error_type": self.error_type[:64], "error_message": self.error_message,
             "connected_ms": (self.connected - self.t0) * 1000 if self.connected else None,
             "ttfb_ms": (self.first_byte - self.t0) * 1000 if self.first_byte else None,

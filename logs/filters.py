@@ -15,7 +15,7 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import now as wall_now
 
-from logs.models import Outcome, RequestLog, RequestLogDict
+from logs.models import Outcome, RequestLog, RequestLogDict, Transport
 
 FAILED = "failed"  # any outcome but ok: "what failed?"
 # Labelled with the values themselves: the badges in the list show those.
@@ -66,12 +66,13 @@ class LogFilter:
     until: str = ""
     q: str = ""
     failover: str = ""  # "1": only requests that failed over (or tried more than one upstream)
+    transport: str = ""  # "http" or "websocket"
     # Parsed from the above; a value that does not parse is reported and ignored.
     start: datetime | None = field(default=None, compare=False)
     end: datetime | None = field(default=None, compare=False)
     errors: dict[str, str] = field(default_factory=dict, compare=False)
 
-    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover")
+    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover", "transport")
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now: datetime | None = None) -> LogFilter:
@@ -83,6 +84,8 @@ class LogFilter:
             errors["outcome"] = f"unknown outcome {given['outcome']!r}"
         if given["status"] and not _STATUS.match(given["status"]):
             errors["status"] = f"{given['status']!r} is not a status like 502 or 5xx"
+        if given["transport"] and given["transport"] not in Transport.values:
+            errors["transport"] = f"unknown transport {given['transport']!r} (http or websocket)"
         bounds: dict[str, datetime | None] = {"since": None, "until": None}
         for name in bounds:
             if given[name]:
@@ -91,7 +94,7 @@ class LogFilter:
                 except ValueError as exc:
                     errors[name] = str(exc)
         for name in errors:
-            if name in ("outcome", "status"):
+            if name in ("outcome", "status", "transport"):
                 given[name] = ""
         return cls(**given, start=bounds["since"], end=bounds["until"], errors=errors)
 
@@ -117,6 +120,8 @@ class LogFilter:
             logs = logs.filter(Q(upstream_name=self.upstream) | Q(failed_over__contains=f",{self.upstream},"))
         if self.failover:
             logs = logs.exclude(failed_over="")
+        if self.transport:
+            logs = logs.filter(transport=self.transport)
         if self.model:
             logs = logs.filter(Q(model=self.model) | Q(upstream_model=self.model))
         if self.key:
@@ -144,6 +149,8 @@ class LogFilter:
                 and f",{self.upstream}," not in row.get("failed_over", ""):
             return False
         if self.failover and not row.get("failed_over"):
+            return False
+        if self.transport and row.get("transport", Transport.HTTP) != self.transport:
             return False
         if self.model and self.model not in (row["model"], row["upstream_model"]):
             return False

@@ -25,6 +25,11 @@ class Mode(models.TextChoices):
     BRIDGE = "bridge"
 
 
+class Transport(models.TextChoices):
+    HTTP = "http"  # a request, answered as JSON or server-sent events
+    WEBSOCKET = "websocket"  # one response.create on a Responses WebSocket (api/sockets.py)
+
+
 class Outcome(models.TextChoices):
     OK = "ok"
     UPSTREAM_ERROR = "upstream_error"
@@ -48,6 +53,7 @@ class RequestLogDict(TypedDict):
     upstream_name: str
     upstream_model: str
     mode: str
+    transport: str
     stream: bool
     status: int | None
     upstream_status: int | None
@@ -192,6 +198,7 @@ class RequestLog(models.Model):
     upstream_name = models.CharField(max_length=100, blank=True)
     upstream_model = models.CharField(max_length=200, blank=True)
     mode = models.CharField(max_length=16, choices=Mode.choices, blank=True)
+    transport = models.CharField(max_length=16, choices=Transport.choices, default=Transport.HTTP)
     stream = models.BooleanField(default=False)
     status = models.PositiveSmallIntegerField(null=True, blank=True)
     upstream_status = models.PositiveSmallIntegerField(null=True, blank=True)

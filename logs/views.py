@@ -21,7 +21,7 @@ from django.utils.timezone import now as wall_now
 from logs import charts, stats
 from logs.curl import as_curl
 from logs.filters import OUTCOME_CHOICES, LogFilter
-from logs.models import Recording, RequestLog
+from logs.models import Recording, RequestLog, Transport
 from logs.recordings import Recorded
 from state.models import StoredResponse
 from upstreams.models import ClientKey, Upstream
@@ -35,9 +35,9 @@ CSV_FIELDS = ["started", "finished", "request_id", "key_name", "client_ip", "end
 # messages come from clients and upstreams, so such cells are quoted (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # What logs/_row.html reads: any other field would cost one query per row.
-LIST_COLUMNS = ["started", "request_id", "key_name", "endpoint", "model", "upstream_model", "upstream_name", "mode",
-                "status", "outcome", "error_type", "error_message", "ttfb_ms", "duration_ms", "input_tokens",
-                "output_tokens"]
+LIST_COLUMNS = ["started", "request_id", "key_name", "endpoint", "transport", "model", "upstream_model",
+                "upstream_name", "mode", "status", "outcome", "error_type", "error_message", "ttfb_ms", "duration_ms",
+                "input_tokens", "output_tokens"]
 
 
 def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -61,7 +61,7 @@ def _choices(filters: LogFilter) -> dict[str, list[str]]:
     models = list(recent.order_by("model").values_list("model", flat=True).distinct()[:200])
     upstreams = sorted(set(Upstream.objects.values_list("name", flat=True)) | {filters.upstream} - {""})
     keys = sorted(set(ClientKey.objects.values_list("name", flat=True)) | {filters.key} - {""})
-    return {"models": models, "upstreams": upstreams, "keys": keys}
+    return {"models": models, "upstreams": upstreams, "keys": keys, "transports": list(Transport.values)}
 
 
 @staff_required
