@@ -16,6 +16,7 @@ from typing import Any
 
 from django.db import transaction
 
+from api.connection import memory_of
 from api.decorators import ApiRequest
 from bridge import history
 from bridge.errors import InvalidRequestError
@@ -153,14 +154,20 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
     conversation_id = history.conversation_of(body)
     store = history.wants_store(body)
     wanted = history.references(body["input"])
-    if not (store or previous_id or conversation_id or wanted):
+    memory = memory_of(request)
+    if not (store or previous_id or conversation_id or wanted or memory):
         return body, None  # Codex's case (store: false, its whole history sent): nothing to keep or read
     own = history.input_items(body["input"])
     read = Read()
-    if previous_id is not None or conversation_id is not None or wanted:
-        read = await dbthread.run(_read, previous_id, conversation_id, wanted, request.client_key)
-        if previous_id is not None and read.previous is None:
-            raise history.previous_not_found(previous_id)
+    remembered = memory.earlier(previous_id) if memory is not None and previous_id is not None else None
+    if remembered is not None:  # the socket's latest response: no trip to the database
+        read.earlier, previous_id_to_read = remembered, None
+    else:
+        previous_id_to_read = previous_id
+    if previous_id_to_read is not None or conversation_id is not None or wanted:
+        read = await dbthread.run(_read, previous_id_to_read, conversation_id, wanted, request.client_key, read)
+        if previous_id_to_read is not None and read.previous is None:
+            raise history.previous_not_found(previous_id_to_read)
         if conversation_id is not None and read.conversation is None:
             raise InvalidRequestError(f"Conversation with id '{conversation_id}' not found.", param="conversation",
                                       code="conversation_not_found")
@@ -168,12 +175,16 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
     routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
     if read.earlier or wanted:
         routed["input"] = history.for_upstream([*read.earlier, *own])
+    if memory is not None:
+        memory.answering([*read.earlier, *own])
     if not store and read.conversation is None:
         return routed, None
     applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id, "background": background}
     if conversation_id is not None:
         applied["conversation"] = {"id": conversation_id}
-    return routed, Keeper(request.client_key, request.exchange.request_id, read.previous, own, store,
+    # Continuing a response only the socket remembers: stored, this one carries that history itself.
+    inputs = [*read.earlier, *own] if remembered is not None else own
+    return routed, Keeper(request.client_key, request.exchange.request_id, read.previous, inputs, store,
                           read.conversation, applied, background)
 
 
@@ -192,9 +203,10 @@ class Read:
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
-def _read(previous_id: str | None, conversation_id: str | None, wanted: list[str], key: ClientKey | None) -> Read:
-    """Return what the request's state fields name (one trip to a database thread)."""
-    read = Read()
+def _read(previous_id: str | None, conversation_id: str | None, wanted: list[str], key: ClientKey | None,
+          read: Read | None = None) -> Read:
+    """Return what the request's state fields name (one trip to a database thread), added to ``read``."""
+    read = read or Read()
     if previous_id is not None:
         chain = StoredResponse.objects.chain(previous_id, key)
         if chain is not None:

@@ -66,6 +66,26 @@ class BridgeError(Exception):
         """The exact bytes to answer with, when they are not ``to_dict()``'s (an upstream's own words)."""
         return None
 
+    def to_socket_event(self) -> dict[str, Any]:
+        """This error as a Responses WebSocket ``error`` event (``socket_error_event``)."""
+        return socket_error_event(self.status, self.to_dict(), self.headers)
+
+
+def socket_error_event(status: int, body: Any, headers: dict[str, str]) -> dict[str, Any]:
+    """An ``error`` event on a Responses WebSocket: the HTTP API's status, error object and back-off headers.
+
+    Codex reads ``status`` as the HTTP status it stands for (an event without one is not an
+    error to it: it waits until its idle timeout), ``error.code`` (``previous_response_not_found``
+    makes it resend the turn whole) and ``headers`` (``retry-after``).
+    """
+    error = body.get("error") if isinstance(body, dict) else None
+    if not isinstance(error, dict):
+        error = {"message": str(body), "type": "upstream_error", "param": None, "code": None}
+    event: dict[str, Any] = {"type": "error", "status": status, "error": error}
+    if headers:
+        event["headers"] = headers
+    return event
+
 
 class InvalidRequestError(BridgeError):
     """The request is malformed: a client that retries it unchanged fails again."""

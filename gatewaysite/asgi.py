@@ -24,12 +24,15 @@ from django.urls import path  # noqa: E402
 
 from api import audit, background, recorder  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
+from api.paths import api_path  # noqa: E402
+from api.sockets import ResponsesSocket  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
-from plumbing import backpressure, intake  # noqa: E402
+from plumbing import backpressure, intake, websocket  # noqa: E402
 from plumbing.accesslog import quiet_query_strings  # noqa: E402
+from plumbing.asgitypes import Receive, Scope, Send  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
 from plumbing.origin import SameOriginWebSockets  # noqa: E402
-from plumbing.shutdown import graceful  # noqa: E402
+from plumbing.shutdown import SHUTDOWN, ShutdownMiddleware, graceful  # noqa: E402
 from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
@@ -39,18 +42,31 @@ if "daphne.server" in sys.modules:  # served by daphne: what daphne does itself,
     quiet_query_strings()
     backpressure.install()
     intake.install(settings.GATEWAY_MAX_BODY_BYTES, settings.GATEWAY_HEADER_TIMEOUT, audit.record_refusal)
+    websocket.install(settings.GATEWAY_MAX_BODY_BYTES)
 
 # Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
 # middleware is sync-only and would push every API request through sync adapters.
 http_app = ASGIStaticFilesHandler(django_asgi_app)
-# The socket is checked like the pages: the Origin must be one of ALLOWED_HOSTS (no other
-# site's page can open it with the staff member's cookie), then the session must be staff's.
-websocket_app = SameOriginWebSockets(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
+# The live tail's socket is checked like the pages: the Origin must be one of ALLOWED_HOSTS (no
+# other site's page can open it with the staff member's cookie), then the session must be staff's.
+live_tail = SameOriginWebSockets(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
     path("ws/logs/", LogTailConsumer.as_asgi()),
 ]))))
 # /v1/ is served by ApiApp, past Django's request handler (see api/app.py).
+api_http = BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES)
+# The Responses WebSocket (/v1/responses, or /responses) takes an API key, not a session: each
+# response.create is answered by the same API app, counted by the drain like any request.
+responses_socket = ResponsesSocket.as_asgi(api=ShutdownMiddleware(api_http, SHUTDOWN, refuses_itself=is_api))
+
+
+async def websocket_app(scope: Scope, receive: Receive, send: Send) -> None:
+    if api_path(scope["path"]) == "/v1/responses":
+        return await responses_socket(scope, receive, send)
+    return await live_tail(scope, receive, send)
+
+
 application = ProtocolTypeRouter({
-    "http": BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES),
+    "http": api_http,
     "websocket": websocket_app,
 })
 # SIGTERM: finish in-flight requests, write their audit rows, exit. The API refuses its own

@@ -80,6 +80,9 @@ GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
 GATEWAY_COOLDOWN_AFTER = env.int("GATEWAY_COOLDOWN_AFTER", default=3)
 GATEWAY_COOLDOWN_SECONDS = env.int("GATEWAY_COOLDOWN_SECONDS", default=30)
 GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
+# A Responses WebSocket is told websocket_connection_limit_reached past this age (seconds), as
+# the OpenAI API does after 60 minutes; Codex then opens a new one.
+GATEWAY_WEBSOCKET_MAX_AGE = env.float("GATEWAY_WEBSOCKET_MAX_AGE", default=3600.0)
 # The flight recorder (api/recorder.py) keeps at most this much of each part of an exchange.
 GATEWAY_RECORDING_MAX_BYTES = _size("GATEWAY_RECORDING_MAX_BYTES", 4 * 1024 * 1024)
 # Request log retention: `manage.py prunelogs` without --older-than deletes older rows; 0 keeps all.

@@ -28,7 +28,7 @@ from upstreams.models import ClientKey, Upstream
 
 PER_PAGE = 50
 CSV_FIELDS = ["started", "finished", "request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name",
-              "upstream_model", "mode", "stream", "status", "upstream_status", "outcome", "error_type",
+              "upstream_model", "mode", "transport", "stream", "status", "upstream_status", "outcome", "error_type",
               "error_message", "connected_ms", "ttfb_ms", "duration_ms", "input_tokens", "output_tokens",
               "reasoning_tokens", "cached_tokens", "tool_calls", "request_bytes", "response_bytes"]
 # Spreadsheets run a cell that starts with one of these as a formula; request ids and error

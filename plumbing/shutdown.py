@@ -76,6 +76,7 @@ class Shutdown:
         self.ending: asyncio.Future[None] | None = None  # a second signal's early end, held likewise
         self.flush: Callable[[], Awaitable[None]] = _nothing_to_flush  # writes what is pending (audit rows)
         self._cut = asyncio.Event()
+        self._draining = asyncio.Event()
         self._open: weakref.WeakSet[Closeable] = weakref.WeakSet()  # upstream answers still being read
         self._aborted: weakref.WeakSet[Closeable] = weakref.WeakSet()
 
@@ -104,6 +105,11 @@ class Shutdown:
     def begin(self) -> None:
         """Refuse new requests from now on (the ones in flight carry on)."""
         self.draining = True
+        self._draining.set()
+
+    async def until_draining(self) -> None:
+        """Return once the drain has begun (a Responses WebSocket then closes when it is idle)."""
+        await self._draining.wait()
 
     def cut(self) -> None:
         """End every request still in flight, as if its client had gone."""
