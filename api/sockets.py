@@ -63,8 +63,9 @@ ENDPOINT = "responses"
 GOING_AWAY = 1000
 # Terminal events: their Response is remembered (completed, incomplete) or its parent forgotten (failed).
 _TERMINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
-# Fields of the HTTP body that mean nothing on a socket (the answer is always a stream of messages).
-_TRANSPORT_FIELDS = ("type", "stream")
+# Fields of a message that are not the HTTP body's: the answer is always a stream of messages, and
+# `generate` (false: the warm-up) is answered here.
+_TRANSPORT_FIELDS = ("type", "stream", "generate")
 
 
 class ResponsesSocket(AsyncWebsocketConsumer):
@@ -144,20 +145,23 @@ class ResponsesSocket(AsyncWebsocketConsumer):
             if isinstance(raw, bytes):
                 raise InvalidRequestError("Send each event as a text message of JSON, not binary.",
                                           code="invalid_message")
-            body = self._message(body_bytes)
+            body, warm_up = self._message(body_bytes)
         except InvalidRequestError as exc:
             self._record(exc, body_bytes)
             await self._send_event(exc.to_socket_event())
             if exc.code == "websocket_connection_limit_reached":
                 await self._close(GOING_AWAY)
             return
-        if body.get("generate") is False:
+        if warm_up:
             await self._warm_up(body, body_bytes)
             return
         await self._ask_api(orjson.dumps(body), body.get("previous_response_id"))
 
-    def _message(self, raw: bytes) -> dict[str, Any]:
-        """The request body a ``response.create`` message stands for; InvalidRequestError for anything else."""
+    def _message(self, raw: bytes) -> tuple[dict[str, Any], bool]:
+        """The request body a ``response.create`` message stands for, and whether it is the warm-up.
+
+        InvalidRequestError for anything else.
+        """
         try:
             message = orjson.loads(raw)
         except orjson.JSONDecodeError:
@@ -179,15 +183,17 @@ class ResponsesSocket(AsyncWebsocketConsumer):
                           ("background", "Background responses are not available over a WebSocket; use HTTP.")):
             if message.get(name) not in (None, False):
                 raise InvalidRequestError(why, param=name, code="unsupported_parameter")
+        if message.get("generate") not in (None, True, False):
+            raise InvalidRequestError("`generate` must be true or false.", param="generate", code="invalid_type")
         body = {name: value for name, value in message.items() if name not in _TRANSPORT_FIELDS}
         body["stream"] = True
-        return body
+        return body, message.get("generate") is False
 
     async def _warm_up(self, body: dict[str, Any], raw: bytes) -> None:
         """``generate: false``: a response with no output, remembered with its input for the first turn to continue."""
         exchange = self._exchange(raw)
         try:
-            validate_responses({key: value for key, value in body.items() if key != "generate"})
+            validate_responses(body)
             items = input_items(body["input"])
         except InvalidRequestError as exc:
             exchange.status = exc.status

@@ -49,12 +49,13 @@ PROOF_ARGS = '{"cmd": "echo gateway-ok > proof.txt"}'
 
 
 def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str,
-              model: str = "mock-model") -> tuple[subprocess.CompletedProcess, list]:
+              model: str = "mock-model", websockets: bool = False) -> tuple[subprocess.CompletedProcess, list]:
     assert CODEX.exists(), "Codex CLI missing: run `make codex` (make test does)"
     home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
     for folder in (home, codex_home, work):
         folder.mkdir()
-    (codex_home / "config.toml").write_text(CONFIG.format(base_url=f"{gateway.url}/v1", model=model))
+    config = CONFIG.format(base_url=f"{gateway.url}/v1", model=model)
+    (codex_home / "config.toml").write_text(config + ("supports_websockets = true\n" if websockets else ""))
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home), "GATEWAY_KEY": key,
            "NO_COLOR": "1"}
     result = subprocess.run(
@@ -96,6 +97,42 @@ def test_codex_runs_a_fragmented_tool_call_then_answers(tmp_path: Path, gateway:
     assert "Process exited with code 0" in tool_message["content"]
     rows = wait_for_logs(2)
     assert [(r.mode, r.outcome, r.tool_calls) for r in rows] == [("bridge", "ok", 1), ("bridge", "ok", 0)]
+
+
+def test_codex_keeps_one_websocket_and_sends_each_turn_by_reference(tmp_path: Path, start_gateway,
+                                                                    scripted: MockUpstream, chat_upstream: Upstream,
+                                                                    active_key: str) -> None:
+    """supports_websockets = true: the warm-up, the tool turn and its follow-up go over one socket.
+
+    The follow-up carries previous_response_id and only the tool's output; the upstream
+    still gets the whole history.
+    """
+    gateway = start_gateway(GATEWAY_LOG_BODIES="true")
+    scripted.script(
+        {"chunks": [{"tool": {"index": 0, "id": "call_exec_1", "name": "exec_command", "arguments": PROOF_ARGS}},
+                    {"finish": "tool_calls"}]},
+        {"chunks": [{"text": "Proof written."}, {"finish": "stop"}]},
+    )
+    result, events = run_codex(tmp_path, gateway, active_key, "make proof", websockets=True)
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Falling back" not in result.stderr + result.stdout  # it never left the socket
+    assert (tmp_path / "work" / "proof.txt").read_text().strip() == "gateway-ok"
+    messages = [e["item"]["text"] for e in events if e.get("item", {}).get("type") == "agent_message"]
+    assert messages[-1] == "Proof written."
+    rows = wait_for_logs(3)
+    assert [(r.transport, r.upstream_name) for r in rows] == [("websocket", ""), ("websocket", "chat-mock"),
+                                                              ("websocket", "chat-mock")]
+    warm_up, turn, follow_up = (json.loads(r.request_body) for r in rows)
+    assert warm_up["generate"] is False and turn["previous_response_id"]
+    assert follow_up["previous_response_id"] and [item["type"] for item in follow_up["input"]] == [
+        "function_call_output"]
+    # The upstream got everything each time: the instructions, the question, the call and its output.
+    first, second = (r["body"]["messages"] for r in scripted.requests())
+    assert first[0]["role"] == "system" and first[-1] == {"role": "user", "content": "make proof"}
+    assert second[:len(first)] == first
+    assert [m["role"] for m in second[len(first):]] == ["assistant", "tool"]
+    assert second[len(first)]["tool_calls"][0]["function"]["arguments"] == PROOF_ARGS
 
 
 def test_codex_shows_reasoning_and_the_answer(tmp_path: Path, gateway: Gateway, scripted: MockUpstream,
