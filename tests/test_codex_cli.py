@@ -48,20 +48,20 @@ stream_idle_timeout_ms = 20000
 PROOF_ARGS = '{"cmd": "echo gateway-ok > proof.txt"}'
 
 
-def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str,
-              model: str = "mock-model", websockets: bool = False) -> tuple[subprocess.CompletedProcess, list]:
+def run_codex(tmp_path: Path, gateway: Gateway, key: str, prompt: str, model: str = "mock-model",
+              websockets: bool = False, idle_ms: int = 20000) -> tuple[subprocess.CompletedProcess, list]:
     assert CODEX.exists(), "Codex CLI missing: run `make codex` (make test does)"
     home, codex_home, work = tmp_path / "home", tmp_path / "codex-home", tmp_path / "work"
     for folder in (home, codex_home, work):
         folder.mkdir()
-    config = CONFIG.format(base_url=f"{gateway.url}/v1", model=model)
+    config = CONFIG.format(base_url=f"{gateway.url}/v1", model=model).replace("20000", str(idle_ms))
     (codex_home / "config.toml").write_text(config + ("supports_websockets = true\n" if websockets else ""))
     env = {"PATH": os.environ["PATH"], "HOME": str(home), "CODEX_HOME": str(codex_home), "GATEWAY_KEY": key,
            "NO_COLOR": "1"}
     result = subprocess.run(
         [str(CODEX), "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox", "--ephemeral",
          "--json", prompt],
-        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180)
+        cwd=work, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=max(180, idle_ms // 250))
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     return result, events
 
@@ -200,5 +200,7 @@ def test_codexconfigs_output_runs_a_demo_tool_turn(tmp_path: Path, gateway: Gate
     events = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
     messages = [e["item"]["text"] for e in events if e.get("item", {}).get("type") == "agent_message"]
     assert messages[-1] == "The demo ran its command; the output ends with: hello from codex-gateway"
-    rows = wait_for_logs(2)
-    assert [(r.model, r.tool_calls) for r in rows] == [("demo-tools", 1), ("demo-tools", 0)]
+    # codexconfig's provider says supports_websockets: the warm-up, the turn and its follow-up on one socket.
+    rows = wait_for_logs(3)
+    assert [(r.model, r.tool_calls, r.transport) for r in rows] == [
+        ("demo-tools", 0, "websocket"), ("demo-tools", 1, "websocket"), ("demo-tools", 0, "websocket")]

@@ -48,7 +48,7 @@ def llama() -> Iterator[str]:
     port = free_port()
     log = open(REAL / "llama-server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
     server = subprocess.Popen([binary, "-m", str(_model_file()), "--host", "127.0.0.1", "--port", str(port),
-                               "--jinja", "-c", "8192", "--alias", MODEL], stdout=log, stderr=subprocess.STDOUT)
+                               "--jinja", "-c", "32768", "--alias", MODEL], stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -75,11 +75,14 @@ def events_of(body: str) -> list[dict]:
 
 
 def test_the_openai_sdk_streams_a_bridged_answer(gateway: Gateway, bridged: Upstream, active_key: str) -> None:
-    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=active_key, max_retries=0)
-    with client.responses.stream(model=MODEL, input="Say hello.", max_output_tokens=24) as stream:
-        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
-        final = stream.get_final_response()
-    assert deltas and final.status in ("completed", "incomplete") and final.output_text == "".join(deltas)
+    client = openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=active_key, max_retries=0, timeout=300)
+    # The SDK parses every event into its strict types; a reply cut by the token limit ends
+    # response.incomplete, which its stream() helper does not take as an end: iterate instead.
+    events = list(client.responses.create(model=MODEL, input="Say hello.", max_output_tokens=24, stream=True))
+    deltas = [e.delta for e in events if e.type == "response.output_text.delta"]
+    final = events[-1]
+    assert deltas and final.type in ("response.completed", "response.incomplete")
+    assert final.response.output_text == "".join(deltas)
     raw = httpx.post(f"{gateway.url}/v1/responses", headers={"authorization": f"Bearer {active_key}"}, timeout=120,
                      json={"model": MODEL, "input": "Say hello.", "max_output_tokens": 24, "stream": True})
     assert_valid_stream(events_of(raw.text))
@@ -112,7 +115,9 @@ def test_a_real_exchange_is_recorded_and_replays_the_same(gateway: Gateway, brid
 
 def test_codex_completes_a_turn_against_llama_cpp(tmp_path: Path, gateway: Gateway, bridged: Upstream,
                                                   active_key: str) -> None:
-    result, events = run_codex(tmp_path, gateway, active_key, "Reply with one word: hello.", model=MODEL)
+    # A CPU prefills Codex's 10,000-token prompt slowly: give the first byte minutes, not 20 s.
+    result, events = run_codex(tmp_path, gateway, active_key, "Reply with one word: hello.", model=MODEL,
+                               idle_ms=600_000)
     assert result.returncode == 0, result.stderr[-3000:]
     assert any(e["type"] == "turn.completed" for e in events)
     rows = wait_for_logs(1)

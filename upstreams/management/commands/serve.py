@@ -168,6 +168,7 @@ Codex CLI: `.venv/bin/python manage.py codexconfig --write` writes a profile per
   base_url = "{base}/v1"
   env_key = "CODEX_GATEWAY_KEY"
   wire_api = "responses"
+  supports_websockets = true
 
 Stop with Ctrl-C.
 """
