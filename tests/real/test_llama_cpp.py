@@ -128,7 +128,13 @@ def test_codex_completes_a_turn_against_llama_cpp(tmp_path: Path, gateway: Gatew
     # A CPU prefills Codex's 10,000-token prompt slowly: give the first byte minutes, not 20 s.
     result, events = run_codex(tmp_path, gateway, active_key, "Reply with one word: hello.", model=MODEL,
                                idle_ms=600_000)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert any(e["type"] == "turn.completed" for e in events)
+    # Codex reads the streamed answer. A 270M model rarely stops on its own, so the turn often
+    # ends at llama-server's 256-token cap: the gateway says so (response.incomplete,
+    # max_output_tokens) and Codex reports exactly that, rather than a broken stream.
+    assert [e for e in events if e.get("item", {}).get("type") == "agent_message"], result.stdout[-3000:]
+    ended = [e for e in events if e["type"] in ("turn.completed", "turn.failed")]
+    assert ended and (ended[-1]["type"] == "turn.completed"
+                      or ended[-1]["error"]["message"] == "Incomplete response returned, reason: max_output_tokens"), \
+        result.stdout[-3000:]
     rows = wait_for_logs(1)
-    assert rows[0].upstream_name == "llama" and rows[0].mode == "bridge"
+    assert (rows[-1].upstream_name, rows[-1].mode, rows[-1].outcome) == ("llama", "bridge", "ok")
