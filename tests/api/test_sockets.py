@@ -77,6 +77,21 @@ def test_turns_continue_by_id_over_one_socket_with_store_false(
         ("websocket", "ok", "bridge", "responses")] * 2
 
 
+def test_a_responses_upstream_is_passed_through_and_continued_by_id(
+        gateway: Gateway, scripted: MockUpstream, responses_upstream: Upstream, active_key: str) -> None:
+    scripted.script(TEXT, TEXT)
+    with socket(gateway, active_key) as ws:
+        first = create(ws, input="one", store=False)
+        second = create(ws, input="two", store=False, previous_response_id=first[-1]["response"]["id"])
+    assert first[-1]["type"] == second[-1]["type"] == "response.completed"
+    # The upstream's own events, relayed; the second request carried the whole history, stateless.
+    sent = scripted.requests()[1]["body"]
+    assert "previous_response_id" not in sent
+    assert [item.get("role") for item in sent["input"]] == ["user", "assistant", "user"]
+    rows = wait_for_logs(2)
+    assert [(r.transport, r.mode) for r in rows] == [("websocket", "passthrough")] * 2
+
+
 def test_the_warm_up_generates_nothing_and_the_first_turn_continues_it(
         gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
     scripted.script(TEXT)
