@@ -13,7 +13,8 @@ one slow client holds is Twisted's 64 KiB plus one part (and the kernel's buffer
 
 Nothing else changes: a part is never held back before it is written (no added latency
 for a client that reads), and a lost connection resumes the producer (``stopProducing``)
-so the application notices the disconnect as it always did.
+so the application notices the disconnect as it always did. A WebSocket's ``send()`` of a
+message waits the same way (``_socket_writable``).
 """
 from __future__ import annotations
 
@@ -57,6 +58,31 @@ def _ending(request: Any) -> None:
             request.unregisterProducer()  # before finish(), which wants no producer left
 
 
+async def _socket_writable(protocol: Any) -> None:
+    """Wait while a WebSocket's client is not reading: the same producer, on the socket's transport.
+
+    A Responses WebSocket (api/sockets.py) sends one message per event; without this, a
+    client that stops reading had every event of its answer buffered in Twisted.
+    """
+    flow: Flow | None = getattr(protocol, WAITING, None)
+    if flow is None:
+        transport = getattr(protocol, "transport", None)
+        if transport is None:
+            return
+        # The socket came from an HTTP request (the upgrade): Twisted's HTTPChannel is still its
+        # transport's producer, and is paused in vain. The socket's own flow takes its place.
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        flow = Flow(writable=True)
+        try:
+            protocol.registerProducer(flow, True)
+        except RuntimeError:  # a producer that would not go: leave it be
+            return
+        setattr(protocol, WAITING, flow)
+    if not flow.writable.is_set():
+        await flow.writable.wait()
+
+
 def install() -> None:
     """Make daphne's ``send()`` wait for a slow client's socket (only when daphne serves this process)."""
     from daphne.http_protocol import WebRequest
@@ -72,6 +98,8 @@ def install() -> None:
             _ending(protocol)
         await handled(self, protocol, message)
         if not is_http:
+            if message["type"] == "websocket.send":
+                await _socket_writable(protocol)
             return
         if message["type"] == "http.response.start":
             _started(protocol)

@@ -7,7 +7,10 @@ the gateway read all five answers from the upstream into Twisted's write buffers
 """
 from __future__ import annotations
 
+import base64
+import os
 import socket
+import struct
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -97,3 +100,59 @@ def test_five_clients_that_stop_reading_hold_little_memory_and_a_reading_one_get
     assert {row.outcome for row in stalled_rows} == {"client_disconnected"}
     # Each stalled stream was sent little of its answer before the gateway stopped reading.
     assert all(row.response_bytes < received // 4 for row in stalled_rows)
+
+
+def websocket_create(gateway: Gateway, secret: str, message: dict[str, object]) -> socket.socket:
+    """A raw WebSocket that sends one response.create, then reads nothing but the upgrade's answer.
+
+    A WebSocket library would read in the background; this client, like a stuck one, does not.
+    """
+    client = socket.create_connection(("127.0.0.1", gateway.port))
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    key = base64.b64encode(os.urandom(16)).decode()
+    client.sendall((f"GET /v1/responses HTTP/1.1\r\nHost: 127.0.0.1:{gateway.port}\r\nUpgrade: websocket\r\n"
+                    f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                    f"Authorization: Bearer {secret}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += client.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    payload, mask = orjson.dumps(message), os.urandom(4)
+    size = len(payload)  # a client frame: FIN + text, masked, its length in the fewest bytes (RFC 6455)
+    frame = bytes([0x81, 0x80 | size]) if size < 126 else bytes([0x81, 0x80 | 126]) + struct.pack("!H", size)
+    frame += mask
+    client.sendall(frame + bytes(b ^ mask[i % 4] for i, b in enumerate(payload)))
+    return client
+
+
+def test_websocket_clients_that_stop_reading_hold_little_memory(
+        start_gateway: Callable[..., Gateway], active_key: str, long_answer: MockUpstream) -> None:
+    """The same over the Responses WebSocket: each event is a message, and sending one waits for the client."""
+    gateway = start_gateway(GATEWAY_ROUTING_TTL="60")
+    pid = gateway.process.pid
+    body = {"model": "mock-model", "stream": True, "input": "long"}
+    with httpx.stream("POST", f"{gateway.url}/v1/responses", json=body, timeout=60,
+                      headers={"authorization": f"Bearer {active_key}"}) as whole:
+        received = sum(len(part) for part in whole.iter_raw())
+    assert whole.status_code == 200 and received > REPEAT * len(CHUNK_TEXT)
+    before = settled_rss(pid)
+    stalled = [websocket_create(gateway, active_key, {"type": "response.create", **body, "store": False})
+               for _ in range(5)]
+    deadline = time.monotonic() + 10
+    while len(long_answer.requests()) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(long_answer.requests()) == 6  # every stalled socket's answer is under way
+    time.sleep(3)  # without back-pressure, each whole 202 MB answer is pushed into Twisted in less than this
+    during = settled_rss(pid)
+    for client in stalled:
+        client.close()
+    rows = wait_for_logs(6, timeout=30)
+    after = settled_rss(pid)
+
+    growth = during - before
+    assert growth < 50 * MIB, f"RSS grew {growth / MIB:.0f} MiB with 5 stalled sockets"
+    assert after - before < 50 * MIB
+    stalled_rows = rows[1:]
+    assert {(row.transport, row.outcome) for row in stalled_rows} == {("websocket", "client_disconnected")}
+    # Each stalled answer was read from the upstream only as far as its client took it.
+    assert all(row.response_bytes < received // 4 for row in stalled_rows), [r.response_bytes for r in stalled_rows]
