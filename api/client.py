@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -104,9 +104,9 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
     return response
 
 
-def backoff_headers(response: httpx.Response) -> dict[str, str]:
-    """Return the upstream's headers that tell a client when to come back (seed E3)."""
-    return {k: v for k, v in response.headers.items()
+def backoff_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """Return the headers of an answer that tell a client when to come back (seed E3)."""
+    return {k: v for k, v in headers.items()
             if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
 
 
@@ -130,7 +130,7 @@ async def status_error(response: httpx.Response, secret: str = "") -> UpstreamSt
     text = redact_text(raw.decode("utf-8", errors="replace"), known=[secret] if secret else [])
     scrubbed = text.encode()
     return UpstreamStatusError(response.status_code, normalize_error_body(scrubbed, response.status_code),
-                               backoff_headers(response), raw=scrubbed)
+                               backoff_headers(response.headers), raw=scrubbed)
 
 
 def is_event_stream(response: httpx.Response) -> bool:

@@ -26,6 +26,7 @@ from django.db.models import F
 
 from bridge.dialects import Dialect, UpstreamOptions, UpstreamRequest
 from logs.models import Recording
+from logs.recordings import split_reads
 from plumbing import dbthread
 from plumbing.redact import redact_headers, redact_text
 from upstreams.models import Upstream
@@ -146,11 +147,7 @@ def scrub(data: bytes, known: list[str]) -> bytes:
 
 def scrub_reads(data: bytes, reads: list[int], known: list[str]) -> list[bytes]:
     """Return the reads of ``data``, scrubbed; when a secret straddles two reads, they become one."""
-    pieces, at = [], 0
-    for length in reads:
-        pieces.append(data[at:at + length])
-        at += length
-    scrubbed = [scrub(piece, known) for piece in pieces]
+    scrubbed = [scrub(piece, known) for piece in split_reads(data, reads)]
     if b"".join(scrubbed) == scrub(data, known):
         return scrubbed
     return [scrub(data, known)]

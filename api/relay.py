@@ -246,7 +246,7 @@ async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any],
         exchange.recorder.watch(response)
     exchange.mark_connected()
     exchange.upstream_status = response.status_code
-    exchange.passed_headers = client.backoff_headers(response)
+    exchange.passed_headers = client.backoff_headers(response.headers)
     if response.status_code >= 400:
         raise await client.status_error(response, secret=upstream.api_key)
     return response
@@ -278,7 +278,7 @@ async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseB
         request.exchange.upstream_status = response.status_code
         request.exchange.stream = client.is_event_stream(response)
         if response.status_code >= 400:  # its error, as it said it: status, body, back-off headers
-            request.exchange.passed_headers = client.backoff_headers(response)
+            request.exchange.passed_headers = client.backoff_headers(response.headers)
             raise await client.status_error(response, secret=upstream.api_key)
         return await passthrough(request, Connection(upstream, RESPONSES, UpstreamRequest(body={}), response))
     return None

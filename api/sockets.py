@@ -41,6 +41,7 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError
 
+from api import client
 from api.audit import TRANSPORT_KEY, Exchange
 from api.connection import SCOPE_KEY, ConnectionMemory
 from api.decorators import authenticate, error_response
@@ -248,7 +249,7 @@ class ResponsesSocket(AsyncWebsocketConsumer):
                 parsed = orjson.loads(bytes(error_body))
             except orjson.JSONDecodeError:
                 parsed = bytes(error_body).decode("utf-8", "replace")
-            await self._send_event(socket_error_event(status, parsed, _backoff(headers)))
+            await self._send_event(socket_error_event(status, parsed, client.backoff_headers(headers)))
 
     async def _relay_event(self, data: bytes) -> None:
         head = data[:64]
@@ -308,11 +309,6 @@ class ResponsesSocket(AsyncWebsocketConsumer):
     async def send_denial(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
         await self.base_send({"type": "websocket.http.response.start", "status": status, "headers": headers})
         await self.base_send({"type": "websocket.http.response.body", "body": body})
-
-
-def _backoff(headers: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in headers.items()
-            if name in ("retry-after", "retry-after-ms") or name.startswith("x-ratelimit-")}
 
 
 def _upgrade_request(scope: dict[str, Any], content_length: int = 0) -> ASGIRequest:

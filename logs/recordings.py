@@ -22,6 +22,15 @@ FIXTURE_VERSION = 1
 FIXTURES = Path(settings.BASE_DIR) / "tests" / "fixtures" / "recordings"
 
 
+def split_reads(data: bytes, lengths: list[int]) -> list[bytes]:
+    """The network reads ``data`` came in, from their lengths (how a recording keeps them)."""
+    reads, at = [], 0
+    for length in lengths:
+        reads.append(data[at:at + length])
+        at += length
+    return reads
+
+
 class NoRecording(LookupError):
     pass
 
@@ -54,9 +63,7 @@ class Recorded:
 
     @classmethod
     def from_row(cls, row: Recording) -> Recorded:
-        body = bytes(row.upstream_body)
-        ends = [sum(row.upstream_reads[:n + 1]) for n in range(len(row.upstream_reads))]
-        reads = [body[start:end] for start, end in zip([0, *ends], ends, strict=False)]
+        reads = split_reads(bytes(row.upstream_body), row.upstream_reads)
         return cls(row.request_id, row.endpoint, row.dialect, row.options, _object(row.client_request),
                    _object(row.routed_request) if row.routed_request else None,
                    _object(row.upstream_request) if row.upstream_request else None, row.upstream_status or 200,

@@ -54,6 +54,36 @@ def request_bytes(gateway: Gateway, secret: str, path: str, body: dict[str, obje
             f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode() + payload
 
 
+def whole_answer(gateway: Gateway, secret: str, path: str, body: dict[str, object]) -> int:
+    """Read one full answer (it proves the answer is 40 MB and warms the process up); return its size."""
+    with httpx.stream("POST", f"{gateway.url}{path}", json=body, timeout=60,
+                      headers={"authorization": f"Bearer {secret}"}) as whole:
+        received = sum(len(part) for part in whole.iter_raw())
+    assert whole.status_code == 200 and received > REPEAT * len(CHUNK_TEXT)
+    return received
+
+
+def release(pid: int, stalled: list[socket.socket]) -> tuple[int, int, list]:
+    """RSS with the stalled clients, then close them: RSS after, and the rows (the whole answer's first)."""
+    during = settled_rss(pid)
+    for client in stalled:
+        client.close()
+    rows = wait_for_logs(6, timeout=30)
+    return during, settled_rss(pid), rows
+
+
+def assert_little_held(before: int, during: int, after: int, received: int, rows: list, outcome: set) -> None:
+    growth = during - before
+    assert growth < 50 * MIB, f"RSS grew {growth / MIB:.0f} MiB with 5 stalled clients"
+    assert after - before < 50 * MIB
+    assert len(rows) == 6
+    assert rows[0].outcome == "ok" and rows[0].response_bytes == received
+    stalled_rows = rows[1:]
+    assert {(row.transport, row.outcome) for row in stalled_rows} == outcome
+    # Each stalled stream was sent little of its answer before the gateway stopped reading the upstream.
+    assert all(row.response_bytes < received // 4 for row in stalled_rows), [r.response_bytes for r in stalled_rows]
+
+
 @pytest.fixture
 def long_answer(scripted: MockUpstream, chat_upstream: Upstream) -> MockUpstream:
     scripted.script({"chunks": [{"text": CHUNK_TEXT}, {"finish": "stop"}], "repeat": REPEAT})
@@ -70,11 +100,7 @@ def test_five_clients_that_stop_reading_hold_little_memory_and_a_reading_one_get
         path: str, body: dict[str, object]) -> None:
     gateway = start_gateway(GATEWAY_ROUTING_TTL="60")
     pid = gateway.process.pid
-    # One full answer first: it proves the answer is 40 MB and warms the process up.
-    with httpx.stream("POST", f"{gateway.url}{path}", json=body, timeout=60,
-                      headers={"authorization": f"Bearer {active_key}"}) as whole:
-        received = sum(len(part) for part in whole.iter_raw())
-    assert whole.status_code == 200 and received > REPEAT * len(CHUNK_TEXT)
+    received = whole_answer(gateway, active_key, path, body)
     before = settled_rss(pid)
 
     stalled = []
@@ -85,21 +111,8 @@ def test_five_clients_that_stop_reading_hold_little_memory_and_a_reading_one_get
         stalled.append(client)
     for client in stalled:  # each answer has begun: read its status line, then nothing more
         assert client.recv(15) == b"HTTP/1.1 200 OK"
-    during = settled_rss(pid)
-    for client in stalled:
-        client.close()
-    rows = wait_for_logs(6, timeout=30)
-    after = settled_rss(pid)
-
-    growth = during - before
-    assert growth < 50 * MIB, f"RSS grew {growth / MIB:.0f} MiB with 5 stalled clients"
-    assert after - before < 50 * MIB
-    assert len(rows) == 6
-    assert rows[0].outcome == "ok" and rows[0].response_bytes == received
-    stalled_rows = rows[1:]
-    assert {row.outcome for row in stalled_rows} == {"client_disconnected"}
-    # Each stalled stream was sent little of its answer before the gateway stopped reading.
-    assert all(row.response_bytes < received // 4 for row in stalled_rows)
+    during, after, rows = release(pid, stalled)
+    assert_little_held(before, during, after, received, rows, {("http", "client_disconnected")})
 
 
 def websocket_create(gateway: Gateway, secret: str, message: dict[str, object]) -> socket.socket:
@@ -131,10 +144,7 @@ def test_websocket_clients_that_stop_reading_hold_little_memory(
     gateway = start_gateway(GATEWAY_ROUTING_TTL="60")
     pid = gateway.process.pid
     body = {"model": "mock-model", "stream": True, "input": "long"}
-    with httpx.stream("POST", f"{gateway.url}/v1/responses", json=body, timeout=60,
-                      headers={"authorization": f"Bearer {active_key}"}) as whole:
-        received = sum(len(part) for part in whole.iter_raw())
-    assert whole.status_code == 200 and received > REPEAT * len(CHUNK_TEXT)
+    received = whole_answer(gateway, active_key, "/v1/responses", body)
     before = settled_rss(pid)
     stalled = [websocket_create(gateway, active_key, {"type": "response.create", **body, "store": False})
                for _ in range(5)]
@@ -143,16 +153,5 @@ def test_websocket_clients_that_stop_reading_hold_little_memory(
         time.sleep(0.05)
     assert len(long_answer.requests()) == 6  # every stalled socket's answer is under way
     time.sleep(3)  # without back-pressure, each whole 202 MB answer is pushed into Twisted in less than this
-    during = settled_rss(pid)
-    for client in stalled:
-        client.close()
-    rows = wait_for_logs(6, timeout=30)
-    after = settled_rss(pid)
-
-    growth = during - before
-    assert growth < 50 * MIB, f"RSS grew {growth / MIB:.0f} MiB with 5 stalled sockets"
-    assert after - before < 50 * MIB
-    stalled_rows = rows[1:]
-    assert {(row.transport, row.outcome) for row in stalled_rows} == {("websocket", "client_disconnected")}
-    # Each stalled answer was read from the upstream only as far as its client took it.
-    assert all(row.response_bytes < received // 4 for row in stalled_rows), [r.response_bytes for r in stalled_rows]
+    during, after, rows = release(pid, stalled)
+    assert_little_held(before, during, after, received, rows, {("websocket", "client_disconnected")})
