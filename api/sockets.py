@@ -59,6 +59,7 @@ from plumbing.websocket import supported
 logger = logging.getLogger("gateway")
 
 ENDPOINT = "responses"
+DISCONNECT_WAIT = 10.0  # seconds for the answer under way to end once its client has left
 # The close code when the process drains or the connection is too old: the client reconnects. A normal
 # closure: autobahn lets a server send only 1000 or 3000-4999 (not 1001, "going away").
 GOING_AWAY = 1000
@@ -112,9 +113,10 @@ class ResponsesSocket(AsyncWebsocketConsumer):
             self.hung_up.set()
             self.messages.put_nowait(b"")  # wake the worker if it waits for a message
             self.watcher.cancel()
-            # The request being answered sees the client leave and ends (its row says so).
-            with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(worker), timeout=10)
+            # The request being answered sees the client leave and ends (its row says so); one
+            # that does not within DISCONNECT_WAIT is cancelled, and the consumer still ends cleanly.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(worker), timeout=DISCONNECT_WAIT)
             worker.cancel()
         await super().websocket_disconnect(message)
 
