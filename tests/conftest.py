@@ -1,8 +1,14 @@
-"""Fixtures: real daphne servers (gateway, mock upstream) and persona data (keys, upstreams)."""
+"""Fixtures: real daphne servers (gateway, mock upstream) and persona data (keys, upstreams); the test kinds.
+
+Every test is one of three kinds, marked at collection: ``pure`` (no database, no other
+process), ``in_process`` (the database, on this process's event loops and threads) and
+``processes`` (it starts servers or programs). ``make test-fast`` runs the first two; a
+test that starts a process without being marked so fails there (``_no_processes``).
+"""
 from __future__ import annotations
 
 import os
-import time
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +19,7 @@ from django.db import connection
 
 from logs.models import RequestLog
 from plumbing import dbthread
+from tests import waiting
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import ClientKey, Upstream
 
@@ -21,13 +28,41 @@ from upstreams.models import ClientKey, Upstream
 collect_ignore = [] if os.environ.get("GATEWAY_TEST_REAL") else ["real"]
 
 DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "gateway", "start_gateway"}
+# Fixtures that start another process: a gateway, the mock upstream, a redis-server of a test's own,
+# `manage.py serve` (tests/upstreams/test_serve.py), a demo mock of a module's own, llama-server.
+PROCESS_FIXTURES = {"mock", "session_gateway", "start_gateway", "private_redis", "served", "demo", "demo_mock",
+                    "llama"}
+KINDS = ("pure", "in_process", "processes")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark every test that touches the database, so `-m database` reruns them on PostgreSQL."""
+    """Mark each test with its kind, and the ones that touch the database (rerun on PostgreSQL with `-m database`).
+
+    A test that starts a process without one of PROCESS_FIXTURES says so itself
+    (``pytest.mark.processes`` on it or its module).
+    """
     for item in items:
-        if DB_FIXTURES & set(getattr(item, "fixturenames", ())) or item.get_closest_marker("django_db"):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        database = bool(DB_FIXTURES & fixtures) or item.get_closest_marker("django_db") is not None
+        if database:
             item.add_marker(pytest.mark.database)
+        if PROCESS_FIXTURES & fixtures or item.get_closest_marker("processes"):
+            kind = "processes"
+        else:
+            kind = "in_process" if database else "pure"
+        item.add_marker(getattr(pytest.mark, kind))
+
+
+@pytest.fixture(autouse=True)
+def _no_processes(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail a test of the fast kinds that starts a process: it belongs with the ``processes`` tests."""
+    if request.node.get_closest_marker("processes"):
+        return
+
+    def refuse(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it pytest.mark.processes")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 def database_url() -> str:
@@ -121,7 +156,15 @@ def responses_upstream(transactional_db: None, scripted: MockUpstream) -> Upstre
                                    api_key="sk-upstream-SECRET-456")
 
 
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+def _redis_url() -> str:
+    """The machine's Redis for the tests (TEST_REDIS_URL), one database per xdist worker: they flush their own."""
+    url = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    base, _, number = url.rpartition("/")
+    return f"{base}/{(int(number or 0) - int(worker.removeprefix('gw'))) % 16}"
+
+
+REDIS_URL = _redis_url()
 
 
 @pytest.fixture
@@ -135,18 +178,14 @@ def pair(start_gateway: Callable[..., Gateway], tmp_path: Path) -> Iterator[tupl
 
 def wait_for_log(request_id: str, timeout: float = 10.0) -> RequestLog:
     """Return the audit row of a request; rows are written just after the response ends."""
-    deadline = time.monotonic() + timeout
-    while True:
-        row = RequestLog.objects.filter(request_id=request_id).first()
-        if row is not None or time.monotonic() > deadline:
-            assert row is not None, f"no audit row for {request_id}"
-            return row
-        time.sleep(0.02)
+    return waiting.until(lambda: RequestLog.objects.filter(request_id=request_id).first(),
+                         f"the audit row of {request_id}", timeout)
 
 
 def wait_for_logs(count: int, timeout: float = 10.0) -> list[RequestLog]:
-    """Return the audit rows once there are ``count`` of them, oldest first."""
-    deadline = time.monotonic() + timeout
-    while RequestLog.objects.count() < count and time.monotonic() < deadline:
-        time.sleep(0.02)
+    """Return the audit rows once there are ``count`` of them, oldest first (all there are, after ``timeout``)."""
+    try:
+        waiting.until(lambda: RequestLog.objects.count() >= count, f"{count} audit rows", timeout)
+    except waiting.WaitTimeout:
+        pass  # the caller's assertions say what is missing
     return list(RequestLog.objects.order_by("started"))

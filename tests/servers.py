@@ -8,7 +8,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +15,12 @@ import httpx
 from django.contrib.auth import get_user_model
 
 from plumbing import listen
+from tests import waiting
 from upstreams.models import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
+# What a gateway still has in flight: Gateway.settle waits until each is 0.
+SETTLED_GAUGES = ("gateway_audit_pending ", "gateway_active_streams ", "gateway_background_running ")
 
 
 def free_port() -> int:
@@ -45,17 +47,20 @@ class ServerProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def _wait(self, timeout: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def listening() -> bool:
             if self.process.poll() is not None:
                 raise RuntimeError(f"{self.name} exited early:\n{self.log()}")
             try:
                 socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return
             except OSError:
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log()}")
+                return False
+            return True
+
+        try:
+            waiting.until(listening, f"{self.name} to listen on {self.port}", timeout, interval=0.05)
+        except waiting.WaitTimeout:
+            self.stop()
+            raise RuntimeError(f"{self.name} did not listen on {self.port}:\n{self.log()}") from None
 
     def log(self) -> str:
         self._log.flush()
@@ -116,18 +121,17 @@ class Gateway(ServerProcess):
         Rows are written after the response ends; a test that moves on (or flushes the
         database) before that would race the server.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def idle() -> bool:
             try:
                 text = httpx.get(f"{self.url}/metrics", timeout=2).text
             except httpx.HTTPError:
-                return  # not running: nothing left in flight
-            gauges = {line.split()[0]: float(line.split()[1]) for line in text.splitlines()
-                      if line.startswith(("gateway_audit_pending ", "gateway_active_streams ",
-                                                      "gateway_background_running "))}
-            if not any(gauges.values()):
-                return
-            time.sleep(0.02)
+                return True  # not running: nothing left in flight
+            return not any(float(line.split()[1]) for line in text.splitlines() if line.startswith(SETTLED_GAUGES))
+
+        try:
+            waiting.until(idle, f"{self.name} to settle", timeout)
+        except waiting.WaitTimeout:
+            pass  # still busy: the test's own assertions say what it waited for
 
     def __init__(self, database_url: str, env: dict[str, str] | None = None) -> None:
         port = free_port()
@@ -148,15 +152,16 @@ class Gateway(ServerProcess):
     def _wait_until_serving(self, timeout: float = 30.0) -> None:
         """Wait for an answer, not only a listening socket: the socket can accept before daphne's reactor runs,
         and a SIGTERM sent in between would find the gateway's drain not yet in place."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def serving() -> bool:
             try:
-                if httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200:
-                    return
+                return httpx.get(f"{self.url}/healthz", timeout=2).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.02)
-        raise RuntimeError(f"{self.name} never answered /healthz:\n{self.log()}")
+                return False
+
+        try:
+            waiting.until(serving, f"{self.name} to answer /healthz", timeout)
+        except waiting.WaitTimeout:
+            raise RuntimeError(f"{self.name} never answered /healthz:\n{self.log()}") from None
 
 
 PASSWORD = "s3cret-pass"  # of the users the tests sign in

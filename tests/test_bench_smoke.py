@@ -10,7 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from bench.run import DEFAULT_MODES, QUICK_LEVELS
+
+pytestmark = pytest.mark.processes  # each test starts servers or programs
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -6,7 +6,6 @@ it, so each test sees the response while it is still running, with no sleeps.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 
 from logs.models import Outcome
 from state.models import StoredResponse
+from tests import waiting
 from tests.bridge.helpers import assert_spec_response, assert_spec_stream, assert_valid_stream
 from tests.conftest import wait_for_log
 from tests.servers import Gateway, MockUpstream
@@ -38,17 +38,6 @@ def get(gateway: Gateway, key: str, path: str) -> httpx.Response:
 
 def events_of(text: str) -> list[dict[str, Any]]:
     return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
-
-
-def until(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    """Return ``check()``'s first truthy value, asked again until ``timeout`` seconds (a poll, as a client polls)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"not true within {timeout}s")
 
 
 def stream_background(gateway: Gateway, key: str, *, until_type: str = "",
@@ -85,10 +74,10 @@ def test_a_background_request_is_answered_queued_then_polled_to_its_end(
     queued = answer.json()
     assert (queued["status"], queued["background"], queued["store"], queued["output"]) == ("queued", True, True, [])
     assert_spec_response(queued)
-    until(lambda: status(gateway, active_key, queued["id"]) == "in_progress")
+    waiting.until(lambda: status(gateway, active_key, queued["id"]) == "in_progress", "status in_progress")
     assert "background" not in scripted.requests()[-1]["body"]  # the gateway answers it, the upstream streams
     scripted.release()
-    until(lambda: status(gateway, active_key, queued["id"]) == "completed")
+    waiting.until(lambda: status(gateway, active_key, queued["id"]) == "completed", "status completed")
     final = get(gateway, active_key, f"/v1/responses/{queued['id']}").json()
     assert_spec_response(final)
     assert final["output"][0]["content"][0]["text"] == "Hello world"
@@ -136,7 +125,7 @@ def test_cancel_ends_a_running_background_response_as_cancelled_and_is_idempoten
     scripted.script(GATED)
     answer = post(gateway, active_key, {"input": "hi", "background": True})
     response_id = answer.json()["id"]
-    until(lambda: status(gateway, active_key, response_id) == "in_progress")
+    waiting.until(lambda: status(gateway, active_key, response_id) == "in_progress", "status in_progress")
     with httpx.stream("GET", f"{gateway.url}/v1/responses/{response_id}?stream=true",
                       headers=headers(active_key), timeout=30) as watching:
         cancelled = post(gateway, active_key, {}, path=f"/v1/responses/{response_id}/cancel")
@@ -159,7 +148,7 @@ def test_a_background_response_whose_upstream_fails_is_stored_failed_with_the_up
                                                        "param": None, "code": "nope"}}})
     answer = post(gateway, active_key, {"input": "hi", "background": True})
     assert answer.status_code == 200 and answer.json()["status"] == "queued"
-    until(lambda: status(gateway, active_key, answer.json()["id"]) == "failed")
+    waiting.until(lambda: status(gateway, active_key, answer.json()["id"]) == "failed", "status failed")
     final = get(gateway, active_key, f"/v1/responses/{answer.json()['id']}").json()
     assert final["error"]["message"] == "bad things"
     assert_spec_response(final)
@@ -231,11 +220,11 @@ def test_a_background_response_lost_with_its_process_is_marked_failed_not_left_r
     doomed = start_gateway(**beat)
     scripted.script(GATED)
     response_id = post(doomed, active_key, {"input": "hi", "background": True}).json()["id"]
-    until(lambda: status(doomed, active_key, response_id) == "in_progress")
+    waiting.until(lambda: status(doomed, active_key, response_id) == "in_progress", "status in_progress")
     doomed.process.kill()  # SIGKILL: no drain, no last word
     doomed.process.wait()
     after = start_gateway(**beat)
-    until(lambda: status(after, active_key, response_id) == "failed")
+    waiting.until(lambda: status(after, active_key, response_id) == "failed", "status failed")
     final = get(after, active_key, f"/v1/responses/{response_id}").json()
     assert final["error"]["code"] == "background_lost"
     resumed = events_of(get(after, active_key, f"/v1/responses/{response_id}?stream=true&starting_after=3").text)

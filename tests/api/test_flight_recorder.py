@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -15,6 +14,7 @@ import pytest
 from django.core.management import call_command
 
 from logs.models import Recording
+from tests import waiting
 from tests.bridge.helpers import assert_valid_stream
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream, admin_session
@@ -31,13 +31,11 @@ ASK = {"model": "m", "input": "list the files", "tools": [TOOL], "stream": True}
 
 
 def wait_for_recordings(count: int, timeout: float = 10.0) -> list[Recording]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        rows = list(Recording.objects.order_by("started"))
-        if len(rows) >= count:
-            return rows
-        time.sleep(0.05)
-    raise AssertionError(f"expected {count} recordings, found {Recording.objects.count()}")
+    def rows() -> list[Recording] | None:
+        found = list(Recording.objects.order_by("started"))
+        return found if len(found) >= count else None
+
+    return waiting.until(rows, f"{count} recordings", timeout, interval=0.05)
 
 
 def replay(*args: str) -> tuple[int, str]:
@@ -67,7 +65,7 @@ def test_an_upstream_records_its_next_n_exchanges_and_each_replays_the_same(
     assert [a.status_code for a in answers] == [200, 200, 200]
     wait_for_logs(3)
     recordings = wait_for_recordings(2)
-    time.sleep(0.3)  # a third would have been written by now
+    gateway.settle()  # nothing left to write: a third would have been
     assert [r.request_id for r in Recording.objects.order_by("started")] == [
         a.headers["x-request-id"] for a in answers[:2]]
     assert Upstream.objects.get(pk=chat_upstream.pk).record_next == 0

@@ -1,11 +1,11 @@
 """The openai Python SDK's stored-state calls against a real gateway: every call parses, and turn 2 carries turn 1."""
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import openai
 
+from tests import waiting
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
 
@@ -65,9 +65,8 @@ def test_the_sdk_runs_polls_resumes_and_cancels_background_responses(
     queued = client.responses.create(model="mock-model", input="Capital of France?", background=True)
     assert (queued.status, queued.background) == ("queued", True)
     scripted.release()
-    deadline = time.monotonic() + 10
-    while (polled := client.responses.retrieve(queued.id)).status in ("queued", "in_progress"):
-        assert time.monotonic() < deadline, "the background response never finished"
+    polled = waiting.until(lambda: (found := client.responses.retrieve(queued.id)).status not in (
+        "queued", "in_progress") and found, "the background response to finish", interval=0)
     assert polled.status == "completed" and polled.output_text == "Paris."
 
     scripted.script(answer("Lyon."))
@@ -81,7 +80,7 @@ def test_the_sdk_runs_polls_resumes_and_cancels_background_responses(
 
     scripted.script({**answer("never"), "gate": True})
     running = client.responses.create(model="mock-model", input="Wait", background=True)
-    while client.responses.retrieve(running.id).status != "in_progress":
-        assert time.monotonic() < deadline + 10, "the upstream was never asked"
+    waiting.until(lambda: client.responses.retrieve(running.id).status == "in_progress", "the upstream to be asked",
+                  interval=0)
     cancelled = client.responses.cancel(running.id)
     assert (cancelled.id, cancelled.status) == (running.id, "cancelled")

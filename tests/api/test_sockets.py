@@ -15,6 +15,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import ClientConnection, connect
 
 from logs.models import RequestLog
+from tests import waiting
 from tests.bridge.helpers import assert_valid_stream
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream
@@ -238,10 +239,7 @@ def test_closing_the_socket_mid_answer_cancels_the_upstream(
             pass
     row = wait_for_logs(1)[0]
     assert (row.transport, row.outcome) == ("websocket", "client_disconnected")
-    deadline = time.monotonic() + 10
-    while scripted.requests()[0]["disconnected_at"] is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert scripted.requests()[0]["disconnected_at"] is not None
+    assert waiting.until(lambda: scripted.requests()[0]["disconnected_at"], "the upstream request to be cancelled")
 
 
 def test_an_old_connection_is_told_to_reconnect(start_gateway, scripted: MockUpstream, chat_upstream: Upstream,

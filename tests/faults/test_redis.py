@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from plumbing.sharedstate import BREAKER_SECONDS
+from tests import waiting
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, free_port
 
@@ -26,10 +27,8 @@ def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
     server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                                "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 10
-    while subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip() != b"PONG":
-        assert time.monotonic() < deadline, "redis-server did not start"
-        time.sleep(0.05)
+    waiting.until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
+                  == b"PONG", "redis-server to start", interval=0.05)
     yield server, port
     server.send_signal(signal.SIGCONT)
     server.kill()
@@ -58,8 +57,8 @@ def test_a_frozen_redis_is_skipped_after_one_short_timeout_and_used_again_when_i
     assert took < BREAKER_SECONDS and openings == 1, (took, openings)
 
     server.send_signal(signal.SIGCONT)
-    deadline = time.monotonic() + BREAKER_SECONDS * 3
-    while RATE_HEADER not in models().headers:  # the breaker lets one call try, and it answers
-        assert time.monotonic() < deadline, "the gateway never used Redis again"
+    # The breaker lets one call try, and it answers.
+    waiting.until(lambda: RATE_HEADER in models().headers, "the gateway to use Redis again", BREAKER_SECONDS * 3,
+                  interval=0)
     assert "the shared cache (Redis) answers again" in gateway.log()
     assert len(wait_for_logs(42, timeout=30)) >= 42  # every request left its row

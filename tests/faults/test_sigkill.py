@@ -8,7 +8,6 @@ the machine finds the dead process's journal and writes what it holds.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +64,7 @@ def test_streams_in_flight_at_a_sigkill_appear_as_interrupted_after_a_restart(
 
     second = start_gateway(**env)  # its start writes what the dead process's journal holds
     rows = wait_for_logs(FINISHED + STREAMS, timeout=30)
-    time.sleep(0.5)  # a second write of any of them would show here
+    second.settle()  # nothing left to write: a second write of any of them would have been
     rows = list(RequestLog.objects.order_by("started"))
     interrupted = [row for row in rows if row.outcome == Outcome.INTERRUPTED]
     assert len(rows) == FINISHED + STREAMS

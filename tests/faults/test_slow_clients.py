@@ -19,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from tests import waiting
 from tests.conftest import wait_for_logs
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
@@ -148,10 +149,8 @@ def test_websocket_clients_that_stop_reading_hold_little_memory(
     before = settled_rss(pid)
     stalled = [websocket_create(gateway, active_key, {"type": "response.create", **body, "store": False})
                for _ in range(5)]
-    deadline = time.monotonic() + 10
-    while len(long_answer.requests()) < 6 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert len(long_answer.requests()) == 6  # every stalled socket's answer is under way
+    waiting.until(lambda: len(long_answer.requests()) >= 6, "every stalled socket's answer to be under way")
+    assert len(long_answer.requests()) == 6
     time.sleep(3)  # without back-pressure, each whole 202 MB answer is pushed into Twisted in less than this
     during, after, rows = release(pid, stalled)
     assert_little_held(before, during, after, received, rows, {("websocket", "client_disconnected")})

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.servers import ROOT
+
+pytestmark = pytest.mark.processes  # each test starts servers or programs
 
 PRODUCTION = {"DEBUG": "false", "SECRET_KEY": "a" * 20 + "-production-secret-key-with-enough-entropy-7Hq2",
               "ALLOWED_HOSTS": "gateway.example.com", "SECURE_SSL_REDIRECT": "true",

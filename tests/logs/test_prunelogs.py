@@ -79,6 +79,7 @@ def test_prunelogs_refuses_an_age_it_cannot_read(age: str) -> None:
         prune("--older-than", age)
 
 
+@pytest.mark.processes
 def test_a_negative_retention_stops_the_start() -> None:
     result = subprocess.run([sys.executable, "manage.py", "check"], cwd=ROOT, capture_output=True, text=True,
                             env={**os.environ, "GATEWAY_LOG_RETENTION_DAYS": "-1"})

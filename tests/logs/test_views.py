@@ -226,6 +226,7 @@ def copied_curl(page: str) -> str:
     return html.unescape(page[start:page.index("</pre>", start)])
 
 
+@pytest.mark.processes
 def test_the_detail_page_offers_the_request_as_curl_without_its_key(staff: Client) -> None:
     body = '{"model": "qwen3-coder", "input": "it\'s here", "stream": true}'
     log("req_curl", request_body=body, stream=True)

@@ -43,6 +43,7 @@ def test_a_record_cut_short_is_left_unread(tmp_path: Path) -> None:
     assert [record["n"] for _, record in found] == [1] and after == end
 
 
+@pytest.mark.processes
 def test_only_the_journals_of_dead_processes_are_orphans(tmp_path: Path) -> None:
     code = ("import sys, time; from pathlib import Path; from plumbing.journal import Journal; "
             "j = Journal(Path(sys.argv[1])); j.append({'k': 's', 'n': 1}); print(j.directory, flush=True); "

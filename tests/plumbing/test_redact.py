@@ -111,6 +111,7 @@ def test_log_filter_scrubs_the_arguments_of_a_record_whose_format_is_broken() ->
     assert (record.msg, record.args) == ("one %s two %s", (REDACTED,))
 
 
+@pytest.mark.processes
 def test_live_logging_config_scrubs_every_logger_including_django() -> None:
     """settings.LOGGING puts the filter on the root handler and routes Django's records through it, once."""
     code = ("import django, logging; django.setup(); "

@@ -5,7 +5,6 @@ import asyncio
 import json
 import signal
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +12,7 @@ import httpx
 
 from logs.models import RequestLog
 from plumbing.shutdown import Shutdown, ShutdownMiddleware
+from tests import waiting
 from tests.bridge.helpers import assert_valid_stream
 from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream
@@ -69,10 +69,8 @@ def test_sigterm_lets_a_stream_in_flight_finish_and_writes_its_row(start_gateway
     assert reader.first.wait(10) and not reader.error
     server.process.send_signal(signal.SIGTERM)
 
-    deadline = time.monotonic() + 5
-    while not refused(server.url):  # the listening socket closes: new clients are refused at once
-        assert time.monotonic() < deadline, "the gateway still accepts connections while draining"
-        time.sleep(0.05)
+    # The listening socket closes: new clients are refused at once.
+    waiting.until(lambda: refused(server.url), "the gateway to stop accepting connections", 5, interval=0.05)
     assert server.process.poll() is None, "the gateway exited with a stream in flight"
 
     reader.join(15)
@@ -117,7 +115,7 @@ def test_a_second_sigterm_cuts_the_grace_short(start_gateway: StartGateway, scri
     reader.start()
     assert reader.first.wait(10)
     server.process.send_signal(signal.SIGTERM)
-    time.sleep(0.5)
+    waiting.until(lambda: "shutting down: 1 request(s) in flight" in server.log(), "the drain to begin")
     assert server.process.poll() is None
     server.process.send_signal(signal.SIGTERM)
 
@@ -139,10 +137,7 @@ def test_a_kept_alive_connection_gets_503_shutting_down_while_draining(start_gat
         reader.start()
         assert reader.first.wait(10)
         server.process.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 5
-        while not refused(server.url):
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        waiting.until(lambda: refused(server.url), "the gateway to stop accepting connections", 5, interval=0.05)
 
         assert kept.get("/metrics").status_code == 200  # scrapers still see the drain
         response = kept.post("/v1/responses", json={"model": "mock-model", "input": "late"},

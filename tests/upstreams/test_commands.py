@@ -25,12 +25,14 @@ def test_createapikey_prints_a_working_key_on_the_last_line() -> None:
     assert secret not in err.getvalue()
 
 
+@pytest.mark.processes
 def test_mockupstream_refuses_an_unknown_scenario() -> None:
     result = subprocess.run([sys.executable, "manage.py", "mockupstream", "--scenario", "nope", "--port", "1"],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode != 0 and "invalid choice" in result.stderr
 
 
+@pytest.mark.processes
 @pytest.mark.parametrize("scenario", ["text", "tools", "tools5"])
 def test_mockupstream_serves_the_seed_scenarios(scenario: str) -> None:
     server = MockUpstream(scenario)

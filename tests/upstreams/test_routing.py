@@ -7,7 +7,6 @@ writes). The end-to-end ones run a gateway with the production setting.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +14,7 @@ import httpx
 import pytest
 from django.test import override_settings
 
+from tests import waiting
 from tests.servers import Gateway, MockUpstream, check_admin_edit_reaches
 from upstreams.models import ClientKey, Upstream
 from upstreams.routing import Routing
@@ -157,11 +157,7 @@ def test_a_zero_ttl_reads_on_every_request() -> None:
 
 def eventually(check: Callable[[], Any], timeout: float = 15.0) -> Any:
     """Return ``check()`` once truthy; edits from another process land within the TTL."""
-    deadline = time.monotonic() + timeout
-    while not (result := check()):
-        assert time.monotonic() < deadline, "the edit never applied"
-        time.sleep(0.1)
-    return result
+    return waiting.until(check, "the edit to apply", timeout, interval=0.1)
 
 
 def test_with_a_ttl_new_keys_and_upstreams_serve_at_once_and_edits_within_the_ttl(

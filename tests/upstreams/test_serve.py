@@ -5,13 +5,13 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests import waiting
 from tests.servers import ROOT, MockUpstream, free_port
 
 
@@ -31,11 +31,16 @@ class Served:
 
     def banner(self, timeout: float = 60.0) -> str:
         """Read the output up to the end of the banner ("Stop with Ctrl-C.")."""
-        assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while "Stop with Ctrl-C." not in self.output:
-            assert time.monotonic() < deadline and self.process.poll() is None, self.output
-            self.output += self.process.stdout.readline()
+        stdout = self.process.stdout
+        assert stdout is not None
+
+        def read_on() -> bool:
+            assert self.process.poll() is None, self.output
+            self.output += stdout.readline()
+            return "Stop with Ctrl-C." in self.output
+
+        if "Stop with Ctrl-C." not in self.output:
+            waiting.until(read_on, "the banner", timeout, interval=0)
         return self.output
 
     def key(self) -> str:
@@ -65,6 +70,7 @@ def served(serve_env: dict[str, str]) -> Iterator[list[Served]]:
         server.stop()
 
 
+@pytest.mark.processes
 def test_a_taken_port_is_said_before_anything_else_and_nothing_starts(serve_env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
