@@ -24,16 +24,15 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest
 
-from api import metrics
 from api.paths import API_PREFIX, api_path
 from api.recorder import Recorder
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.consumers import broadcast
 from logs.models import Mode, Outcome, RequestLog, Transport, prepared
-from plumbing import dbthread
-from plumbing.intake import Refusal
+from plumbing import dbthread, metrics
 from plumbing.journal import Journal, Orphan, Position, orphans
+from plumbing.patches.intake import Refusal
 from upstreams.models import ClientKey, Upstream
 from upstreams.routing import ROUTING
 
@@ -254,7 +253,7 @@ class Exchange:
 
 
 def record_refusal(refusal: Refusal) -> str | None:
-    """Write the one audit row of an API request that daphne answered itself (plumbing/intake.py).
+    """Write the one audit row of an API request that daphne answered itself (plumbing/patches/intake.py).
 
     Return the request id to answer with; None for paths outside the API (no row).
     """

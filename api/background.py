@@ -37,7 +37,7 @@ from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse
 from django.utils.timezone import now
 
-from api import client, metrics, relay
+from api import client, relay
 from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.relay import Ending, Plan
@@ -56,7 +56,7 @@ from bridge.sse import SSEDecoder, encode_event
 from bridge.stream import TERMINAL, ResponseStream, stream_error
 from bridge.tap import StreamTap
 from logs.models import Outcome
-from plumbing import dbthread
+from plumbing import dbthread, metrics
 from state.models import ResponseToStore, StoredResponse
 from upstreams.models import ClientKey
 

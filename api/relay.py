@@ -20,7 +20,7 @@ import orjson
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse
 
-from api import client, metrics, recorder, stored
+from api import client, recorder, stored
 from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.stored import Keeper
@@ -42,6 +42,7 @@ from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer
 from bridge.validation import nesting_error
 from logs.models import Outcome
+from plumbing import metrics
 from plumbing.shutdown import SHUTDOWN
 from upstreams import cooldown
 from upstreams.models import Upstream, rank

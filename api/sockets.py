@@ -10,7 +10,7 @@ audit row, the drain's count), and the answer's server-sent events are sent on a
 What only the socket adds:
 
 - the upgrade is authenticated like the API (``Authorization: Bearer``), and refused with
-  the API's status and error body (plumbing/websocket.py);
+  the API's status and error body (plumbing/patches/websocket.py);
 - the latest response is remembered by the connection, ``store: false`` too
   (api/connection.py), so a turn may continue it with only its new items;
 - ``generate: false`` (Codex's warm-up) is answered here: a response with no output that
@@ -53,8 +53,8 @@ from bridge.stream import ResponseStream
 from bridge.validation import validate_responses
 from logs.models import Transport
 from plumbing.asgitypes import ASGIApp, Message
+from plumbing.patches.websocket import supported
 from plumbing.shutdown import SHUTDOWN
-from plumbing.websocket import supported
 
 logger = logging.getLogger("gateway")
 

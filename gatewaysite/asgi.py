@@ -2,7 +2,7 @@
 
 HTTP goes to the API app (/v1/, api/app.py) or Django (everything else); WebSockets to the
 request log's live tail (staff sessions, same-origin pages only: host and port). Around both: the body
-limit and the SIGTERM drain (plumbing/).
+limit and the SIGTERM drain (plumbing/); under daphne, plumbing/patches/ is installed first.
 """
 from __future__ import annotations
 
@@ -27,8 +27,7 @@ from api.app import ApiApp, is_api  # noqa: E402
 from api.paths import api_path  # noqa: E402
 from api.sockets import ResponsesSocket  # noqa: E402
 from logs.consumers import LogTailConsumer  # noqa: E402
-from plumbing import backpressure, intake, websocket  # noqa: E402
-from plumbing.accesslog import quiet_query_strings  # noqa: E402
+from plumbing import patches  # noqa: E402
 from plumbing.asgitypes import Receive, Scope, Send  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
 from plumbing.origin import SameOriginWebSockets  # noqa: E402
@@ -39,10 +38,9 @@ on_server_start()
 if settings.GATEWAY_JOURNAL_DIR:  # and write what dead processes left in theirs
     audit.WRITER.open_journal(Path(settings.GATEWAY_JOURNAL_DIR))
 if "daphne.server" in sys.modules:  # served by daphne: what daphne does itself, made fit for production
-    quiet_query_strings()
-    backpressure.install()
-    intake.install(settings.GATEWAY_MAX_BODY_BYTES, settings.GATEWAY_HEADER_TIMEOUT, audit.record_refusal)
-    websocket.install(settings.GATEWAY_MAX_BODY_BYTES)
+    patches.install(max_body_bytes=settings.GATEWAY_MAX_BODY_BYTES, header_timeout=settings.GATEWAY_HEADER_TIMEOUT,
+                    on_refused=audit.record_refusal, shutdown=SHUTDOWN, grace=settings.GATEWAY_SHUTDOWN_GRACE,
+                    allow_untested=settings.GATEWAY_ALLOW_UNTESTED_SERVER)
 
 # Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
 # middleware is sync-only and would push every API request through sync adapters.

@@ -57,6 +57,9 @@ CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
 
 # --- gateway ---------------------------------------------------------------------------
 GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
+# Start under daphne, Twisted or autobahn versions other than those the gateway's patches were
+# tested with (plumbing/patches/: refused by default, naming them).
+GATEWAY_ALLOW_UNTESTED_SERVER = env.bool("GATEWAY_ALLOW_UNTESTED_SERVER", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
 # The audit journal (api/audit.py): a local directory, one journal per process, kept across
 # restarts (a dead process's rows are written by the next one to start). Empty: no journal.

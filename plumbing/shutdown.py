@@ -1,23 +1,20 @@
-"""Graceful shutdown under daphne: on SIGTERM, finish in-flight requests, write their audit rows, then exit.
+"""Graceful shutdown: on SIGTERM, finish in-flight requests, write their audit rows, then exit.
 
-Every piece of the drain lives here: the count of requests in flight, the refusal of new
-ones, the upstream answers to close when the grace is over, the signal handlers. The API
-hands over what it must (``track`` its upstream answers, ``flush`` its audit rows) through
-``graceful()``, called by ``gatewaysite/asgi.py``. The grace is GATEWAY_SHUTDOWN_GRACE.
+The drain lives here: the count of requests in flight, the refusal of new ones, the
+upstream answers to close when the grace is over, the order of the steps. The API hands
+over what it must (``track`` its upstream answers, ``flush`` its audit rows) through
+``graceful()``, called by ``gatewaysite/asgi.py``; under daphne, plumbing/patches/signals.py
+starts ``run()`` on the first SIGTERM. The grace is GATEWAY_SHUTDOWN_GRACE.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import sys
 import weakref
 from collections.abc import Awaitable, Callable
-from types import FrameType
-from typing import Any, Protocol
+from typing import Protocol
 
 import orjson
-from django.conf import settings
 
 from bridge.errors import ShuttingDownError
 from plumbing.asgitypes import ASGIApp, Message, Receive, Scope, Send
@@ -32,12 +29,11 @@ logger = logging.getLogger("gateway.shutdown")
 #
 # 1. ShutdownMiddleware wraps the whole ASGI app: it counts HTTP requests in flight, answers new
 #    ones 503 shutting_down while draining, and hands a request `http.disconnect` once cut.
-# 2. Once the reactor runs (Twisted installs its handlers in the "during startup" phase;
-#    callWhenRunning runs after), Twisted's SIGTERM/SIGINT handlers are replaced. The first
-#    signal closes the listening sockets, waits for the requests in flight (the grace at most),
-#    cuts the rest as client disconnects (their `finally` blocks close the upstream and record
-#    the row), waits for the audit rows (``flush``) and only then calls reactor.stop(). A second
-#    signal cuts at once.
+# 2. Once the reactor runs, Twisted's SIGTERM/SIGINT handlers are replaced (plumbing/patches/signals.py).
+#    The first signal closes the listening sockets and calls ``Shutdown.run``: it waits for the
+#    requests in flight (the grace at most), cuts the rest as client disconnects (their `finally`
+#    blocks close the upstream and record the row), waits for the audit rows (``flush``) and only
+#    then stops the reactor. A second signal cuts at once (``end_in_flight``).
 
 
 # Still answered while draining: liveness (the process is alive) and metrics (scrapers
@@ -222,59 +218,9 @@ SHUTDOWN = Shutdown()  # this process's drain; SHUTDOWN.in_flight is the count o
 
 def graceful(app: ASGIApp, *, flush: Callable[[], Awaitable[None]],
              refuses_itself: Callable[[Scope], bool]) -> ShutdownMiddleware:
-    """Wrap the gateway's ASGI application and, under daphne, take over SIGTERM once the reactor runs.
+    """Wrap the gateway's ASGI application in the drain; ``flush`` writes what must not be lost (the audit rows).
 
-    ``flush`` writes what must not be lost (the audit rows), once the requests are done.
+    Under daphne, SIGTERM starts the drain through plumbing/patches/signals.py.
     """
     SHUTDOWN.flush = flush
-    if "daphne.server" in sys.modules:  # daphne installed the asyncio reactor: importing it is safe
-        from twisted.internet import reactor
-
-        reactor.callWhenRunning(_take_over_signals, reactor, SHUTDOWN)
     return ShutdownMiddleware(app, SHUTDOWN, refuses_itself)
-
-
-def _take_over_signals(reactor: Any, shutdown: Shutdown) -> None:
-    """Replace Twisted's SIGTERM/SIGINT handlers with the drain, where Twisted installed them.
-
-    Only Twisted's own handlers are replaced: daphne's runserver with the autoreloader
-    runs the reactor in a thread without signal handlers, and a debugger's SIGINT stays.
-    """
-
-    def on_signal(number: int, frame: FrameType | None) -> None:
-        # Signal handlers run between bytecodes: hand over to the reactor's thread.
-        reactor.callFromThread(_signalled, reactor, shutdown, number)
-
-    for number, twisted_handler in ((signal.SIGTERM, reactor.sigTerm), (signal.SIGINT, reactor.sigInt)):
-        if signal.getsignal(number) == twisted_handler:
-            signal.signal(number, on_signal)
-
-
-def _signalled(reactor: Any, shutdown: Shutdown, number: int) -> None:
-    name = signal.Signals(number).name
-    if shutdown.draining:
-        logger.warning("%s again: ending the %d request(s) in flight now", name, shutdown.in_flight)
-        shutdown.ending = asyncio.ensure_future(shutdown.end_in_flight())
-        return
-    logger.warning("%s received", name)
-    shutdown.begin()
-    _stop_listening(reactor)
-    shutdown.task = asyncio.ensure_future(shutdown.run(settings.GATEWAY_SHUTDOWN_GRACE, lambda: _stop(reactor)))
-
-
-def _stop(reactor: Any) -> None:
-    from twisted.internet.error import ReactorNotRunning
-
-    try:
-        reactor.stop()
-    except ReactorNotRunning:  # something else stopped it meanwhile
-        pass
-
-
-def _stop_listening(reactor: Any) -> None:
-    """Close daphne's listening sockets, so new connections are refused rather than queued."""
-    from twisted.internet.interfaces import IListeningPort
-
-    for reader in reactor.getReaders():
-        if IListeningPort.providedBy(reader):
-            reader.stopListening()

@@ -21,7 +21,7 @@ from upstreams.models import Upstream
 
 LIMIT = 1024 * 1024
 HEADER_TIMEOUT = 1.0
-LINGER = 2.0  # plumbing/intake.py
+LINGER = 2.0  # plumbing/patches/intake.py
 
 
 @pytest.fixture

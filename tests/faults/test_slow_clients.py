@@ -3,7 +3,7 @@
 Five clients ask for a 40 MB streamed answer and read none of it. Without back-pressure
 the gateway read all five answers from the upstream into Twisted's write buffers (RSS
 77 → 1,068 MB); with it, each stream holds about 64 KiB in the process
-(plumbing/backpressure.py).
+(plumbing/patches/backpressure.py).
 """
 from __future__ import annotations
 

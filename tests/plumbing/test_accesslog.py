@@ -6,7 +6,8 @@ import io
 import pytest
 from daphne.access import AccessLogGenerator
 
-from plumbing.accesslog import quiet_query_strings, without_query
+from plumbing.patches.accesslog import install as quiet_query_strings
+from plumbing.patches.accesslog import without_query
 
 
 @pytest.mark.parametrize(("path", "logged"), [("/v1/models", "/v1/models"), ("/v1/models?api_key=sk-x", "/v1/models?…"),

@@ -24,6 +24,13 @@ def supported(scope: dict[str, Any]) -> bool:
     return EXTENSION in (scope.get("extensions") or {})
 
 
+# What this patch wraps (checked by plumbing/patches/__init__.py before anything is patched).
+TARGETS = (("daphne.ws_protocol", "WebSocketProtocol", ("handle_reply", "failHandshake")),
+           ("daphne.ws_protocol", "WebSocketFactory", ("setProtocolOptions",)),
+           ("daphne.server", "Server", ("create_application",)),
+           ("autobahn.websocket.types", "ConnectionDeny", ("__init__",)))
+
+
 def install(max_message_bytes: int) -> None:
     """Add the denial response to daphne's WebSocketProtocol, and take messages up to ``max_message_bytes`` (once)."""
     from autobahn.websocket.types import ConnectionDeny

@@ -83,6 +83,11 @@ async def _socket_writable(protocol: Any) -> None:
         await flow.writable.wait()
 
 
+# What this patch wraps (checked by plumbing/patches/__init__.py before anything is patched).
+TARGETS = (("daphne.server", "Server", ("handle_reply",)),
+           ("twisted.web.http", "Request", ("registerProducer", "unregisterProducer")))
+
+
 def install() -> None:
     """Make daphne's ``send()`` wait for a slow client's socket (only when daphne serves this process)."""
     from daphne.http_protocol import WebRequest

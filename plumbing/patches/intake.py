@@ -104,6 +104,12 @@ def _refuse(request: Any, error: BridgeError, request_bytes: int, on_refused: Ho
     reactor.callLater(LINGER, transport.abortConnection)
 
 
+# What this patch wraps (checked by plumbing/patches/__init__.py before anything is patched).
+TARGETS = (("daphne.http_protocol", "WebRequest", ("gotLength", "handleContentChunk", "process")),
+           ("twisted.web.http", "HTTPChannel", ("connectionMade", "dataReceived", "allHeadersReceived",
+                                                "requestDone", "connectionLost")))
+
+
 def install(limit: int, header_timeout: float, on_refused: Hook) -> None:
     """Add the body limit and the header deadline to daphne's request parsing."""
     from daphne.http_protocol import WebRequest

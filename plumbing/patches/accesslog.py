@@ -18,7 +18,11 @@ def without_query(path: str) -> str:
     return f"{head}?…" if sep else path
 
 
-def quiet_query_strings() -> None:
+# What this patch wraps (checked by plumbing/patches/__init__.py before anything is patched).
+TARGETS = (("daphne.access", "AccessLogGenerator", ("__call__",)),)
+
+
+def install() -> None:
     """Make daphne's access log leave query strings out (only when daphne serves this process)."""
     from daphne.access import AccessLogGenerator
 
