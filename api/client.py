@@ -26,7 +26,7 @@ from upstreams.models import Upstream
 
 MAX_ERROR_BODY = 64 * 1024
 DRAIN_AFTER_DONE = 0.5
-# Headers that tell a client when to come back; relayed under their own names (seed E3).
+# Headers that tell a client when to come back; relayed under their own names (docs/responses-bridge.md §6, E3).
 BACKOFF_HEADERS = ("retry-after", "retry-after-ms")
 BACKOFF_PREFIX = "x-ratelimit-"
 
@@ -105,7 +105,7 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
 
 
 def backoff_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    """Return the headers of an answer that tell a client when to come back (seed E3)."""
+    """Return the headers of an answer that tell a client when to come back (docs/responses-bridge.md §6, E3)."""
     return {k: v for k, v in headers.items()
             if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
 

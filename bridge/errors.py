@@ -15,7 +15,7 @@
         ├── ShuttingDownError        503 shutting_down: this process is draining, retry elsewhere
         └── DatabaseUnavailableError 503 database_unavailable: what needs the database waits for it
 
-See ../shared/spec/contract.md, "Errors".
+The contract they follow: docs/errors.md.
 """
 from __future__ import annotations
 

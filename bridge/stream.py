@@ -1,4 +1,4 @@
-"""The state machine that turns UpstreamEvents into Responses stream events (responses-bridge.md §3).
+"""The state machine that turns UpstreamEvents into Responses stream events (docs/responses-bridge.md §3).
 
 One class, ``ResponseStream``; it does no IO and reads no clock but the one it is handed.
 """

@@ -1,7 +1,7 @@
 """Settings of codex-gateway.
 
-Every environment variable is read here and nowhere else (see ../shared/spec/contract.md,
-"Configuration"). Defaults run a development gateway on SQLite; bad values raise
+Every environment variable is read here and nowhere else (the README's
+"Configuration" lists them). Defaults run a development gateway on SQLite; bad values raise
 ImproperlyConfigured at start rather than misbehave later.
 """
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Pure (no Django): ``RedactingFilter`` sits on the root log handler (gatewaysite/settings.py
 LOGGING); ``redact_headers`` and ``redact_text`` are for anything that stores what a client
-or an upstream sent (contract.md, "Audit record": bodies are stored only redacted).
+or an upstream sent (docs/audit.md §4: bodies are stored only redacted).
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Mock LLM servers on loopback: the seed's scenarios (E1 text, E2 tools, E3 errors) and a scripted one.
+"""Mock LLM servers on loopback: the founding experiments (E1 text, E2 tools, E3 errors: docs/responses-bridge.md §6) and a scripted one.
 
 An ASGI app, served by ``manage.py mockupstream``. It speaks Chat Completions (and, for
 passthrough tests, a minimal Responses stream). A scenario is a list of *steps*; each
@@ -41,7 +41,7 @@ E2_TOOLS: list[dict[str, Any]] = [
 
 
 def _tools5() -> list[dict[str, Any]]:
-    """Five calls, 3-5 fragments each, interleaved round-robin (the seed's E2 stress case)."""
+    """Five calls, 3-5 fragments each, interleaved round-robin (E2's stress case, docs/responses-bridge.md §6)."""
     calls = [
         ("read_file", '{"path": "src/main.py"}'),
         ("write_file", '{"path": "out.txt", "content": "line one\\nline two"}'),
@@ -183,7 +183,7 @@ DEMO_COMMANDS = {"tools": ["echo hello from codex-gateway"],
 def codex_turn(name: str, request: dict[str, Any]) -> Step | None:
     """The demo's tool scenarios for a client that declares ``exec_command`` (Codex): harmless commands, then an answer.
 
-    The seed's tool calls (apply_patch, local_shell) are tools Codex 0.169 does not declare:
+    E2's tool calls (apply_patch, local_shell) are tools Codex 0.169 does not declare:
     it answered each with "unsupported call" and asked again, about 900 times in 90 s
     (issue 13). So a client that declares exec_command gets calls to it, and once every
     output is back, a final answer that quotes the last one: the turn ends.

@@ -1,6 +1,6 @@
 """The Chat Completions dialect: a Responses request said as a Chat request, and Chat chunks read back as events.
 
-Two halves of one protocol (responses-bridge.md §1, §4): ``to_request`` translates the
+Two halves of one protocol (docs/responses-bridge.md §1, §4): ``to_request`` translates the
 request (its tool map lets ``stream.py`` turn the upstream's function calls back into the
 tool kinds the client declared: namespaced, custom, local_shell); ``read_chunk`` and
 ``read_completion`` read the answer into UpstreamEvents.

@@ -150,7 +150,7 @@ def test_bridged_answers_validate_against_open_responses(gateway: Gateway, scrip
 def test_e2_interleaved_tool_calls_come_back_whole(gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream,
                                                    active_key: str) -> None:
     scripted.use("tools")
-    # The seed declares Chat-shaped tools, which the SDK's own tool helper refuses: send them raw.
+    # E2 declares Chat-shaped tools, which the SDK's own tool helper refuses: send them raw.
     body = {"model": "mock-model", "input": "patch and list", "extra_body": {"tools": CHAT_TOOLS}}
     with sdk(gateway, active_key).responses.stream(**body) as stream:
         final = stream.get_final_response()

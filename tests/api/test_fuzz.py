@@ -130,7 +130,7 @@ PURE_SETTINGS = settings(max_examples=1000, deadline=None, database=None)
 
 
 def check_answer(response: httpx.Response, sent: bytes) -> None:
-    """The gateway's own invariants for any request it answers (contract.md, "Errors")."""
+    """The gateway's own invariants for any request it answers (docs/errors.md)."""
     assert response.status_code < 500, response.text
     # Echoed fields may carry the client's own text: only a traceback the client did not send counts.
     assert "Traceback" not in response.text or b"Traceback" in sent

@@ -1,4 +1,4 @@
-"""Shared checks for bridge tests: the invariants every Responses stream must keep (responses-bridge.md §3)."""
+"""Shared checks for bridge tests: the invariants every Responses stream must keep (docs/responses-bridge.md §3)."""
 from __future__ import annotations
 
 import itertools

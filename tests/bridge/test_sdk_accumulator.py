@@ -1,7 +1,7 @@
 """Feed our encoded streams through the official openai SDK, offline, as a client would read them.
 
 The SDK's `responses.stream()` accumulator checks response identity, output indexes and unfinished
-items (responses-bridge.md §3); strict pydantic validation checks every field's shape.
+items (docs/responses-bridge.md §3); strict pydantic validation checks every field's shape.
 """
 from __future__ import annotations
 

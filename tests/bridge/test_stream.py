@@ -1,4 +1,4 @@
-"""Tests for bridge.stream: UpstreamEvents in, the canonical Responses sequence out (responses-bridge.md §3)."""
+"""Tests for bridge.stream: UpstreamEvents in, the canonical Responses sequence out (docs/responses-bridge.md §3)."""
 from __future__ import annotations
 
 import json

@@ -1,6 +1,6 @@
 """Tests for bridge.dialects.chat: Responses requests become Chat requests that strict servers accept.
 
-See responses-bridge.md §1 and §4.
+See docs/responses-bridge.md §1 and §4.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from upstreams.mock import DEMO, SCENARIOS, MockUpstream
 
 
 class Command(BaseCommand):
-    help = "Serve a mock Chat Completions upstream (the seed's scenarios) on loopback, under daphne."
+    help = "Serve a mock Chat Completions upstream (the founding experiments, docs/responses-bridge.md §6) on loopback, under daphne."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--scenario", default="text", choices=sorted([*SCENARIOS, DEMO]))
