@@ -38,7 +38,6 @@ from django.http import HttpResponseBase, JsonResponse
 from django.utils.timezone import now
 
 from api import client, relay
-from api.audit import Exchange
 from api.decorators import ApiRequest
 from api.relay import Ending, Plan
 from api.stored import Keeper
@@ -55,6 +54,7 @@ from bridge.errors import (
 from bridge.sse import SSEDecoder, encode_event
 from bridge.stream import TERMINAL, ResponseStream, stream_error
 from bridge.tap import StreamTap
+from logs.audit.exchange import Exchange
 from logs.models import Outcome
 from plumbing import dbthread, metrics
 from state.models import ResponseToStore, StoredResponse

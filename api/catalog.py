@@ -15,8 +15,8 @@ import orjson
 
 from api import client
 from bridge.errors import UpstreamError
-from upstreams.discovery import ModelInfo, read_models
 from upstreams.models import Upstream
+from upstreams.probe.discovery import ModelInfo, read_models
 
 logger = logging.getLogger("gateway")
 

@@ -19,7 +19,6 @@ from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
-from api.audit import Exchange
 from bridge.errors import (
     AuthenticationError,
     BridgeError,
@@ -30,6 +29,7 @@ from bridge.errors import (
     RequestTooLargeError,
     ShuttingDownError,
 )
+from logs.audit.exchange import Exchange
 from logs.models import Outcome
 from plumbing import dbthread, sharedstate
 from plumbing.limits import TOO_LARGE

@@ -20,8 +20,7 @@ import orjson
 from django.conf import settings
 from django.http import HttpResponseBase, JsonResponse
 
-from api import client, recorder, stored
-from api.audit import Exchange
+from api import client, stored
 from api.decorators import ApiRequest
 from api.stored import Keeper
 from api.streams import ClosingStream
@@ -41,7 +40,9 @@ from bridge.sse import encode_event
 from bridge.stream import TERMINAL, Phase, ResponseStream
 from bridge.tap import StreamTap, failure_trailer
 from bridge.validation import nesting_error
+from logs.audit.exchange import Exchange
 from logs.models import Outcome
+from logs.recording import recorder
 from plumbing import metrics
 from plumbing.shutdown import SHUTDOWN
 from upstreams import cooldown

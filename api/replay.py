@@ -1,4 +1,4 @@
-"""Replay a flight recording (api/recorder.py) through today's code, and move recordings to and from fixtures.
+"""Replay a flight recording (logs/recording/) through today's code, and move recordings to and from fixtures.
 
 The replay runs the very functions that serve live traffic: the dialect builds the upstream
 request again from the client's, and the recorded reads are fed, one by one as they came
@@ -27,8 +27,8 @@ from bridge.events import UsageReported
 from bridge.sse import decode_values
 from bridge.stream import Phase, ResponseStream
 from bridge.tap import StreamTap
-from logs.recordings import Recorded
-from upstreams.capabilities import responses_problems
+from logs.recording.fixtures import Recorded
+from upstreams.probe.capabilities import responses_problems
 
 # The ids the gateway makes up (bridge/stream.py) and its clocks: they differ from one run to the next.
 _MADE_UP_ID = re.compile(rb"\b(resp|msg|rs|fc|call|ctc)_[0-9a-f]{32}\b")

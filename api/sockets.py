@@ -42,7 +42,6 @@ from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError
 
 from api import client
-from api.audit import TRANSPORT_KEY, Exchange
 from api.connection import SCOPE_KEY, ConnectionMemory
 from api.decorators import authenticate, error_response
 from bridge.errors import BridgeError, DatabaseUnavailableError, InvalidRequestError, socket_error_event
@@ -51,6 +50,7 @@ from bridge.history import input_items
 from bridge.sse import SSEDecoder
 from bridge.stream import ResponseStream
 from bridge.validation import validate_responses
+from logs.audit.exchange import TRANSPORT_KEY, Exchange
 from logs.models import Transport
 from plumbing.asgitypes import ASGIApp, Message
 from plumbing.patches.websocket import supported

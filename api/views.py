@@ -13,7 +13,7 @@ from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import validate_chat, validate_responses
 from plumbing import dbthread
 from state.models import Side, StoredResponse
-from upstreams.discovery import ModelInfo
+from upstreams.probe.discovery import ModelInfo
 
 
 @api_view("chat/completions")

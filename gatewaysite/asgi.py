@@ -22,11 +22,14 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from api import audit, background, recorder  # noqa: E402
+from api import background  # noqa: E402
 from api.app import ApiApp, is_api  # noqa: E402
 from api.paths import api_path  # noqa: E402
+from api.refusals import record_refusal  # noqa: E402
 from api.sockets import ResponsesSocket  # noqa: E402
-from logs.consumers import LogTailConsumer  # noqa: E402
+from logs.audit import writer  # noqa: E402
+from logs.pages.live import LogTailConsumer  # noqa: E402
+from logs.recording import recorder  # noqa: E402
 from plumbing import patches  # noqa: E402
 from plumbing.asgitypes import Receive, Scope, Send  # noqa: E402
 from plumbing.limits import BodyLimitMiddleware  # noqa: E402
@@ -36,10 +39,10 @@ from upstreams.bootstrap import on_server_start  # noqa: E402
 
 on_server_start()
 if settings.GATEWAY_JOURNAL_DIR:  # and write what dead processes left in theirs
-    audit.WRITER.open_journal(Path(settings.GATEWAY_JOURNAL_DIR))
+    writer.WRITER.open_journal(Path(settings.GATEWAY_JOURNAL_DIR))
 if "daphne.server" in sys.modules:  # served by daphne: what daphne does itself, made fit for production
     patches.install(max_body_bytes=settings.GATEWAY_MAX_BODY_BYTES, header_timeout=settings.GATEWAY_HEADER_TIMEOUT,
-                    on_refused=audit.record_refusal, shutdown=SHUTDOWN, grace=settings.GATEWAY_SHUTDOWN_GRACE,
+                    on_refused=record_refusal, shutdown=SHUTDOWN, grace=settings.GATEWAY_SHUTDOWN_GRACE,
                     allow_untested=settings.GATEWAY_ALLOW_UNTESTED_SERVER)
 
 # Admin static files: Django's async handler, only for STATIC_URL paths. WhiteNoise's
@@ -80,7 +83,7 @@ async def flush() -> None:
     as failed (shutting_down), stored, so that no client polls one that never ends.
     """
     await background.drain(timeout=BACKGROUND_WAIT)
-    await audit.drain()
+    await writer.drain()
     await recorder.drain()
 
 

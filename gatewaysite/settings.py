@@ -61,7 +61,7 @@ GATEWAY_ALLOW_ANONYMOUS = env.bool("GATEWAY_ALLOW_ANONYMOUS", default=False)
 # tested with (plumbing/patches/: refused by default, naming them).
 GATEWAY_ALLOW_UNTESTED_SERVER = env.bool("GATEWAY_ALLOW_UNTESTED_SERVER", default=False)
 GATEWAY_MAX_BODY_BYTES = _size("GATEWAY_MAX_BODY_BYTES", 16 * 1024 * 1024)
-# The audit journal (api/audit.py): a local directory, one journal per process, kept across
+# The audit journal (logs/audit/journal.py): a local directory, one journal per process, kept across
 # restarts (a dead process's rows are written by the next one to start). Empty: no journal.
 GATEWAY_JOURNAL_DIR = env.str("GATEWAY_JOURNAL_DIR", default=str(BASE_DIR / ".gateway" / "journal"))
 # Audit rows waiting for the database that are kept in memory; past this, in the journal only.
@@ -86,7 +86,7 @@ GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
 # A Responses WebSocket is told websocket_connection_limit_reached past this age (seconds), as
 # the OpenAI API does after 60 minutes; Codex then opens a new one.
 GATEWAY_WEBSOCKET_MAX_AGE = env.float("GATEWAY_WEBSOCKET_MAX_AGE", default=3600.0)
-# The flight recorder (api/recorder.py) keeps at most this much of each part of an exchange.
+# The flight recorder (logs/recording/recorder.py) keeps at most this much of each part of an exchange.
 GATEWAY_RECORDING_MAX_BYTES = _size("GATEWAY_RECORDING_MAX_BYTES", 4 * 1024 * 1024)
 # Request log retention: `manage.py prunelogs` without --older-than deletes older rows; 0 keeps all.
 GATEWAY_LOG_RETENTION_DAYS = env.int("GATEWAY_LOG_RETENTION_DAYS", default=30)

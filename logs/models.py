@@ -1,4 +1,6 @@
-"""The request log: one row per API request, written in batches by the API's audit writer (api/audit.py).
+"""The request log: one row per API request, written in batches by the audit writer (logs/audit/).
+
+The record's contract: docs/audit.md.
 
 The table keeps its first name, ``upstreams_requestlog``: the model moved here from the
 upstreams app with a state-only migration (logs/migrations/0001_initial.py).
@@ -84,7 +86,7 @@ def prepared(fields: dict[str, Any]) -> dict[str, Any]:
 
     An upstream may echo its key in an error message or a body: that key is removed
     verbatim, whatever its shape, and anything key-like by pattern. Done before the row
-    goes anywhere, the local journal (api/audit.py) included.
+    goes anywhere, the local journal (logs/audit/journal.py) included.
     """
     fields = dict(fields)
     upstream = fields.pop("upstream", None)
@@ -223,7 +225,7 @@ class RequestLog(models.Model):
     # again, ",a,b,", for the log's upstream filter and the per-upstream error rates on every database.
     attempts = models.JSONField(default=list, blank=True)
     failed_over = models.CharField(max_length=200, blank=True)
-    # Only with GATEWAY_LOG_BODIES=true: redacted and cut at api.audit.BODY_CAPTURE_BYTES.
+    # Only with GATEWAY_LOG_BODIES=true: redacted and cut at logs.audit.exchange.BODY_CAPTURE_BYTES.
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)
 
@@ -283,12 +285,12 @@ class RecordingManager(models.Manager["Recording"]):
 
 
 class Recording(models.Model):
-    """One exchange kept by the flight recorder (api/recorder.py), secrets scrubbed, each part size-bounded.
+    """One exchange kept by the flight recorder (logs/recording/recorder.py), secrets scrubbed, each part size-bounded.
 
     Enough to run the upstream's answer through today's translator again (``manage.py replay``)
     or to turn it into a test fixture (``manage.py exportfixture``) without the upstream.
     Kept beside its request log row (same id and start) rather than in it: it is large and
-    rare, and the row's own journaled, batched writing (api/audit.py) need not carry it.
+    rare, and the row's own journaled, batched writing (logs/audit/writer.py) need not carry it.
     """
 
     request_id = models.CharField(max_length=128, db_index=True)

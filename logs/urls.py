@@ -1,7 +1,7 @@
 """URLs of the request log UI, mounted at /logs/ (the live tail's socket is routed in gatewaysite/asgi.py)."""
 from django.urls import path
 
-from logs import views
+from logs.pages import views
 
 app_name = "logs"
 urlpatterns = [

@@ -15,9 +15,9 @@ from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
 from upstreams import cooldown, presets
-from upstreams.capabilities import Report, applied, probe_capabilities
 from upstreams.models import ClientKey, Upstream
-from upstreams.probe import probe
+from upstreams.probe.capabilities import Report, applied, probe_capabilities
+from upstreams.probe.reach import probe
 
 RECORD_BATCH = 10  # the flight recorder's action: how many exchanges it records
 # The admin's "View site" link opens the request log UI, the gateway's one site page.
@@ -148,7 +148,7 @@ class UpstreamAdmin(admin.ModelAdmin):
 
     @admin.action(description=f"Record the next {RECORD_BATCH} exchanges (flight recorder)")
     def record_next_exchanges(self, request: HttpRequest, queryset: QuerySet[Upstream]) -> None:
-        """Start the flight recorder (api/recorder.py) on each selected upstream; each save reaches every worker."""
+        """Start the flight recorder (logs/recording/) on each selected upstream; each save reaches every worker."""
         for upstream in queryset:
             upstream.record_next = RECORD_BATCH
             upstream.save(update_fields=["record_next", "updated"])

@@ -2,7 +2,7 @@
 
 Chosen on a new upstream's form (admin), they fill in the base URL when it is left empty
 and set the mode and compatibility switches; every value can be changed afterwards, and
-*Test connection* (upstreams/capabilities.py) says whether they fit the server as it runs.
+*Test connection* (upstreams/probe/capabilities.py) says whether they fit the server as it runs.
 """
 from __future__ import annotations
 

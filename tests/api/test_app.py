@@ -18,10 +18,11 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.test import override_settings
 from django.urls import path
 
-from api import audit
 from api.app import send_response, serve
-from api.audit import AuditWriter, Exchange
 from api.relay import Ending, RelayResponse
+from logs.audit import writer as audit
+from logs.audit.exchange import Exchange
+from logs.audit.writer import AuditWriter
 from logs.models import RequestLog
 from plumbing.asgitypes import Message, Scope
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import httpx
 
-from api.audit import BODY_CAPTURE_BYTES
+from logs.audit.exchange import BODY_CAPTURE_BYTES
 from tests.conftest import wait_for_log
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from api.replay import dialect_named, replay
-from logs.recordings import FIXTURES, Recorded
+from logs.recording.fixtures import FIXTURES, Recorded
 from tests.bridge.helpers import assert_valid_stream
 
 FILES = sorted(FIXTURES.glob("*.json"))

@@ -2,7 +2,7 @@
 
 Rows used to be written only when a request ended, so a killed process took the rows of
 everything it was serving with it (0 of 50). Each request now leaves a start record in
-its process's journal (api/audit.py, plumbing/journal.py); the next gateway to start on
+its process's journal (logs/audit/writer.py, logs/audit/journal.py); the next gateway to start on
 the machine finds the dead process's journal and writes what it holds.
 """
 from __future__ import annotations

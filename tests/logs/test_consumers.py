@@ -12,9 +12,10 @@ from django.contrib.auth import get_user_model
 from django.test import Client
 from django.utils.timezone import now
 
-from logs import consumers
-from logs.consumers import FORBIDDEN, broadcast
+from logs.audit import tail
+from logs.audit.tail import broadcast
 from logs.models import RequestLog
+from logs.pages.live import FORBIDDEN
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the socket reads the session from another thread
 ORIGIN = (b"origin", b"http://127.0.0.1:8000")
@@ -123,8 +124,8 @@ class BrokenLayer:
 @pytest.mark.parametrize("hang", [False, True], ids=["layer-fails", "layer-hangs"])
 def test_a_broadcast_that_fails_is_logged_and_never_raised(monkeypatch: pytest.MonkeyPatch,
                                                            caplog: pytest.LogCaptureFixture, hang: bool) -> None:
-    monkeypatch.setattr(consumers, "get_channel_layer", lambda: BrokenLayer(hang=hang))
-    monkeypatch.setattr(consumers, "BROADCAST_TIMEOUT", 0.05)
+    monkeypatch.setattr(tail, "get_channel_layer", lambda: BrokenLayer(hang=hang))
+    monkeypatch.setattr(tail, "BROADCAST_TIMEOUT", 0.05)
     async def scenario() -> None:
         await broadcast([row("req_unheard"), row("req_unheard_too")])
 
@@ -142,16 +143,16 @@ class RecordingLayer:
 
 def test_the_audit_writer_broadcasts_each_batch_of_rows_as_one_message(monkeypatch: pytest.MonkeyPatch) -> None:
     """A send per row made the writer fall behind the requests under load (bench/ soak)."""
-    from api import audit
+    from logs.audit import exchange, writer
 
     layer = RecordingLayer()
-    monkeypatch.setattr(consumers, "get_channel_layer", lambda: layer)
+    monkeypatch.setattr(tail, "get_channel_layer", lambda: layer)
 
     async def scenario() -> None:
         for n in range(30):
-            audit.Exchange(request_id=f"req_batch_{n}", endpoint="responses", client_ip=None,
+            exchange.Exchange(request_id=f"req_batch_{n}", endpoint="responses", client_ip=None,
                            request_bytes=0).finish()
-        await audit.drain()
+        await writer.drain()
 
     run(scenario)
     assert RequestLog.objects.filter(request_id__startswith="req_batch_").count() == 30

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 from django.test import Client
 
-from logs import charts
 from logs.models import RequestLog
-from logs.stats import WINDOWS, Bucket, KeyStats, overview, percentile, totals
+from logs.pages import charts
+from logs.pages.stats import WINDOWS, Bucket, KeyStats, overview, percentile, totals
 
 NOW = datetime(2025, 6, 1, 12, 0, 30, tzinfo=UTC)
 HOUR, DAY = WINDOWS["hour"], WINDOWS["day"]

@@ -14,8 +14,8 @@ from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
 from django.utils.timezone import now
 
-from logs.filters import LogFilter
 from logs.models import RequestLog
+from logs.pages.filters import LogFilter
 
 pytestmark = pytest.mark.django_db
 

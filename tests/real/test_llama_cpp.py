@@ -25,8 +25,8 @@ from tests.bridge.helpers import assert_valid_stream
 from tests.conftest import wait_for_logs
 from tests.servers import ROOT, Gateway, free_port
 from tests.test_codex_cli import run_codex
-from upstreams.capabilities import probe_capabilities
 from upstreams.models import Upstream
+from upstreams.probe.capabilities import probe_capabilities
 
 REAL = ROOT / ".real"
 MODEL = "gemma3-270m"

@@ -9,8 +9,8 @@ from django.core.management import call_command
 from django.test import Client
 
 from tests.servers import MockUpstream
-from upstreams.capabilities import applied, probe_capabilities, responses_problems
 from upstreams.models import Upstream
+from upstreams.probe.capabilities import applied, probe_capabilities, responses_problems
 
 TEXT = {"chunks": [{"text": "hi"}, {"finish": "stop"}]}
 CALL = {"chunks": [{"tool": {"index": 0, "id": "call_1", "name": "get_time", "arguments": '{"zone": "Paris"}'}},

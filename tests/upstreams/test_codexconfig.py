@@ -10,8 +10,8 @@ import pytest
 from django.core.management import call_command
 
 from tests.servers import MockUpstream
-from upstreams.discovery import ModelInfo, read_models, read_ollama_context, read_props_context
 from upstreams.models import Upstream
+from upstreams.probe.discovery import ModelInfo, read_models, read_ollama_context, read_props_context
 
 
 def test_context_windows_are_read_where_each_server_puts_them() -> None:

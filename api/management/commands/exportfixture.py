@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from logs.recordings import FIXTURES, NoRecording, Recorded, recorded_by_id
+from logs.recording.fixtures import FIXTURES, NoRecording, Recorded, recorded_by_id
 
 
 class Command(BaseCommand):

@@ -9,7 +9,7 @@ import orjson
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from api.replay import replay
-from logs.recordings import NoRecording, Recorded, recorded_by_id
+from logs.recording.fixtures import NoRecording, Recorded, recorded_by_id
 
 
 class Command(BaseCommand):

@@ -8,8 +8,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.timezone import now
 
-from logs.filters import parse_age
 from logs.models import Recording, RequestLog
+from logs.pages.filters import parse_age
 from state.models import StoredResponse
 
 

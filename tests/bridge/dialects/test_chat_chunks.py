@@ -1,4 +1,4 @@
-"""Tests for bridge.dialects.chat: every upstream quirk of docs/responses-bridge.md §4 becomes the same UpstreamEvents."""
+"""bridge.dialects.chat: every upstream quirk of docs/responses-bridge.md §4 becomes the same UpstreamEvents."""
 from __future__ import annotations
 
 from typing import Any

@@ -4,7 +4,7 @@ The provider is merged into ``config.toml`` (everything else there kept, comment
 Each model the enabled upstreams serve gets a profile file, ``<name>.config.toml`` (Codex
 0.134+ reads profiles from files; a ``[profiles.x]`` table in config.toml is refused),
 with ``model_context_window`` and an auto-compaction limit when its server reports a
-window (upstreams/discovery.py): without them Codex warns "Model metadata not found" on
+window (upstreams/probe/discovery.py): without them Codex warns "Model metadata not found" on
 every run and never compacts.
 """
 from __future__ import annotations
@@ -20,8 +20,8 @@ import tomlkit
 from django.core.management.base import BaseCommand, CommandParser
 from tomlkit.items import Table
 
-from upstreams.discovery import ModelInfo, discover
 from upstreams.models import Upstream
+from upstreams.probe.discovery import ModelInfo, discover
 
 PROVIDER = "codex-gateway"
 COMPACT_AT = 0.8  # of the context window: compaction leaves room for the answer and the next turn

@@ -5,11 +5,13 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from plumbing import listen
-from upstreams.mock import DEMO, SCENARIOS, MockUpstream
+from upstreams.mock.scenarios import DEMO, SCENARIOS
+from upstreams.mock.server import MockUpstream
 
 
 class Command(BaseCommand):
-    help = "Serve a mock Chat Completions upstream (the founding experiments, docs/responses-bridge.md §6) on loopback, under daphne."
+    help = ("Serve a mock Chat Completions upstream (the founding experiments, docs/responses-bridge.md §6) on "
+            "loopback, under daphne.")
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--scenario", default="text", choices=sorted([*SCENARIOS, DEMO]))

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from upstreams.capabilities import applied, probe_capabilities
 from upstreams.models import Upstream
+from upstreams.probe.capabilities import applied, probe_capabilities
 
 
 class Command(BaseCommand):

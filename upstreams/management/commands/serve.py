@@ -18,7 +18,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from plumbing import listen
 from upstreams.bootstrap import sync_env_upstream
 from upstreams.models import ClientKey, Upstream
-from upstreams.probe import probe
+from upstreams.probe.reach import probe
 
 STATE_DIR = Path(settings.BASE_DIR) / ".gateway"  # git-ignored: local credentials of this checkout
 DEMO_UPSTREAM = "demo"

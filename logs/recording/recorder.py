@@ -26,7 +26,7 @@ from django.db.models import F
 
 from bridge.dialects import Dialect, UpstreamOptions, UpstreamRequest
 from logs.models import Recording
-from logs.recordings import split_reads
+from logs.recording.fixtures import split_reads
 from plumbing import dbthread
 from plumbing.redact import redact_headers, redact_text
 from upstreams.models import Upstream

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from plumbing import journal
-from plumbing.journal import Journal, Position, orphans
+from logs.audit import journal
+from logs.audit.journal import Journal, Position, orphans
 
 
 def test_records_are_read_back_in_order_across_segments_and_written_segments_are_deleted(
@@ -45,7 +45,7 @@ def test_a_record_cut_short_is_left_unread(tmp_path: Path) -> None:
 
 @pytest.mark.processes
 def test_only_the_journals_of_dead_processes_are_orphans(tmp_path: Path) -> None:
-    code = ("import sys, time; from pathlib import Path; from plumbing.journal import Journal; "
+    code = ("import sys, time; from pathlib import Path; from logs.audit.journal import Journal; "
             "j = Journal(Path(sys.argv[1])); j.append({'k': 's', 'n': 1}); print(j.directory, flush=True); "
             "time.sleep(60)")
     living = subprocess.Popen([sys.executable, "-c", code, str(tmp_path)], stdout=subprocess.PIPE, text=True)

@@ -11,7 +11,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from logs.models import RequestLog
-from logs.stats import Bucket, KeyStats, UpstreamStats
+from logs.pages.stats import Bucket, KeyStats, UpstreamStats
 from logs.templatetags.logtags import compact, ms
 
 AXIS = 44  # room for the y-axis labels

@@ -1,6 +1,6 @@
 """A flight recording as data: read from its row (``Recording``), written to and read from a JSON test fixture.
 
-The recorder that makes them is api/recorder.py, the replay that runs them api/replay.py;
+The recorder that makes them is logs/recording/recorder.py, the replay that runs them api/replay.py;
 this is the format between, readable in a bug report: text where the bytes are UTF-8,
 base64 where not, each network read of the upstream's answer apart.
 """

@@ -18,11 +18,11 @@ from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, St
 from django.shortcuts import get_object_or_404, render
 from django.utils.timezone import now as wall_now
 
-from logs import charts, stats
-from logs.curl import as_curl
-from logs.filters import OUTCOME_CHOICES, LogFilter
 from logs.models import Recording, RequestLog, Transport
-from logs.recordings import Recorded
+from logs.pages import charts, stats
+from logs.pages.curl import as_curl
+from logs.pages.filters import OUTCOME_CHOICES, LogFilter
+from logs.recording.fixtures import Recorded
 from state.models import StoredResponse
 from upstreams.models import ClientKey, Upstream
 

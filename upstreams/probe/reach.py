@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import httpx
 
 from plumbing.redact import redact_text
-from upstreams.discovery import read_models
 from upstreams.models import Upstream
+from upstreams.probe.discovery import read_models
 
 # The admin page waits for the answer: never as long as a generation may take.
 MAX_READ_TIMEOUT = 30.0

@@ -13,7 +13,7 @@ from logs.models import RequestLog
 
 # The endpoints a request body was sent to (the others carry an id the row does not keep).
 WITH_BODY = ("responses", "chat/completions", "conversations")
-CUT_MARK = "\n… [cut: first "  # api/audit.py's note at the end of a cut body
+CUT_MARK = "\n… [cut: first "  # logs/audit/exchange.py's note at the end of a cut body
 
 
 def as_curl(log: RequestLog, base_url: str) -> tuple[str, bool] | None:

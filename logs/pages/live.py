@@ -1,53 +1,27 @@
-"""The live tail: every finished request goes to the staff watching ``/ws/logs/``.
+"""The live tail's page side: ``/ws/logs/``, each finished request that the page's filters match, as it ends.
 
-``broadcast()`` is called by api/audit.py once a batch of rows is written; the channel layer
-(in memory, or Redis with REDIS_URL) carries it to every process, where each
-``LogTailConsumer`` sends the rows its page's filters match as one JSON message each.
-Rows travel in batches, as the audit writer writes them.
+Rows arrive in batches, as the audit writer writes them (logs/audit/tail.py sends them
+through the channel layer); each ``LogTailConsumer`` sends the rows its page's filters
+match as one JSON message each.
 """
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Any
 
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
-from channels.layers import get_channel_layer
 from django.http import QueryDict
 from django.template.loader import render_to_string
 
-from logs.filters import LogFilter
+from logs.audit.tail import GROUP
 from logs.models import RequestLog, RequestLogDict
+from logs.pages.filters import LogFilter
 
-logger = logging.getLogger("gateway.live")
-
-GROUP = "request-log"
-# A broadcast must never hold up the audit writer, nor shutdown's wait for it.
-BROADCAST_TIMEOUT = 2.0
 # Channel layers forget a group member after group_expiry (a day by default): a page left
 # open for days would go quiet, so each socket rejoins well before that.
 REJOIN_EVERY = 3600.0
 FORBIDDEN = 4403  # close code for a refused socket (the handshake itself is answered 403)
-
-
-async def broadcast(logs: list[RequestLog]) -> None:
-    """Send finished requests to every live tail, as one channel-layer message; failures are logged, never raised.
-
-    One message per batch of audit rows, not per row: each send is a Redis round trip
-    (or a hop through the event loop in memory), and a send per row made the audit
-    writer fall behind the requests under load (bench/ soak: its queue grew without end).
-    """
-    layer = get_channel_layer()
-    if layer is None or not logs:
-        return
-    try:
-        await asyncio.wait_for(layer.group_send(GROUP, {"type": "log.rows", "rows": [log.to_dict() for log in logs]}),
-                               BROADCAST_TIMEOUT)
-    except Exception as exc:
-        first = logs[0].request_id
-        logger.warning("live tail: %d request(s) from %s on not broadcast (%s: %s)", len(logs), first,
-                       type(exc).__name__, exc)
 
 
 def render_row(row: RequestLogDict) -> str:

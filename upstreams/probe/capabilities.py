@@ -26,9 +26,9 @@ import httpx
 
 from bridge.sse import decode_values
 from plumbing.redact import redact_text
-from upstreams.discovery import discover
 from upstreams.models import Upstream
-from upstreams.probe import failure_text
+from upstreams.probe.discovery import discover
+from upstreams.probe.reach import failure_text
 
 MAX_TOKENS = 16
 TIMEOUT = 30.0

@@ -1,0 +1,5 @@
+"""The mock LLM server on loopback: the demo of ``make run`` and the upstream every test scripts.
+
+    scenarios  what it answers: the founding experiments E1-E3 and the demo, as steps
+    server     the ASGI app that plays them (``manage.py mockupstream``), scripted over /_mock/
+"""
