@@ -1,9 +1,9 @@
 """Replay a flight recording (logs/recording/) through today's code, and move recordings to and from fixtures.
 
-The replay runs the very functions that serve live traffic: the dialect builds the upstream
-request again from the client's, and the recorded reads are fed, one by one as they came
-off the socket, to ``relay.translated`` (a bridged answer) or ``relay.relayed`` (a relayed
-one) through an ``httpx.Response``, just as a live answer is. What differs from the
+The replay is one more consumer of the pipeline that serves live traffic (api/pipeline/relay.py):
+the dialect builds the upstream request again from the client's, and the recorded reads are
+fed, one by one as they came off the socket, through an ``httpx.Response`` to the same
+translation or relay as a live answer. What differs from the
 recording is shown as a unified diff, after evening out what changes on every run (the ids
 the gateway makes up, clocks). A fixture is the same recording as a JSON file: readable text
 where the bytes are UTF-8, base64 where not.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,13 +19,14 @@ from typing import Any
 import httpx
 import orjson
 
-from api import client, relay
-from api.decorators import error_response
+from api.http.errors import error_response
+from api.pipeline import client
+from api.pipeline.relay import Relay, Translation, pipeline_for
+from api.pipeline.route import Connection
 from bridge.dialects import DIALECTS, Dialect, UpstreamOptions
 from bridge.events import UsageReported
 from bridge.sse import decode_values
-from bridge.stream import Phase, ResponseStream
-from bridge.tap import StreamTap
+from logs.audit.exchange import Ending
 from logs.recording.fixtures import Recorded
 from upstreams.probe.capabilities import responses_problems
 
@@ -68,7 +68,7 @@ class Replay:
 
 
 class _Progress:
-    """Stands in for the request's Exchange (relay.Progress): it counts, and writes no audit row."""
+    """Stands in for the request's Exchange (the pipeline's Progress): it counts, and writes no audit row."""
 
     def __init__(self, request_id: str) -> None:
         self.request_id = request_id
@@ -107,26 +107,9 @@ async def replay(recorded: Recorded) -> Replay:
     asked = recorded.client_request
     if recorded.upstream_status >= 400:
         replayed = error_response(await client.status_error(response)).content
-    elif dialect.read_chunk is not None and dialect.read_body is not None:
-        machine = ResponseStream(model=str(asked.get("model", "")), tools=sent.tools, unsent=sent.unsent,
-                                 request=asked, created_at=time.time(), clock=time.time)
-        events = client.read_events(response, dialect.read_chunk, dialect.read_body)
-        ending = relay.Ending()
-        batches = relay.translated(machine, events, response, progress, ending, None)
-        encoded = b"".join([relay.encode_events(batch) async for batch in batches])
-        if asked.get("stream"):
-            replayed = encoded
-        elif machine.phase is Phase.FAILED and ending.error is not None:  # answered as an error, as live
-            replayed = error_response(ending.error).content
-        else:
-            replayed = orjson.dumps(machine.response)
     else:
-        tap = StreamTap(dialect.wire, sse=client.is_event_stream(response))
-        chunks = response.aiter_raw()
-        first = await anext(chunks, b"")
-        replayed = b"".join([part async for part in relay.relayed(first, chunks, tap, response, progress,
-                                                                   relay.Ending())])
-        if dialect.wire == "responses" and tap.sse:
+        replayed = await _answered(Connection(None, dialect, sent, response), asked, progress)
+        if dialect.wire == "responses" and client.is_event_stream(response):
             sent_events = [value for value in decode_values(b"".join(recorded.reads)) if isinstance(value, dict)]
             if problems := responses_problems(sent_events):
                 findings.append(f"the upstream's own Responses stream has {'; '.join(problems)}: bridge it "
@@ -134,6 +117,22 @@ async def replay(recorded: Recorded) -> Replay:
     client_diff = _diff(_normalized(recorded.client_body), _normalized(replayed), "client (recorded)",
                         "client (today)")
     return Replay(sent.body, sent_diff, client_diff, replayed, findings)
+
+
+async def _answered(connection: Connection, asked: dict[str, Any], progress: _Progress) -> bytes:
+    """What the client is sent today: the answer streamed, or whole (a failure as its error), as live."""
+    ending = Ending()
+    pipeline = pipeline_for(connection, asked, None, progress, ending)
+    if isinstance(pipeline, Relay):
+        await pipeline.first()
+        return b"".join([part async for part in pipeline.chunks()])
+    assert isinstance(pipeline, Translation)
+    encoded = b"".join([part async for part in pipeline.chunks()])
+    if asked.get("stream"):
+        return encoded
+    if pipeline.failed and ending.error is not None:  # answered as an error, as live
+        return error_response(ending.error).content
+    return orjson.dumps(pipeline.response)
 
 
 def _normalized(body: bytes) -> list[str]:

@@ -1,6 +1,6 @@
 """The input a request stands for once stored state is taken in: earlier items first, references resolved.
 
-Pure: the IO side (api/stored.py) reads the stored items; this module decides what the
+Pure: the IO side (api/stored/) reads the stored items; this module decides what the
 upstream is sent. Open Responses, ``previous_response_id``: "the server MUST load both the
 input and output associated with that prior response", and the model sees them before the
 new input, in that order.

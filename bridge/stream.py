@@ -590,9 +590,9 @@ def _settings(request: dict[str, Any], offered: set[ToolTarget], unsent: frozens
         # How many alternatives each token's log probability comes with (asked of the upstream
         # with the `include` entry; bridge/dialects/chat.py).
         "top_logprobs": request["top_logprobs"] if is_int(request.get("top_logprobs")) else 0,
-        # `store` defaults to true, as in the API: the gateway stores responses (api/stored.py).
+        # `store` defaults to true, as in the API: the gateway stores responses (api/stored/).
         "store": _bool(request.get("store"), default=True),
-        # Answered by a task of the gateway, watched by polling or resuming (api/background.py).
+        # Answered by a task of the gateway, watched by polling or resuming (api/background/).
         "background": _bool(request.get("background"), default=False),
         "metadata": request["metadata"] if isinstance(request.get("metadata"), dict) else {},
         # Identifiers the client attached to the request; the gateway keeps them with the answer.

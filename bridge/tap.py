@@ -37,12 +37,12 @@ class StreamTap:
         self._calls: set[tuple[int, int]] = set()
         self.open_items: dict[int, dict[str, Any]] = {}  # a Responses stream's items added and not yet done
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        """Watch one read of the relayed body; return the event objects it completed (none for a JSON body)."""
         if not self.sse:
             self._buffer += data
-            return
-        for payload in self._decoder.feed(data):
-            self._on_data(payload)
+            return []
+        return [value for payload in self._decoder.feed(data) if (value := self._on_data(payload)) is not None]
 
     def close(self) -> None:
         """Account for what is left once the upstream body has ended."""
@@ -56,14 +56,16 @@ class StreamTap:
         for payload in self._decoder.close():
             self._on_data(payload)
 
-    def _on_data(self, payload: bytes) -> None:
+    def _on_data(self, payload: bytes) -> dict[str, Any] | None:
         payload = payload.strip()
         if payload == b"[DONE]":
             self.complete = True
-            return
+            return None
         value = _loads(payload)
-        if isinstance(value, dict):
-            self._on_object(value, final=False)
+        if not isinstance(value, dict):
+            return None
+        self._on_object(value, final=False)
+        return value
 
     def _on_object(self, value: dict[str, Any], *, final: bool) -> None:
         if isinstance(value.get("error"), dict) and self.api == "chat":

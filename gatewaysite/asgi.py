@@ -1,6 +1,6 @@
 """ASGI entry point: ``daphne gatewaysite.asgi:application``; composition only.
 
-HTTP goes to the API app (/v1/, api/app.py) or Django (everything else); WebSockets to the
+HTTP goes to the API app (/v1/, api/http/app.py) or Django (everything else); WebSockets to the
 request log's live tail (staff sessions, same-origin pages only: host and port). Around both: the body
 limit and the SIGTERM drain (plumbing/); under daphne, plumbing/patches/ is installed first.
 """
@@ -22,11 +22,11 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 from django.urls import path  # noqa: E402
 
-from api import background  # noqa: E402
-from api.app import ApiApp, is_api  # noqa: E402
-from api.paths import api_path  # noqa: E402
-from api.refusals import record_refusal  # noqa: E402
-from api.sockets import ResponsesSocket  # noqa: E402
+from api.background import run  # noqa: E402
+from api.http.app import ApiApp, is_api  # noqa: E402
+from api.http.paths import api_path  # noqa: E402
+from api.http.refusals import record_refusal  # noqa: E402
+from api.socket import ResponsesSocket  # noqa: E402
 from logs.audit import writer  # noqa: E402
 from logs.pages.live import LogTailConsumer  # noqa: E402
 from logs.recording import recorder  # noqa: E402
@@ -53,7 +53,7 @@ http_app = ASGIStaticFilesHandler(django_asgi_app)
 live_tail = SameOriginWebSockets(AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter([
     path("ws/logs/", LogTailConsumer.as_asgi()),
 ]))))
-# /v1/ is served by ApiApp, past Django's request handler (see api/app.py).
+# /v1/ is served by ApiApp, past Django's request handler (see api/http/app.py).
 api_http = BodyLimitMiddleware(ApiApp(http_app), settings.GATEWAY_MAX_BODY_BYTES)
 # The Responses WebSocket (/v1/responses, or /responses) takes an API key, not a session: each
 # response.create is answered by the same API app, counted by the drain like any request.
@@ -82,7 +82,7 @@ async def flush() -> None:
     Background responses get a short while more (they ran through the grace too), then end
     as failed (shutting_down), stored, so that no client polls one that never ends.
     """
-    await background.drain(timeout=BACKGROUND_WAIT)
+    await run.drain(timeout=BACKGROUND_WAIT)
     await writer.drain()
     await recorder.drain()
 

@@ -99,7 +99,7 @@ if GATEWAY_RESPONSE_RETENTION_DAYS < 0:
 # Set: /metrics answers only scrapers that send 'Authorization: Bearer <this>'. Unset: open.
 GATEWAY_METRICS_TOKEN = env.str("GATEWAY_METRICS_TOKEN", default="")
 # Seconds between a process's heartbeats for its background responses; one three beats old
-# has lost its process and is marked failed (api/background.py).
+# has lost its process and is marked failed (api/background/).
 GATEWAY_BACKGROUND_HEARTBEAT = env.float("GATEWAY_BACKGROUND_HEARTBEAT", default=10.0)
 if GATEWAY_BACKGROUND_HEARTBEAT <= 0:
     raise ImproperlyConfigured(f"GATEWAY_BACKGROUND_HEARTBEAT must be > 0, got {GATEWAY_BACKGROUND_HEARTBEAT}")

@@ -29,7 +29,7 @@ class Mode(models.TextChoices):
 
 class Transport(models.TextChoices):
     HTTP = "http"  # a request, answered as JSON or server-sent events
-    WEBSOCKET = "websocket"  # one response.create on a Responses WebSocket (api/sockets.py)
+    WEBSOCKET = "websocket"  # one response.create on a Responses WebSocket (api/socket.py)
 
 
 class Outcome(models.TextChoices):

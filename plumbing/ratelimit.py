@@ -1,6 +1,6 @@
 """Rate limits per client key: parsing ``600/m`` and the fixed-window arithmetic (pure).
 
-The counter itself lives in Django's cache (api/decorators.py), so every worker that shares
+The counter itself lives in Django's cache (api/http/limits.py), so every worker that shares
 the cache (Redis) shares one budget.
 """
 from __future__ import annotations

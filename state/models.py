@@ -59,7 +59,7 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
         Many streams end at once under load; one commit for all of them is what keeps
         storing cheap. A statement and a commit per response were a third of the gateway's
         samples at 50 streams on SQLite (py-spy), and a stored bridged stream took 1.31x
-        the CPU of one with ``store: false``; batched (api/stored.py's StoreWriter), 1.11x
+        the CPU of one with ``store: false``; batched (api/stored/keeper.py's StoreWriter), 1.11x
         (median of 3 paired bench runs each, 2026-12-01).
         """
         responses: list[StoredResponse] = []
@@ -171,7 +171,7 @@ class StoredResponse(models.Model):
     model = models.CharField(max_length=200, blank=True)
     created = models.DateTimeField(default=now)
     body = EncryptedTextField()  # the Response object, as GET /v1/responses/{id} returns it
-    # Background responses (api/background.py): the stream, kept for clients that resume it
+    # Background responses (api/background/): the stream, kept for clients that resume it
     # once it is over; the process answering it (its channel) and when it last said so.
     background = models.BooleanField(default=False)
     events = EncryptedTextField(blank=True, default="")

@@ -64,7 +64,7 @@ SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
 TRANSLATED = frozenset({"model", "input", "instructions", "tools", "tool_choice", "parallel_tool_calls",
                         "temperature", "top_p", "presence_penalty", "frequency_penalty", "max_output_tokens", "user",
                         "text", "reasoning", "stream", "top_logprobs"})
-# Kept by the gateway itself (api/stored.py), or echoed: never the upstream's business.
+# Kept by the gateway itself (api/stored/), or echoed: never the upstream's business.
 KEPT_BY_GATEWAY = frozenset({"store", "previous_response_id", "conversation", "metadata", "stream_options",
                              "background", "prompt"})
 # No effect on a Chat upstream, by nature (README, "What the bridge does with each field").

@@ -71,9 +71,31 @@ def _body_text(captured: bytes | bytearray, total: int) -> str:
     return text
 
 
+@dataclass(slots=True)
+class Ending:
+    """How a request ended, as its answer saw it: what settles its row's outcome (``Exchange.finish``)."""
+
+    outcome: str | None = Outcome.CLIENT_DISCONNECTED  # until the answer is over; None: follows ``error``
+    error: BridgeError | None = None
+
+    def complete(self) -> None:
+        self.outcome, self.error = Outcome.OK, None
+
+    def fail(self, error: BridgeError) -> None:
+        self.outcome, self.error = None, error
+
+    def cancel(self) -> None:
+        """A background response its client cancelled."""
+        self.outcome, self.error = Outcome.CANCELLED, None
+
+
 @dataclass
 class Exchange:
-    """Everything the audit log keeps about one request, filled in as it goes; ``finish()`` settles it."""
+    """Everything the audit log keeps about one request, filled in as it goes; settled once, when it ends.
+
+    An answered request is settled by ``finish`` (its answer calls it when it ends:
+    api/http/answers.py), one refused before it was answered by ``refuse``.
+    """
 
     request_id: str
     endpoint: str
@@ -101,7 +123,6 @@ class Exchange:
     passed_headers: dict[str, str] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # upstreams tried that failed (failover)
     finished: bool = False
-    handed_off: bool = False  # a background response's task writes the row when it is done (api/background.py)
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
     request_body: bytes = b""
     response_body: bytearray = field(default_factory=bytearray)
@@ -151,6 +172,11 @@ class Exchange:
         if self.capture:
             self.request_body = raw[:BODY_CAPTURE_BYTES]
 
+    def sent(self, chunk: bytes) -> None:
+        """Count what the client was sent, and keep its start when body capture (or the recorder) is on."""
+        self.response_bytes += len(chunk)
+        self.capture_response(chunk)
+
     def capture_response(self, chunk: bytes) -> None:
         """Keep the start of what the client was sent when body capture is on; cheap when it is off."""
         if self.recorder is not None:
@@ -162,11 +188,25 @@ class Exchange:
         if self.first_byte is None:
             self.first_byte = time.perf_counter()
 
-    def finish(self, outcome: str | None = None, error: BridgeError | None = None) -> None:
-        """Settle how the request ended and write its one audit row, in the background; later calls do nothing.
+    def finish(self, ending: Ending) -> None:
+        """Settle an answered request as its answer ended, and write its one row (in the background), once."""
+        self._settle(ending.outcome, ending.error)
 
-        Without ``outcome`` it follows from ``error`` (``outcome_of``), and no error means ok.
+    def refuse(self, error: BridgeError, *, answered: bytes = b"", outcome: str | None = None) -> None:
+        """Settle a request refused before it was answered (``answered``: the error body it was sent, if any).
+
+        The one entry point for refusals: daphne's own (plumbing/patches/intake.py), a
+        Responses socket's upgrade or message, and the API's checks before a view runs
+        (key, rate limit, method, body). The status is the error's.
         """
+        self.status = error.status
+        if answered:
+            self.sent(answered)
+            self.mark_first_byte()
+        self._settle(outcome, error)
+
+    def _settle(self, outcome: str | None, error: BridgeError | None) -> None:
+        """Write the row; without ``outcome`` it follows from ``error`` (``outcome_of``), and no error means ok."""
         if self.finished:
             return
         self.finished = True

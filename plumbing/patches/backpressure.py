@@ -61,7 +61,7 @@ def _ending(request: Any) -> None:
 async def _socket_writable(protocol: Any) -> None:
     """Wait while a WebSocket's client is not reading: the same producer, on the socket's transport.
 
-    A Responses WebSocket (api/sockets.py) sends one message per event; without this, a
+    A Responses WebSocket (api/socket.py) sends one message per event; without this, a
     client that stops reading had every event of its answer buffered in Twisted.
     """
     flow: Flow | None = getattr(protocol, WAITING, None)

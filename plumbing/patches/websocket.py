@@ -1,7 +1,7 @@
 """What daphne lacks for API WebSockets: refusing an upgrade as the API answers, and messages as large as bodies.
 
 - **Denial responses.** daphne answers every refused handshake ``403 Access denied``, with
-  no body and no headers. The Responses socket (api/sockets.py) must refuse as the HTTP API
+  no body and no headers. The Responses socket (api/socket.py) must refuse as the HTTP API
   answers: 401 for a bad key, 429 with its ``retry-after``, an OpenAI-shaped JSON body.
   ``install()`` teaches daphne's WebSocket protocol ASGI's ``websocket.http.response``
   extension (``websocket.http.response.start`` and ``.body``, sent instead of

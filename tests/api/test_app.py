@@ -1,4 +1,4 @@
-"""The API's ASGI app (api/app.py) on a plain event loop: no daphne, a fake ``receive`` and ``send``.
+"""The API's ASGI app (api/http/app.py) on a plain event loop: no daphne, a fake ``receive`` and ``send``.
 
 The views are this module's own (``urlpatterns`` below, put in place with
 ``override_settings(ROOT_URLCONF=...)``): one waits until it is cancelled, one crashes, one
@@ -18,8 +18,8 @@ from django.http import HttpRequest, HttpResponseBase, JsonResponse, StreamingHt
 from django.test import override_settings
 from django.urls import path
 
-from api.app import send_response, serve
-from api.relay import Ending, RelayResponse
+from api.http.answers import Answer, StreamAnswer
+from api.http.app import send_response, serve
 from logs.audit import writer as audit
 from logs.audit.exchange import Exchange
 from logs.audit.writer import AuditWriter
@@ -247,8 +247,8 @@ def test_it_answers_a_view_that_crashes_with_an_openai_shaped_500(caplog: pytest
 # --- a streamed answer is always closed ---------------------------------------------------------------
 
 
-class StandInStream(RelayResponse):
-    """A RelayResponse without an upstream: its parts come from ``parts``; ``aclose`` is only counted."""
+class StandInStream(StreamAnswer):
+    """A StreamAnswer without an upstream: its parts come from ``parts``; ``aclose`` is only counted."""
 
     def __init__(self, parts: AsyncIterator[bytes]) -> None:
         StreamingHttpResponse.__init__(self, parts, content_type="text/event-stream")
@@ -325,7 +325,8 @@ def test_it_writes_the_audit_row_of_a_stream_whose_client_left_before_its_first_
             relayed.append(chunk)
             yield chunk
 
-    probe.answer = RelayResponse(relay(), upstream, exchange, Ending())
+    probe.answer = StreamAnswer(relay(), exchange, Answer(exchange, upstream.status_code).hold(),
+                                on_close=upstream.aclose)
     sent = Sent(hang_on="headers")
     client = Client(disconnect_when=sent.hanging)
 

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from api.client import read_events
+from api.pipeline.client import read_events
 from bridge.dialects import chat
 from bridge.events import Finished, TextDelta, ToolCallDelta, UpstreamFailed
 

@@ -113,7 +113,7 @@ def test_a_reused_request_id_still_leaves_one_row_per_request(gateway: Gateway, 
 
 def test_a_query_string_that_is_not_utf8_gets_a_json_400() -> None:
     """daphne refuses such a request itself; another ASGI server may hand it over (in process here)."""
-    from api.app import ApiApp
+    from api.http.app import ApiApp
 
     sent: list[dict] = []
     messages = [{"type": "http.request", "body": b"", "more_body": False}]

@@ -1,5 +1,5 @@
 """Responses over a WebSocket (``ws://host/v1/responses``): a real daphne, a real mock upstream, the
-``websockets`` client. Every path of api/sockets.py, errors included; Codex itself is in test_codex_cli.py.
+``websockets`` client. Every path of api/socket.py, errors included; Codex itself is in test_codex_cli.py.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What ``api.stored.take_in`` does before routing, in process: nothing at all for a request that keeps no state."""
+"""What ``take_in`` (api/stored/takein.py) does before routing, in process: nothing when nothing is kept."""
 from __future__ import annotations
 
 import asyncio
@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from api import stored
+from api.stored import keeper as keeping
+from api.stored import takein
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
-def take_in(body: dict[str, Any]) -> tuple[dict[str, Any], stored.Keeper | None]:
+def take_in(body: dict[str, Any]) -> tuple[dict[str, Any], keeping.Keeper | None]:
     request = SimpleNamespace(client_key=None, exchange=SimpleNamespace(request_id="req_1"))
-    return asyncio.run(stored.take_in(request, body))  # type: ignore[arg-type]
+    return asyncio.run(takein.take_in(request, body))  # type: ignore[arg-type]
 
 
 def test_a_codex_request_costs_no_database_trip_and_goes_on_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -25,7 +26,7 @@ def test_a_codex_request_costs_no_database_trip_and_goes_on_untouched(monkeypatc
     async def no_database(*args: Any) -> None:
         raise AssertionError("a request that keeps no state read the database")
 
-    monkeypatch.setattr(stored.dbthread, "run", no_database)
+    monkeypatch.setattr(takein.dbthread, "run", no_database)
     body = json.loads((FIXTURES / "codex-0.169-request-after-tool-call.json").read_text())
     routed, keeper = take_in(body)
     assert routed is body and keeper is None
@@ -42,8 +43,8 @@ def test_a_response_the_database_refuses_does_not_take_its_batch_with_it(transac
     """Two streams end together; one's id is already stored: the other is still stored, and only one fails."""
     from state.models import StoredResponse
 
-    def keeper() -> stored.Keeper:
-        return stored.Keeper(key=None, request_id="req_x", previous=None, inputs=[])
+    def keeper() -> keeping.Keeper:
+        return keeping.Keeper(key=None, request_id="req_x", previous=None, inputs=[])
 
     def response(response_id: str) -> dict[str, Any]:
         return {"id": response_id, "object": "response", "status": "completed", "model": "m", "output": []}
@@ -51,7 +52,7 @@ def test_a_response_the_database_refuses_does_not_take_its_batch_with_it(transac
     StoredResponse.objects.store(response("resp_taken"), key=None, previous=None, inputs=[], request_id="req_0")
 
     async def scenario() -> list[BaseException | None]:
-        writer = stored.StoreWriter()
+        writer = keeping.StoreWriter()
         results = await asyncio.gather(writer.write(keeper(), response("resp_taken")),
                                        writer.write(keeper(), response("resp_new")), return_exceptions=True)
         return list(results)

@@ -14,7 +14,7 @@ from django.utils.timezone import now
 
 from logs.audit import tail
 from logs.audit.tail import broadcast
-from logs.models import RequestLog
+from logs.models import Outcome, RequestLog
 from logs.pages.live import FORBIDDEN
 
 pytestmark = pytest.mark.django_db(transaction=True)  # the socket reads the session from another thread
@@ -151,7 +151,7 @@ def test_the_audit_writer_broadcasts_each_batch_of_rows_as_one_message(monkeypat
     async def scenario() -> None:
         for n in range(30):
             exchange.Exchange(request_id=f"req_batch_{n}", endpoint="responses", client_ip=None,
-                           request_bytes=0).finish()
+                           request_bytes=0).finish(exchange.Ending(Outcome.OK))
         await writer.drain()
 
     run(scenario)

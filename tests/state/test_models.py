@@ -163,7 +163,7 @@ def test_a_chain_keeps_reasoning_calls_and_outputs_in_the_order_they_happened() 
 @pytest.mark.django_db
 def test_responses_stored_together_take_one_transaction_and_keep_their_chains(
         django_assert_max_num_queries: Any) -> None:
-    """Streams that end together are written in one commit (api/stored.py's StoreWriter)."""
+    """Streams that end together are written in one commit (api/stored/keeper.py's StoreWriter)."""
     from state.models import ResponseToStore
 
     key, _ = ClientKey.objects.create_key("alice")

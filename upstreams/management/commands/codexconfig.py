@@ -44,7 +44,7 @@ def served_models(upstreams: list[Upstream]) -> dict[str, int | None]:
 def provider(base_url: str, env_key: str) -> Table:
     table = tomlkit.table()
     # supports_websockets: one socket per session, each turn sent as previous_response_id and only
-    # its new items (api/sockets.py); Codex falls back to HTTP by itself if the socket fails.
+    # its new items (api/socket.py); Codex falls back to HTTP by itself if the socket fails.
     table.update({"name": PROVIDER, "base_url": base_url, "env_key": env_key, "wire_api": "responses",
                   "supports_websockets": True})
     return table

@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from api.decorators import error_response
+from api.http.errors import error_response
 from bridge.errors import AuthenticationError
 from plumbing import metrics
 from upstreams.routing import ROUTING

@@ -1,7 +1,7 @@
 """The Conversations API: a conversation and its items, as OpenAI's ``/v1/conversations`` serves them.
 
 A response sent with ``conversation`` reads its items first and adds its own input and
-output after the answer (api/stored.py). Everything here belongs to the client key that
+output after the answer (api/stored/keeper.py). Everything here belongs to the client key that
 made it: another key gets 404, as for an id that does not exist.
 """
 from __future__ import annotations
@@ -10,8 +10,8 @@ from typing import Any
 
 from django.http import HttpResponseBase, JsonResponse
 
-from api import lists
-from api.decorators import ApiRequest, api_view
+from api.http import lists
+from api.http.endpoint import ApiRequest, api_view
 from bridge import history
 from bridge.errors import InvalidRequestError, NotFoundError
 from bridge.validation import require_object

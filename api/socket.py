@@ -10,11 +10,12 @@ audit row, the drain's count), and the answer's server-sent events are sent on a
 What only the socket adds:
 
 - the upgrade is authenticated like the API (``Authorization: Bearer``), and refused with
-  the API's status and error body (plumbing/patches/websocket.py);
+  the API's status and error body (plumbing/patches/websocket.py); a refused upgrade, and a
+  message refused before it becomes a request, leave their row through ``Exchange.refuse``;
 - the latest response is remembered by the connection, ``store: false`` too
-  (api/connection.py), so a turn may continue it with only its new items;
-- ``generate: false`` (Codex's warm-up) is answered here: a response with no output that
-  the first turn continues, without asking an upstream;
+  (api/stored/memory.py), so a turn may continue it with only its new items;
+- ``generate: false`` (Codex's warm-up) is marked on its request: the API answers it with a
+  response with no output, without asking an upstream, that the first turn continues;
 - messages are answered one at a time, in order (a ``response.create`` sent while one is
   being answered waits its turn, as on the OpenAI API's default lane); ``stream_id``
   lanes and ``background`` are refused;
@@ -32,7 +33,6 @@ import contextlib
 import io
 import logging
 import time
-import types
 from typing import Any
 
 import orjson
@@ -41,15 +41,18 @@ from django.conf import settings
 from django.core.handlers.asgi import ASGIRequest
 from django.db import DatabaseError
 
-from api import client
-from api.connection import SCOPE_KEY, ConnectionMemory
-from api.decorators import authenticate, error_response
-from bridge.errors import BridgeError, DatabaseUnavailableError, InvalidRequestError, socket_error_event
-from bridge.events import Finished
-from bridge.history import input_items
+from api.http.auth import KeyRefused, authenticate
+from api.http.errors import error_response
+from api.pipeline import client
+from api.stored.memory import SCOPE_KEY, WARM_UP_KEY, ConnectionMemory
+from bridge.errors import (
+    BridgeError,
+    DatabaseUnavailableError,
+    GatewayError,
+    InvalidRequestError,
+    socket_error_event,
+)
 from bridge.sse import SSEDecoder
-from bridge.stream import ResponseStream
-from bridge.validation import validate_responses
 from logs.audit.exchange import TRANSPORT_KEY, Exchange
 from logs.models import Transport
 from plumbing.asgitypes import ASGIApp, Message
@@ -79,12 +82,13 @@ class ResponsesSocket(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message: Message) -> None:
         upgrade = _upgrade_request(self.scope)
-        holder = types.SimpleNamespace(key=None)  # authenticate names a revoked key on it
-        upgrade.exchange = holder  # type: ignore[attr-defined]
         try:
-            self.key = await authenticate(upgrade)
+            self.key, _ = await authenticate(upgrade)
+        except KeyRefused as exc:  # a revoked key is named on the row
+            await self._refuse(upgrade, exc, exc.key)
+            return
         except BridgeError as exc:
-            await self._refuse(upgrade, exc, holder.key)
+            await self._refuse(upgrade, exc, None)
             return
         except DatabaseError:
             await self._refuse(upgrade, DatabaseUnavailableError(), None)
@@ -132,9 +136,7 @@ class ResponsesSocket(AsyncWebsocketConsumer):
                 await self._answer(raw)
             except Exception:
                 logger.exception("responses socket: a message failed")
-                await self._send_event(socket_error_event(500, {"error": {
-                    "message": "The gateway failed to answer this message.", "type": "server_error",
-                    "param": None, "code": "internal_error"}}, {}))
+                await self._send_event(GatewayError("The gateway failed to answer this message.").to_socket_event())
             finally:
                 self.busy = False
             if SHUTDOWN.draining and self.messages.empty():
@@ -155,10 +157,10 @@ class ResponsesSocket(AsyncWebsocketConsumer):
             if exc.code == "websocket_connection_limit_reached":
                 await self._close(GOING_AWAY)
             return
-        if warm_up:
-            await self._warm_up(body, body_bytes)
-            return
-        await self._ask_api(orjson.dumps(body), body.get("previous_response_id"))
+        # The warm-up goes as the client sent it (the API ignores what is not the Responses body): its
+        # row keeps the message; a turn goes as the body of a POST /v1/responses.
+        await self._ask_api(body_bytes if warm_up else orjson.dumps(body), body.get("previous_response_id"),
+                            warm_up=warm_up)
 
     def _message(self, raw: bytes) -> tuple[dict[str, Any], bool]:
         """The request body a ``response.create`` message stands for, and whether it is the warm-up.
@@ -192,30 +194,11 @@ class ResponsesSocket(AsyncWebsocketConsumer):
         body["stream"] = True
         return body, message.get("generate") is False
 
-    async def _warm_up(self, body: dict[str, Any], raw: bytes) -> None:
-        """``generate: false``: a response with no output, remembered with its input for the first turn to continue."""
-        exchange = self._exchange(raw)
-        try:
-            validate_responses(body)
-            items = input_items(body["input"])
-        except InvalidRequestError as exc:
-            exchange.status = exc.status
-            exchange.finish(error=exc)
-            await self._send_event(exc.to_socket_event())
-            return
-        exchange.model, exchange.stream, exchange.status = str(body.get("model", ""))[:200], True, 200
-        machine = ResponseStream(model=str(body["model"]), request=body, created_at=time.time(), clock=time.time)
-        events = [*machine.start(), *machine.feed(Finished(reason="stop")), *machine.finish()]
-        self.memory.answering(items)
-        self.memory.remember(machine.response["id"], [])
-        for event in events:
-            await self._send_event(event)
-        exchange.mark_first_byte()
-        exchange.finish()
-
-    async def _ask_api(self, body: bytes, previous_id: Any) -> None:
+    async def _ask_api(self, body: bytes, previous_id: Any, *, warm_up: bool) -> None:
         """Send the body through the HTTP API and each event of its answer on as a message."""
         scope = _request_scope(self.scope, self.authorization, len(body), self.memory)
+        if warm_up:
+            scope[WARM_UP_KEY] = True
         delivered = False
         status, content_type, error_body = 0, "", bytearray()
         headers: dict[str, str] = {}
@@ -283,24 +266,19 @@ class ResponsesSocket(AsyncWebsocketConsumer):
         if not self.busy and self.messages.empty():
             await self._close(GOING_AWAY)
 
-    def _exchange(self, raw: bytes) -> Exchange:
-        """The audit row of a message answered here rather than by the API."""
+    def _record(self, error: BridgeError, raw: bytes) -> None:
+        """The audit row of a message refused here, before it became a request of the API."""
         request = _upgrade_request(self.scope, content_length=len(raw))
         exchange = Exchange.begin(request, ENDPOINT)
         exchange.key = self.key
         exchange.capture_request(raw)
-        return exchange
-
-    def _record(self, error: BridgeError, raw: bytes) -> None:
-        exchange = self._exchange(raw)
-        exchange.status = error.status
-        exchange.finish(error=error)
+        exchange.refuse(error)
 
     async def _refuse(self, upgrade: ASGIRequest, error: BridgeError, key: Any) -> None:
         """Refuse the upgrade with the API's status, headers and body, and write its one audit row."""
         exchange = Exchange.begin(upgrade, ENDPOINT)
-        exchange.key, exchange.status = key, error.status
-        exchange.finish(error=error)
+        exchange.key = key
+        exchange.refuse(error)
         if not supported(self.scope):  # a server without the denial extension answers 403 itself
             await self.close()
             return

@@ -1,7 +1,7 @@
 """The audit rows of API requests that daphne answered itself (plumbing/patches/intake.py): one each, as always."""
 from __future__ import annotations
 
-from api.paths import API_PREFIX, api_path
+from api.http.paths import API_PREFIX, api_path
 from logs.audit.exchange import Exchange, request_id_for
 from plumbing.patches.intake import Refusal
 from upstreams.routing import ROUTING
@@ -20,6 +20,5 @@ def record_refusal(refusal: Refusal) -> str | None:
                         request_bytes=refusal.request_bytes)
     scheme, _, secret = refusal.headers.get("authorization", "").partition(" ")
     exchange.key = ROUTING.cached_key(secret.strip()) if scheme.lower() == "bearer" else None
-    exchange.status = refusal.error.status
-    exchange.finish(error=refusal.error)
+    exchange.refuse(refusal.error)
     return exchange.request_id

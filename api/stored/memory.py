@@ -4,7 +4,7 @@ Over the socket, Codex sends each turn as ``previous_response_id`` plus only the
 items, with ``store: false``: nothing is stored, yet the next turn must continue it. As the
 OpenAI API does, the connection keeps its most recent response in memory (its input items,
 the history before them, its output) and that id resolves from here; the upstream is still
-sent a complete, stateless request (api/stored.py takes it in). It goes with the socket,
+sent a complete, stateless request (api/stored/takein.py takes it in). It goes with the socket,
 and a turn that fails forgets the response it continued.
 """
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 from django.http import HttpRequest
 
 SCOPE_KEY = "gateway.connection"  # on the scope of each request a socket makes: its ConnectionMemory
+WARM_UP_KEY = "gateway.warm_up"  # on the scope of a socket's `generate: false` (Codex's warm-up)
 
 
 @dataclass
@@ -47,3 +48,8 @@ def memory_of(request: HttpRequest) -> ConnectionMemory | None:
     """The memory of the socket that made ``request``; None for a request over HTTP."""
     memory = getattr(request, "scope", {}).get(SCOPE_KEY)
     return memory if isinstance(memory, ConnectionMemory) else None
+
+
+def warming_up(request: HttpRequest) -> bool:
+    """Whether ``request`` is a socket's warm-up (``generate: false``): answered without an upstream."""
+    return bool(getattr(request, "scope", {}).get(WARM_UP_KEY))

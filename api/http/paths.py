@@ -12,9 +12,10 @@ import re
 from functools import cache
 
 from django.conf import settings
-from django.urls import Resolver404, resolve
+from django.urls import Resolver404, get_resolver, resolve
 
 API_PREFIX = "/v1/"
+API_URLCONF = "api.urls"  # the one list of the API's paths
 # The first segment of each API path: what a path without /v1 may start with.
 _ROOTS = ("responses", "chat", "conversations", "models")
 # What Django serves itself: the pages, the probes, static files.
@@ -44,10 +45,13 @@ def unserved(path: str) -> bool:
 
 @cache
 def served_paths() -> tuple[str, ...]:
-    """The API's paths as a client writes them: ``/v1/responses/{response_id}``..."""
-    from api.urls import urlpatterns
+    """The API's paths as a client writes them: ``/v1/responses/{response_id}``...
 
-    paths = [re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern)) for pattern in urlpatterns]
+    Read from the API's URL conf by its name, as Django includes it (``include("api.urls")``),
+    not imported: it imports the views, which import this module.
+    """
+    patterns = get_resolver(API_URLCONF).url_patterns
+    paths = [re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", str(pattern.pattern)) for pattern in patterns]
     return tuple(f"/{p}" for p in paths if p.startswith("v1/"))
 
 

@@ -7,7 +7,7 @@ takes 1.58x the gateway CPU per bridged stream at 50 concurrent streams and 1.77
 at 0.58x the requests per second
 (bench --compare, 5 interleaved rounds, 2026-12-01, commit 69d68af). The API views need none of it: they
 take no cookies, session or CSRF token, answer every error themselves
-(api/decorators.py), and do their database work on long-lived threads
+(api/http/endpoint.py), and do their database work on long-lived threads
 (plumbing/dbthread.py), so there is no request-scoped connection for those signals to
 close. Everything outside ``/v1/`` (admin, request log, health, metrics) still goes
 through Django's handler and its middleware.
@@ -23,9 +23,9 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponseBase
 from django.urls import Resolver404, resolve
 
-from api.decorators import error_response
-from api.paths import api_path, unknown_path_message, unserved
-from api.streams import ClosingStream
+from api.http.answers import JsonAnswer, StreamAnswer
+from api.http.errors import error_response
+from api.http.paths import api_path, unknown_path_message, unserved
 from bridge.errors import GatewayError, InvalidRequestError
 from plumbing.asgitypes import ASGIApp, Message, Receive, Scope, Send
 
@@ -87,9 +87,10 @@ async def serve(scope: Scope, body: bytes, receive: Receive, send: Send) -> None
     """Answer one API request; a client disconnect cancels it, as Django's handler would.
 
     The disconnect cancels this very task wherever it waits (an upstream that has not
-    answered yet, a stalled stream); ``api_view`` (an answer not yet sent) or
-    ``send_response`` (a stream) then closes the upstream and writes the audit row. No
-    second task: one fewer hop through the event loop before the first byte, for every request.
+    answered yet, a stalled stream); ``api_view`` (an answer not yet made) or
+    ``send_response`` (an answer being sent) then closes the upstream and settles the audit
+    row. No second task: one fewer hop through the event loop before the first byte, for
+    every request.
     """
     try:
         request: HttpRequest = ASGIRequest(scope, io.BytesIO(body))
@@ -137,15 +138,20 @@ async def dispatch(request: HttpRequest) -> HttpResponseBase:
 async def send_response(response: HttpResponseBase, send: Send) -> None:
     """Send ``response`` over ASGI: headers, then its body, streamed part by part as it comes.
 
-    A streamed answer is closed whatever happens here (``ClosingStream.aclose``): that is
-    what writes its audit row, even if the client left before the first part.
+    An answer is closed whatever happens here: a ``StreamAnswer``'s ``aclose`` ends its
+    stream, and each releases the answer it holds, which settles the request's audit row
+    (api/http/answers.py), even if the client left before the first part.
     """
     headers = [(name.encode("ascii"), value.encode("latin-1")) for name, value in response.items()]
     headers += [header for header in API_HEADERS if header[0].decode() not in response]
     start = {"type": "http.response.start", "status": response.status_code, "headers": headers}
-    if not isinstance(response, ClosingStream):
-        await send(start)
-        await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
+    if not isinstance(response, StreamAnswer):
+        try:
+            await send(start)
+            await send({"type": "http.response.body", "body": response.content})  # type: ignore[attr-defined]
+        finally:
+            if isinstance(response, JsonAnswer):
+                response.sent()
         return
     try:
         await send(start)

@@ -1,0 +1,106 @@
+"""A request's stored history, taken in before it is routed: the upstream always gets a complete, stateless request.
+
+``take_in`` puts the stored history (of ``previous_response_id``, or the items of a
+``conversation``) before the new input and resolves ``item_reference`` items, so failing
+over to another upstream loses nothing; it returns the ``Keeper`` of the answer
+(api/stored/keeper.py), or None when nothing is to be kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from api.http.endpoint import ApiRequest
+from api.stored.keeper import Keeper
+from api.stored.memory import memory_of
+from bridge import history
+from bridge.errors import InvalidRequestError
+from plumbing import dbthread
+from state.models import Conversation, StoredItem, StoredResponse
+from upstreams.models import ClientKey
+
+# Request fields whose stored state the gateway does not hold yet: refused with a 400
+# naming them, rather than answered without them (issue 11: nothing silently ignored).
+NOT_YET = {
+    "prompt": "Stored prompt templates are not supported by this gateway; send the instructions and input.",
+}
+
+
+async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, Any], Keeper | None]:
+    """Return the body to route (earlier items, then the new input) and the keeper of its answer (None: not stored).
+
+    Raises 400 ``previous_response_not_found`` for a previous response that is not this
+    key's stored one, and 400 naming an ``item_reference`` that resolves to nothing.
+    """
+    for name, why in NOT_YET.items():
+        if body.get(name) is not None:
+            raise InvalidRequestError(why, param=name, code="unsupported_parameter")
+    background = history.wants_background(body)
+    previous_id = history.check_state_fields(body)
+    conversation_id = history.conversation_of(body)
+    store = history.wants_store(body)
+    wanted = history.references(body["input"])
+    memory = memory_of(request)
+    if not (store or previous_id or conversation_id or wanted or memory):
+        return body, None  # Codex's case (store: false, its whole history sent): nothing to keep or read
+    own = history.input_items(body["input"])
+    read = Read()
+    remembered = memory.earlier(previous_id) if memory is not None and previous_id is not None else None
+    if remembered is not None:  # the socket's latest response: no trip to the database
+        read.earlier, previous_id_to_read = remembered, None
+    else:
+        previous_id_to_read = previous_id
+    if previous_id_to_read is not None or conversation_id is not None or wanted:
+        read = await dbthread.run(_read, previous_id_to_read, conversation_id, wanted, request.client_key, read)
+        if previous_id_to_read is not None and read.previous is None:
+            raise history.previous_not_found(previous_id_to_read)
+        if conversation_id is not None and read.conversation is None:
+            raise InvalidRequestError(f"Conversation with id '{conversation_id}' not found.", param="conversation",
+                                      code="conversation_not_found")
+        own = history.resolve(own, read.found)
+    routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
+    if read.earlier or wanted:
+        routed["input"] = history.for_upstream([*read.earlier, *own])
+    if memory is not None:
+        memory.answering([*read.earlier, *own])
+    if not store and read.conversation is None:
+        return routed, None
+    applied: dict[str, Any] = {"store": store, "previous_response_id": previous_id, "background": background}
+    if conversation_id is not None:
+        applied["conversation"] = {"id": conversation_id}
+    # Continuing a response only the socket remembers: stored, this one carries that history itself.
+    inputs = [*read.earlier, *own] if remembered is not None else own
+    return routed, Keeper(request.client_key, request.exchange.request_id, read.previous, inputs, store,
+                          read.conversation, applied, background)
+
+
+# Fields the gateway answers itself: a stateless upstream is sent the history instead, in
+# the foreground (api/background/ answers a background response itself).
+STATE_FIELDS = ("previous_response_id", "conversation", "background")
+
+
+@dataclass(slots=True)
+class Read:
+    """What the database holds for a request: what it continues, the history before it, the items it references."""
+
+    previous: StoredResponse | None = None
+    conversation: Conversation | None = None
+    earlier: list[dict[str, Any]] = field(default_factory=list)
+    found: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def _read(previous_id: str | None, conversation_id: str | None, wanted: list[str], key: ClientKey | None,
+          read: Read | None = None) -> Read:
+    """Return what the request's state fields name (one trip to a database thread), added to ``read``."""
+    read = read or Read()
+    if previous_id is not None:
+        chain = StoredResponse.objects.chain(previous_id, key)
+        if chain is not None:
+            read.previous, read.earlier = chain
+    if conversation_id is not None:
+        read.conversation = Conversation.objects.for_key(conversation_id, key)
+        if read.conversation is not None:
+            read.earlier = read.conversation.history()
+    if wanted:
+        read.found = StoredItem.objects.by_item_id(wanted, key)
+    return read
