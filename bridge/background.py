@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.stream import failed_event
-from bridge.tap import TERMINAL_EVENTS
+from bridge import wire
 
 OPENING_EVENTS = ("response.created", "response.queued")  # the gateway sent its own, before the upstream answered
 LIVE_STATUSES = ("queued", "in_progress")  # a background response still being answered
@@ -48,7 +47,7 @@ class RelayedEvents:
         event = {**event, "sequence_number": self._next()}
         if isinstance(event.get("response"), dict):
             self.response = event["response"] = {**self.base, **event["response"], **self.applied}
-        if event.get("type") in TERMINAL_EVENTS:
+        if event.get("type") in wire.TERMINAL_EVENTS:
             self.done = True
         return event
 
@@ -56,13 +55,13 @@ class RelayedEvents:
         """Return the ``response.failed`` that ends a relayed stream that broke, after what came."""
         self.done = True
         self.response = {**self.response, "status": "failed", "error": {"code": code, "message": message}}
-        return failed_event(self._next(), self.response)
+        return wire.terminal(self._next(), self.response)
 
     def cancelled(self) -> dict[str, Any]:
         """Return the event that ends a cancelled one: ``response.failed`` saying ``status: "cancelled"``."""
         self.done = True
         self.response = {**self.response, "status": "cancelled", "error": None}
-        return failed_event(self._next(), self.response)
+        return wire.terminal(self._next(), self.response)
 
     def _next(self) -> int:
         number = self.sequence_number
@@ -76,6 +75,4 @@ def ending(response: dict[str, Any], sequence_number: int) -> dict[str, Any]:
     A response lost with its process was never streamed to its end: a client that
     resumes it is told how it ended, after the last event it saw.
     """
-    kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
-        str(response.get("status")), "response.failed")
-    return {"type": kind, "sequence_number": sequence_number, "response": response}
+    return wire.terminal(sequence_number, response)

@@ -9,12 +9,13 @@ from typing import Any
 
 import orjson
 
+from bridge import wire
 from bridge.dialects.base import Wire
-from bridge.dialects.chat import read_usage as read_chat_usage
+from bridge.dialects.chat.answer import read_usage as read_chat_usage
 from bridge.errors import UpstreamError
 from bridge.events import UsageReported
+from bridge.response import failed_response
 from bridge.sse import SSEDecoder, encode_data, encode_event
-from bridge.stream import failed_event, failed_response, item_done_event
 from bridge.values import as_int
 
 
@@ -95,30 +96,36 @@ class StreamTap:
         number = event.get("sequence_number")
         if not final:
             self.sequence_number = number if isinstance(number, int) else self.sequence_number + 1
+        kind = event.get("type")
+        terminal = kind in wire.TERMINAL_EVENTS
         response = event if final else event.get("response")
         if isinstance(response, dict):
-            self.response_id = response.get("id", self.response_id)
-            self.model = response.get("model", self.model)
-            usage = read_responses_usage(response.get("usage"))
-            if usage is not None:
-                self.usage = usage
-        kind = event.get("type")
-        if kind in TERMINAL_EVENTS or kind == "error":
+            self._on_response(response, last=final or terminal)
+        if terminal or kind == "error":
             self.complete = True
-        if isinstance(response, dict) and (final or kind in TERMINAL_EVENTS) and response.get("object") == "response":
+        if final:
+            self.tool_calls = sum(_is_call(i) for i in event.get("output") or [])
+        else:
+            self._on_item(kind, event.get("output_index"), event.get("item"))
+
+    def _on_response(self, response: dict[str, Any], *, last: bool) -> None:
+        """Note what a Response object says: its id, model and usage; the finished one when it is the last."""
+        self.response_id = response.get("id", self.response_id)
+        self.model = response.get("model", self.model)
+        usage = read_responses_usage(response.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        if last and response.get("object") == "response":
             self.final_response = response
-        index, item = event.get("output_index"), event.get("item")
+
+    def _on_item(self, kind: Any, index: Any, item: Any) -> None:
+        """Keep the items added and not yet done (to close them if the stream breaks); count the calls done."""
         if kind == "response.output_item.added" and isinstance(index, int) and isinstance(item, dict):
             self.open_items[index] = item
         if kind == "response.output_item.done":
             self.tool_calls += _is_call(item)
             if isinstance(index, int):
                 self.open_items.pop(index, None)
-        if final:
-            self.tool_calls = sum(_is_call(i) for i in event.get("output") or [])
-
-
-TERMINAL_EVENTS = ("response.completed", "response.incomplete", "response.failed")
 
 
 def _is_call(item: Any) -> int:
@@ -165,6 +172,6 @@ def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
         number += 1
         item = {**tap.open_items[index], "status": "incomplete"}
         closed.append(item)
-        out += encode_event(item_done_event(number, index, item))
+        out += encode_event(wire.item_done(number, index, item))
     response = failed_response(tap.response_id or "resp_failed", tap.model, code, message, output=closed)
-    return out + encode_event(failed_event(number + 1, response))
+    return out + encode_event(wire.terminal(number + 1, response))

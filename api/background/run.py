@@ -28,7 +28,8 @@ from api.stored.keeper import Keeper
 from bridge import background as protocol
 from bridge.errors import BridgeError, GatewayError, ShuttingDownError, UpstreamError
 from bridge.sse import encode_event
-from bridge.stream import ResponseStream, stream_error
+from bridge.stream import ResponseStream
+from bridge.wire import stream_error
 from logs.audit.exchange import Ending, Exchange
 from plumbing import dbthread, metrics
 from state.models import ResponseToStore, StoredResponse

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from api.pipeline.client import read_events
-from bridge.dialects import chat
+from bridge.dialects.chat import answer as chat
 from bridge.events import Finished, TextDelta, ToolCallDelta, UpstreamFailed
 
 BODY = (

@@ -18,7 +18,8 @@ from openresponses_types import types as spec
 from pydantic import ValidationError
 
 from bridge.dialects.base import UpstreamOptions
-from bridge.dialects.chat import read_chunk, to_request
+from bridge.dialects.chat.answer import read_chunk
+from bridge.dialects.chat.request import to_request
 from bridge.events import ToolMap, UpstreamEvent, UpstreamFailed
 from bridge.stream import ResponseStream
 from tests.bridge import test_sdk_accumulator as sdk

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bridge.dialects.chat import read_chunk
+from bridge.dialects.chat.answer import read_chunk
 from bridge.events import Finished, ReasoningDelta, TextDelta, ToolCallDelta, ToolTarget, UpstreamFailed, UsageReported
 from bridge.stream import BridgeStateError, Phase, ResponseStream
 from tests.bridge.helpers import assert_valid_stream, counter_ids, done_items, run, types

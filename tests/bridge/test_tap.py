@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from bridge.dialects.base import Wire
-from bridge.dialects.chat import read_usage as read_chat_usage
+from bridge.dialects.chat.answer import read_usage as read_chat_usage
 from bridge.events import UsageReported
 from bridge.tap import StreamTap, failure_trailer, read_responses_usage
 

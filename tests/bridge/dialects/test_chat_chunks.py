@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from bridge.dialects.chat import read_chunk, read_completion
+from bridge.dialects.chat.answer import read_chunk, read_completion
 from bridge.events import Finished, ReasoningDelta, TextDelta, ToolCallDelta, UpstreamFailed, UsageReported
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from bridge.dialects.chat import KEPT_BY_GATEWAY, NO_EFFECT, TRANSLATED, check
+from bridge.dialects.chat.fields import KEPT_BY_GATEWAY, NO_EFFECT, TRANSLATED, check
 from bridge.errors import InvalidRequestError
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"

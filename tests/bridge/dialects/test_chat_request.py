@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from bridge.dialects import UpstreamOptions, UpstreamRequest
-from bridge.dialects.chat import NOT_EXECUTED, to_request
+from bridge.dialects.chat.messages import NOT_EXECUTED
+from bridge.dialects.chat.request import to_request
 from bridge.errors import InvalidRequestError
 from bridge.events import ToolTarget
 
