@@ -151,27 +151,31 @@ class RequestLogManager(models.Manager["RequestLog"]):
             raise  # the database is away: the writer keeps the rows and tries again
         except (DatabaseError, ValueError):
             pass  # one row the database refuses must not take the others with it
-        written = []
-        for log in logs:
-            for _attempt in range(3):
-                try:
-                    with transaction.atomic():
-                        log.save(force_insert=True)
-                    written.append(log)
-                    break
-                except IntegrityError:
-                    log.pk = None
-                    if self.filter(request_id=log.request_id).exists():
-                        log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
-                    else:  # not the id: its key or upstream was deleted since
-                        log.client_key_id = log.upstream_id = None
-                except (OperationalError, InterfaceError):
-                    raise
-                except (DatabaseError, ValueError):
-                    logger.exception("audit row %s refused by the database; kept without its bodies",
-                                     log.request_id)
-                    log.pk, log.request_body, log.response_body = None, "", ""
-        return written
+        return [log for log in logs if self._record_one(log)]
+
+    def _record_one(self, log: RequestLog) -> bool:
+        """Write one row a batch could not take; return whether it is written (three tries, each mending the row).
+
+        A request id already taken (a client resending its own) gets a suffix; a key or upstream
+        deleted since is unlinked; anything else the database refuses is written without its bodies.
+        """
+        for _attempt in range(3):
+            try:
+                with transaction.atomic():
+                    log.save(force_insert=True)
+                return True
+            except IntegrityError:
+                log.pk = None
+                if self.filter(request_id=log.request_id).exists():
+                    log.request_id = f"{log.request_id[:100]}~{secrets.token_hex(4)}"
+                else:  # not the id: its key or upstream was deleted since
+                    log.client_key_id = log.upstream_id = None
+            except (OperationalError, InterfaceError):
+                raise
+            except (DatabaseError, ValueError):
+                logger.exception("audit row %s refused by the database; kept without its bodies", log.request_id)
+                log.pk, log.request_body, log.response_body = None, "", ""
+        return False
 
     def prune(self, before: datetime, batch: int = 5000) -> int:
         """Delete the rows started before ``before``, ``batch`` at a time; return how many went.

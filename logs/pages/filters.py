@@ -136,35 +136,44 @@ class LogFilter:
         return logs
 
     def matches(self, row: RequestLogDict) -> bool:
-        """Whether ``apply`` would keep ``row``: the live tail's test for each finished request."""
-        if self.outcome == FAILED and row["outcome"] == Outcome.OK:
-            return False
-        if self.outcome not in ("", FAILED) and row["outcome"] != self.outcome:
-            return False
-        if self.status:
-            low, high = self._status_range()
-            if row["status"] is None or not low <= row["status"] <= high:
-                return False
+        """Whether ``apply`` would keep ``row``: the live tail's test for each finished request (filter by filter)."""
+        return (self._outcome_matches(row) and self._status_matches(row) and self._upstream_matches(row)
+                and self._plain_matches(row) and self._time_matches(row) and self._text_matches(row))
+
+    def _outcome_matches(self, row: RequestLogDict) -> bool:
+        if self.outcome == FAILED:
+            return bool(row["outcome"] != Outcome.OK)
+        return not self.outcome or row["outcome"] == self.outcome
+
+    def _status_matches(self, row: RequestLogDict) -> bool:
+        if not self.status:
+            return True
+        low, high = self._status_range()
+        return row["status"] is not None and low <= row["status"] <= high
+
+    def _upstream_matches(self, row: RequestLogDict) -> bool:
+        """The upstream that answered or one tried that failed; ``failover``: only requests that failed over."""
         if self.upstream and row["upstream_name"] != self.upstream \
                 and f",{self.upstream}," not in row.get("failed_over", ""):
             return False
-        if self.failover and not row.get("failed_over"):
-            return False
-        if self.transport and row.get("transport", Transport.HTTP) != self.transport:
-            return False
-        if self.model and self.model not in (row["model"], row["upstream_model"]):
-            return False
-        if self.key and row["key_name"] != self.key:
-            return False
+        return not self.failover or bool(row.get("failed_over"))
+
+    def _plain_matches(self, row: RequestLogDict) -> bool:
+        """The filters that compare a field as it is: transport, model (asked or as sent upstream), key."""
+        return ((not self.transport or row.get("transport", Transport.HTTP) == self.transport)
+                and (not self.model or self.model in (row["model"], row["upstream_model"]))
+                and (not self.key or row["key_name"] == self.key))
+
+    def _time_matches(self, row: RequestLogDict) -> bool:
         started = datetime.fromisoformat(row["started"])
-        if (self.start and started < self.start) or (self.end and started >= self.end):
-            return False
-        if self.q:
-            needle = self.q.casefold()
-            haystack = (row["request_id"], row["model"], row["error_type"], row["error_message"])
-            if not any(needle in text.casefold() for text in haystack):
-                return False
-        return True
+        return not ((self.start and started < self.start) or (self.end and started >= self.end))
+
+    def _text_matches(self, row: RequestLogDict) -> bool:
+        if not self.q:
+            return True
+        needle = self.q.casefold()
+        haystack = (row["request_id"], row["model"], row["error_type"], row["error_message"])
+        return any(needle in text.casefold() for text in haystack)
 
     def _status_range(self) -> tuple[int, int]:
         if self.status[1:].lower() == "xx":

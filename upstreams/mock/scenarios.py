@@ -127,12 +127,7 @@ def completion_from_chunks(chunks: list[dict[str, Any]], model: str, created: in
             content += delta.get("content") or ""
             reasoning += delta.get("reasoning_content") or ""
             for call in delta.get("tool_calls", []):
-                slot = calls.setdefault(call["index"], {"id": "", "type": "function",
-                                                        "function": {"name": "", "arguments": ""}})
-                slot["id"] = call.get("id") or slot["id"]
-                fn = call.get("function", {})
-                slot["function"]["name"] = fn.get("name") or slot["function"]["name"]
-                slot["function"]["arguments"] += fn.get("arguments") or ""
+                _add_fragment(calls, call)
             finish = choice.get("finish_reason") or finish
     message: dict[str, Any] = {"role": "assistant", "content": content or None}
     if reasoning:
@@ -142,6 +137,15 @@ def completion_from_chunks(chunks: list[dict[str, Any]], model: str, created: in
     return {"id": "chatcmpl-mock", "object": "chat.completion", "created": created, "model": model,
             "choices": [{"index": 0, "message": message, "finish_reason": finish}],
             "usage": usage or {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}
+
+
+def _add_fragment(calls: dict[int, dict[str, Any]], call: dict[str, Any]) -> None:
+    """Add one streamed tool-call fragment to the whole call it belongs to (by its index)."""
+    slot = calls.setdefault(call["index"], {"id": "", "type": "function", "function": {"name": "", "arguments": ""}})
+    slot["id"] = call.get("id") or slot["id"]
+    fn = call.get("function", {})
+    slot["function"]["name"] = fn.get("name") or slot["function"]["name"]
+    slot["function"]["arguments"] += fn.get("arguments") or ""
 
 
 def responses_events(text: str, model: str) -> list[dict[str, Any]]:
@@ -184,17 +188,10 @@ def codex_turn(name: str, request: dict[str, Any]) -> Step | None:
     (issue 13). So a client that declares exec_command gets calls to it, and once every
     output is back, a final answer that quotes the last one: the turn ends.
     """
-    if name not in DEMO_COMMANDS:
+    if name not in DEMO_COMMANDS or "exec_command" not in _declared(request):
         return None
-    tools = request.get("tools")
-    declared = {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)} \
-        if isinstance(tools, list) else set()
-    if "exec_command" not in declared:
-        return None
-    messages = request.get("messages")
-    if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
-            and messages[-1].get("role") == "tool":
-        output = str(messages[-1].get("content") or "")
+    output = _tool_output(request)
+    if output is not None:
         lines = [line.strip() for line in output.splitlines() if line.strip()]
         last = lines[-1] if lines else "(no output)"
         return {"chunks": [{"text": f"The demo ran its command; the output ends with: {last[:200]}"},
@@ -203,3 +200,19 @@ def codex_turn(name: str, request: dict[str, Any]) -> Step | None:
                        "arguments": json.dumps({"cmd": command})}}
              for n, command in enumerate(DEMO_COMMANDS[name])]
     return {"chunks": [*calls, {"finish": "tool_calls"}]}
+
+
+def _declared(request: dict[str, Any]) -> set[Any]:
+    """The names of the function tools a Chat request declares."""
+    tools = request.get("tools")
+    return {(t.get("function") or {}).get("name") for t in tools if isinstance(t, dict)} \
+        if isinstance(tools, list) else set()
+
+
+def _tool_output(request: dict[str, Any]) -> str | None:
+    """The text of the tool output a Chat request ends with, or None when it ends otherwise."""
+    messages = request.get("messages")
+    if isinstance(messages, list) and messages and isinstance(messages[-1], dict) \
+            and messages[-1].get("role") == "tool":
+        return str(messages[-1].get("content") or "")
+    return None

@@ -49,42 +49,60 @@ class MockUpstream:
             body += message.get("body", b"")
             if not message.get("more_body"):
                 break
-        path, method = scope["path"], scope["method"]
+        if await self._controlled(scope["path"], scope["method"], body, send):
+            return
+        await self._answer(scope, body, receive, send)
+
+    async def _controlled(self, path: str, method: str, body: bytes, send: Any) -> bool:
+        """Answer the test's control requests (``/_mock/...``) and ``GET /models``; False for anything else."""
         if path == "/_mock/requests":
-            return await _send_json(send, 200, self.requests)
-        if path == "/_mock/script" and method == "POST":
+            await _send_json(send, 200, self.requests)
+        elif path == "/_mock/script" and method == "POST":
             script = json.loads(body)
             steps = SCENARIOS[script["scenario"]] if "scenario" in script else script["steps"]
             self.steps, self.calls, self.requests = list(steps), 0, []
             self.release = asyncio.Event()
             self.lists_models = script.get("models", True)
-            return await _send_json(send, 200, {"ok": True})
-        if path == "/_mock/release":
+            await _send_json(send, 200, {"ok": True})
+        elif path == "/_mock/release":
             self.release.set()
-            return await _send_json(send, 200, {"ok": True})
-        if path.endswith("/models") and not self.lists_models:
+            await _send_json(send, 200, {"ok": True})
+        elif path == "/_mock/listings":
+            await _send_json(send, 200, {"count": self.listings})
+        elif path.endswith("/models"):
+            await self._models(send)
+        else:
+            return False
+        return True
+
+    async def _models(self, send: Any) -> None:
+        """The model list, with vLLM's context window field; 404, as some servers answer, when scripted so."""
+        if not self.lists_models:
             return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
                                                           "param": None, "code": "not_found"}})
-        if path == "/_mock/listings":
-            return await _send_json(send, 200, {"count": self.listings})
-        if path.endswith("/models"):  # with vLLM's context window field
-            self.listings += 1
-            names = DEMO_MODELS if self.demo else ["mock-model"]
-            return await _send_json(send, 200, {"object": "list", "data": [
-                {"id": name, "object": "model", "created": 0, "owned_by": "mock", "max_model_len": MOCK_CONTEXT}
-                for name in names]})
+        self.listings += 1
+        names = DEMO_MODELS if self.demo else ["mock-model"]
+        await _send_json(send, 200, {"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "mock", "max_model_len": MOCK_CONTEXT}
+            for name in names]})
+
+    async def _answer(self, scope: dict[str, Any], body: bytes, receive: Any, send: Any) -> None:
+        """Record the request and play the next step, while watching for the client (the gateway) hanging up.
+
+        Tests check that a client who leaves makes the gateway cancel its upstream request at once.
+        """
+        path = scope["path"]
         try:
             request = json.loads(body) if body else {}
         except ValueError:
             request = {"_raw": body.decode("utf-8", "replace")}
         headers = {k.decode("latin1"): v.decode("latin1") for k, v in scope["headers"]}
-        record = {"method": method, "path": path, "headers": headers, "body": request, "disconnected_at": None}
+        record = {"method": scope["method"], "path": path, "headers": headers, "body": request,
+                  "disconnected_at": None}
         self.requests.append(record)
         step = self.next_step(request)
         if path.endswith("/responses"):
             step = _as_responses_step(step, request)
-        # Play while watching for the client (the gateway) hanging up: tests check that a
-        # client who leaves makes the gateway cancel its upstream request at once.
         play = asyncio.ensure_future(self.play(step, request if isinstance(request, dict) else {}, send))
         watch = asyncio.ensure_future(_disconnected(receive))
         done, _ = await asyncio.wait([play, watch], return_when=asyncio.FIRST_COMPLETED)
@@ -119,23 +137,11 @@ class MockUpstream:
             await _start(send, status, ctype, headers)
             await send({"type": "http.response.body", "body": raw})
             return
-        chunks = step.get("chunks", [])
         if not request.get("stream", False) and "raw" not in step:
-            return await _send_json(send, status, completion_from_chunks(chunks, model, created), headers)
-        if "raw" in step:
-            pieces = [p.encode() for p in step["raw"]]
-        else:
-            wants_usage = (request.get("stream_options") or {}).get("include_usage")
-            if wants_usage and not any("usage" in c for c in chunks):
-                chunks = [*chunks, {"usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}]
-            pieces = [b"data: " + json.dumps(expand_chunk(c, model, created), ensure_ascii=False).encode()
-                      + b"\n\n" for c in chunks]
-            if pieces and step.get("repeat"):
-                pieces[:1] = pieces[:1] * int(step["repeat"])
-            if step.get("done", True):
-                pieces.append(b"data: [DONE]\n\n")
+            return await _send_json(send, status, completion_from_chunks(step.get("chunks", []), model, created),
+                                    headers)
         await _start(send, status, step.get("content_type", "text/event-stream"), headers)
-        for n, piece in enumerate(pieces):
+        for n, piece in enumerate(_pieces(step, request, model, created)):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             if n == 0 and step.get("gate"):
                 await self.release.wait()
@@ -144,6 +150,23 @@ class MockUpstream:
         if step.get("hang"):
             await asyncio.sleep(3600)
         await send({"type": "http.response.body", "body": b""})
+
+
+def _pieces(step: Step, request: dict[str, Any], model: str, created: int) -> list[bytes]:
+    """What a streamed step sends, piece by piece: its raw strings, or its chunks as ``data:`` lines."""
+    if "raw" in step:
+        return [p.encode() for p in step["raw"]]
+    chunks = step.get("chunks", [])
+    wants_usage = (request.get("stream_options") or {}).get("include_usage")
+    if wants_usage and not any("usage" in c for c in chunks):
+        chunks = [*chunks, {"usage": {"prompt_tokens": 5, "completion_tokens": 7, "total_tokens": 12}}]
+    pieces = [b"data: " + json.dumps(expand_chunk(c, model, created), ensure_ascii=False).encode() + b"\n\n"
+              for c in chunks]
+    if pieces and step.get("repeat"):
+        pieces[:1] = pieces[:1] * int(step["repeat"])
+    if step.get("done", True):
+        pieces.append(b"data: [DONE]\n\n")
+    return pieces
 
 
 def _as_responses_step(step: Step, request: dict[str, Any]) -> Step:

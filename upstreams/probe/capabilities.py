@@ -142,18 +142,21 @@ def probe_capabilities(upstream: Upstream) -> Report:
 
 
 def _chat_checks(asker: _Asker, report: Report) -> None:
+    if _stream_checks(asker, report):
+        _developer_check(asker, report)
+        if _tools_check(asker, report):
+            _effort_check(asker, report)
+
+
+def _stream_checks(asker: _Asker, report: Report) -> bool:
+    """A Chat stream with ``stream_options`` (and without, if refused), and whether it streams reasoning.
+
+    False when the server does not stream at all: nothing else is worth asking.
+    """
     add = report.findings.append
-    streamed = asker.chat(stream=True, stream_options={"include_usage": True})
-    if streamed.status_code >= 400:
-        retried = asker.chat(stream=True)
-        if retried.status_code >= 400:
-            add(Finding("chat stream", False, asker.why(retried)))
-            return
-        add(Finding("stream_options", False, f"refused ({asker.why(streamed)})", "turn off “send stream_options”",
-                    {"send_stream_options": False}))
-        streamed = retried
-    else:
-        add(Finding("stream_options", True, "accepted"))
+    streamed = _stream(asker, report)
+    if streamed is None:
+        return False
     chunks = [c for c in decode_values(streamed.content) if isinstance(c, dict)]
     deltas = [choice.get("delta") or {} for c in chunks for choice in c.get("choices") or []
               if isinstance(choice, dict)]
@@ -161,19 +164,44 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
         c.get("usage") for c in chunks) else ", no usage")))
     if any(d.get("reasoning_content") or d.get("reasoning") for d in deltas if isinstance(d, dict)):
         add(Finding("reasoning", True, "streams reasoning (reasoning_content / reasoning): shown as reasoning items"))
+    return True
+
+
+def _stream(asker: _Asker, report: Report) -> httpx.Response | None:
+    """Return a Chat stream: asked with ``stream_options``, or without when the server refuses them (None: neither)."""
+    add = report.findings.append
+    streamed = asker.chat(stream=True, stream_options={"include_usage": True})
+    if streamed.status_code < 400:
+        add(Finding("stream_options", True, "accepted"))
+        return streamed
+    retried = asker.chat(stream=True)
+    if retried.status_code >= 400:
+        add(Finding("chat stream", False, asker.why(retried)))
+        return None
+    add(Finding("stream_options", False, f"refused ({asker.why(streamed)})", "turn off “send stream_options”",
+                {"send_stream_options": False}))
+    return retried
+
+
+def _developer_check(asker: _Asker, report: Report) -> None:
     developer = asker.chat(messages=[{"role": "developer", "content": "Answer in one word."},
                                      {"role": "user", "content": "Say hi."}])
     if developer.status_code < 400:
-        add(Finding("developer role", True, "accepted", "“accept developer role” may be on"))
+        report.findings.append(Finding("developer role", True, "accepted", "“accept developer role” may be on"))
     else:
-        add(Finding("developer role", False, f"refused ({asker.why(developer)})",
-                    "keep “accept developer role” off (the bridge sends it as system)",
-                    {"accepts_developer_role": False}))
+        report.findings.append(Finding("developer role", False, f"refused ({asker.why(developer)})",
+                                       "keep “accept developer role” off (the bridge sends it as system)",
+                                       {"accepts_developer_role": False}))
+
+
+def _tools_check(asker: _Asker, report: Report) -> bool:
+    """A required tool call; False when the server refuses tools (nothing after is worth asking)."""
+    add = report.findings.append
     tools = asker.chat(tools=[TOOL], tool_choice="required",
                        messages=[{"role": "user", "content": "What time is it in Paris? Use the tool."}])
     if tools.status_code >= 400:
         add(Finding("tool calls", False, f"refused ({asker.why(tools)})", "Codex needs tool calls"))
-        return
+        return False
     try:
         message = (tools.json().get("choices") or [{}])[0].get("message") or {}
     except (ValueError, AttributeError, IndexError):
@@ -183,7 +211,7 @@ def _chat_checks(asker: _Asker, report: Report) -> None:
     else:
         add(Finding("tool calls", False, "answered without calling the tool",
                     "check the server's tool-call support (llama.cpp: --jinja; vLLM: --enable-auto-tool-choice)"))
-    _effort_check(asker, report)
+    return True
 
 
 def _effort_check(asker: _Asker, report: Report) -> None:
