@@ -185,22 +185,26 @@ class Load:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
-        elapsed, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        errors: dict[str, int] = {}
-        for sample in samples:
-            if not sample.ok:
-                errors[sample.error] = errors.get(sample.error, 0) + 1
-        if requests > len(samples):
-            errors["run_timeout"] = requests - len(samples)
-        ok = [s for s in samples if s.ok]
-        return {
-            "total": requests, "ok": len(ok), "errors": errors, "elapsed_s": elapsed,
-            "rps": len(ok) / elapsed if elapsed > 0 else 0.0,
-            "ttfc_ms": summarize([s.ttfc * 1000 for s in ok if s.ttfc is not None]),
-            "total_ms": summarize([s.total * 1000 for s in ok]),
-            "deltas": [min((s.deltas for s in ok), default=0), max((s.deltas for s in ok), default=0)],
-            "loadgen_cpu_s": cpu,
-        }
+        return summary(samples, requests, time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+def summary(samples: list[Sample], requests: int, elapsed: float, cpu: float) -> dict:
+    """A phase's figures: requests answered, errors by kind (those never answered: run_timeout), the timings."""
+    errors: dict[str, int] = {}
+    for sample in samples:
+        if not sample.ok:
+            errors[sample.error] = errors.get(sample.error, 0) + 1
+    if requests > len(samples):
+        errors["run_timeout"] = requests - len(samples)
+    ok = [s for s in samples if s.ok]
+    return {
+        "total": requests, "ok": len(ok), "errors": errors, "elapsed_s": elapsed,
+        "rps": len(ok) / elapsed if elapsed > 0 else 0.0,
+        "ttfc_ms": summarize([s.ttfc * 1000 for s in ok if s.ttfc is not None]),
+        "total_ms": summarize([s.total * 1000 for s in ok]),
+        "deltas": [min((s.deltas for s in ok), default=0), max((s.deltas for s in ok), default=0)],
+        "loadgen_cpu_s": cpu,
+    }
 
 
 async def _stdin() -> asyncio.StreamReader:

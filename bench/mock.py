@@ -173,14 +173,7 @@ class MockServer:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), IDLE_TIMEOUT)
         except asyncio.IncompleteReadError:
             return False
-        lines = head.decode("latin-1").split("\r\n")
-        method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
-        headers = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(":")
-            if sep:
-                headers[name.strip().lower()] = value.strip()
-        keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+        method, path, keep_alive, headers = _request_head(head)
         if "chunked" in headers.get("transfer-encoding", "").lower():
             await self._send_json(writer, 411, {"error": "send a content-length"}, keep_alive=False)
             return False
@@ -189,24 +182,25 @@ class MockServer:
             await self._send_json(writer, 413, {"error": "body too large"}, keep_alive=False)
             return False
         body = await asyncio.wait_for(reader.readexactly(length), READ_TIMEOUT) if length else b""
-        path = target.split("?", 1)[0]
-        if method == "GET" and path in ("/healthz", "/"):
-            await self._send_json(writer, 200, {"status": "ok"}, keep_alive=keep_alive)
-            return keep_alive
-        if method == "GET" and path == "/_stats":
-            stats = {"connections": self.connections, "requests": self.requests}
+        if method == "GET" and path in ("/healthz", "/", "/_stats"):
+            stats = {"connections": self.connections, "requests": self.requests} if path == "/_stats" else \
+                {"status": "ok"}
             await self._send_json(writer, 200, stats, keep_alive=keep_alive)
-            return keep_alive
-        if method != "POST" or path not in ("/v1/chat/completions", "/v1/responses"):
+        elif method != "POST" or path not in ("/v1/chat/completions", "/v1/responses"):
             await self._send_json(writer, 404, {"error": {"message": f"no route {method} {path}"}},
                                   keep_alive=keep_alive)
-            return keep_alive
+        else:
+            await self._answer(writer, path, body, keep_alive)
+        return keep_alive
+
+    async def _answer(self, writer: asyncio.StreamWriter, path: str, body: bytes, keep_alive: bool) -> None:
+        """Answer a model request with the precomputed answer of its kind, whole or streamed."""
         try:
             request = orjson.loads(body) if body else {}
             model = str(request.get("model", "bench-model"))
         except (orjson.JSONDecodeError, AttributeError):
             await self._send_json(writer, 400, {"error": {"message": "send a JSON object"}}, keep_alive=keep_alive)
-            return keep_alive
+            return
         self.requests += 1
         kind = "chat" if path == "/v1/chat/completions" else "responses"
         usage = bool((request.get("stream_options") or {}).get("include_usage"))
@@ -215,7 +209,7 @@ class MockServer:
             assert isinstance(payload, bytes)
             writer.write(_head(200, "application/json", length=len(payload), keep_alive=keep_alive) + payload)
             await writer.drain()
-            return keep_alive
+            return
         answer = self.answers.get(kind, model, usage)
         assert isinstance(answer, tuple)
         first, deltas, tail = answer
@@ -227,12 +221,24 @@ class MockServer:
             await writer.drain()
         writer.write(tail)
         await writer.drain()
-        return keep_alive
 
     async def _send_json(self, writer: asyncio.StreamWriter, status: int, value: Any, *, keep_alive: bool) -> None:
         payload = orjson.dumps(value)
         writer.write(_head(status, "application/json", length=len(payload), keep_alive=keep_alive) + payload)
         await writer.drain()
+
+
+def _request_head(head: bytes) -> tuple[str, str, bool, dict[str, str]]:
+    """Return a request head's method, path (no query), whether the connection stays open, and its headers."""
+    lines = head.decode("latin-1").split("\r\n")
+    method, target, version = (lines[0].split(" ", 2) + ["", ""])[:3]
+    headers = {}
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep:
+            headers[name.strip().lower()] = value.strip()
+    keep_alive = version == "HTTP/1.1" and headers.get("connection", "").lower() != "close"
+    return method, target.split("?", 1)[0], keep_alive, headers
 
 
 async def serve(port: int, deltas: int, delay: float) -> None:

@@ -7,6 +7,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import orjson
+
+from bench.profile import render as render_profile
+
 Run = dict[str, Any]
 # Figures compared as ratios: (key in a run, how to read it).
 RATIO_FIGURES = {
@@ -219,28 +223,34 @@ def compare_summary(runs: list[Run], labels: list[str], base: str) -> list[dict[
     summary: list[dict[str, Any]] = []
     for (mode, level), by_tree in groups.items():
         base_runs = {r["round"]: r for r in by_tree.get(base, [])}
-        base_stats = {name: _spread([v for r in base_runs.values() if (v := read(r)) is not None])
-                      for name, read in COMPARE_FIGURES.items()}
+        base_stats = _stats(list(base_runs.values()))
         for label in labels:
             tree_runs = by_tree.get(label, [])
             if not tree_runs:
                 continue
-            stats = {name: _spread([v for r in tree_runs if (v := read(r)) is not None])
-                     for name, read in COMPARE_FIGURES.items()}
-            audit = [r["audit_rows_per_req"] for r in tree_runs if r.get("audit_rows_per_req") is not None]
-            entry: dict[str, Any] = {
-                "mode": mode, "concurrency": level, "tree": label, "rounds": len(tree_runs),
-                "ok": sum(r["ok"] for r in tree_runs), "total": sum(r["total"] for r in tree_runs),
-                "audit_rows_per_req": [min(audit), max(audit)] if audit else None, **stats,
-                "vs_base": None, "paired": None}
+            entry = _compared(mode, level, label, tree_runs)
             if label != base and base_runs:
-                entry["vs_base"] = {name: _ratio(stats[name]["median"], base_stats[name]["median"])
+                entry["vs_base"] = {name: _ratio(entry[name]["median"], base_stats[name]["median"])
                                     for name in RATIO_OF}
                 entry["paired"] = {name: [_ratio(COMPARE_FIGURES[name](r), COMPARE_FIGURES[name](base_runs[r["round"]]))
                                           for r in tree_runs if r["round"] in base_runs]
                                    for name in RATIO_OF}
             summary.append(entry)
     return summary
+
+
+def _stats(runs: list[Run]) -> dict[str, dict[str, Any]]:
+    """Each compared figure's median, range and spread over ``runs``."""
+    return {name: _spread([v for r in runs if (v := read(r)) is not None]) for name, read in COMPARE_FIGURES.items()}
+
+
+def _compared(mode: str, level: int, label: str, tree_runs: list[Run]) -> dict[str, Any]:
+    """One tree's entry of the summary, before its ratios to the base."""
+    audit = [r["audit_rows_per_req"] for r in tree_runs if r.get("audit_rows_per_req") is not None]
+    return {"mode": mode, "concurrency": level, "tree": label, "rounds": len(tree_runs),
+            "ok": sum(r["ok"] for r in tree_runs), "total": sum(r["total"] for r in tree_runs),
+            "audit_rows_per_req": [min(audit), max(audit)] if audit else None, **_stats(tree_runs),
+            "vs_base": None, "paired": None}
 
 
 def _range(low: float | None, high: float | None, digits: int) -> str:
@@ -268,3 +278,100 @@ def compare_table(summary: list[dict[str, Any]], base: str) -> str:
                      _x(vs.get("cpu_ms_per_req")), _paired_range(paired.get("cpu_ms_per_req")),
                      _x(vs.get("rps")), _paired_range(paired.get("rps")), _x(vs.get("ttfc_p50_ms"))])
     return _table(header, rows)
+
+
+def figures(mode: str, level: int, server_label: str, ready: str, result: dict[str, Any], before: dict[str, Any],
+             after: dict[str, Any], *, with_mock: bool) -> dict[str, Any]:
+    """One run's figures: the load generator's, and what the snapshots before and after say per request.
+
+    ``with_mock``: the mock served beside the subject (its CPU is not the machine's foreign load).
+    """
+    total = max(result["total"], 1)
+    warm = orjson.loads(ready.removeprefix("READY ")) if ready.startswith("READY ") else None
+    wall = max(after["wall"] - before["wall"], 1e-9)
+    return {
+        "mode": mode, "server": server_label,
+        "concurrency": level, **{k: result[k] for k in ("total", "ok", "errors", "elapsed_s", "rps", "ttfc_ms",
+                                                        "total_ms", "deltas")},
+        "cpu_ms_per_req": (after["cpu"] - before["cpu"]) * 1000 / total,
+        "mock_cpu_ms_per_req": (after["mock_cpu"] - before["mock_cpu"]) * 1000 / total,
+        "loadgen_cpu_ms_per_req": result["loadgen_cpu_s"] * 1000 / total,
+        # New connections the mock accepted per request: 0 when the server pools upstream connections.
+        "mock_connections_per_req": (after["mock"]["connections"] - before["mock"]["connections"]) / total,
+        "mock_requests": after["mock"]["requests"] - before["mock"]["requests"],
+        "rss_before_mb": before["rss"], "rss_after_mb": after["rss"],
+        "fds_before": before["fds"], "fds_after": after["fds"],
+        "warmup": {k: warm[k] for k in ("ok", "total", "errors", "elapsed_s")} if warm else None,
+        # CPU the machine spent outside the measured processes (server, mock, load generator), in %
+        # of one core over the measured window: another job on a shared machine shows up here.
+        "foreign_cpu_pct": (after["busy"] - before["busy"] - (after["cpu"] - before["cpu"])
+                            - (after["mock_cpu"] - before["mock_cpu"] if with_mock else 0.0)
+                            - result["loadgen_cpu_s"] - (after["harness_cpu"] - before["harness_cpu"])) / wall * 100,
+        # The hypervisor's steal time, same unit: CPU the VM was denied.
+        "steal_pct": (after["steal"] - before["steal"]) / wall * 100,
+        # One per request when every audit row was written (the gateway modes; None if unknown).
+        "audit_rows_per_req": _per_request(before, after, "audit", total),
+        # Bytes of stored responses (Response object and items, encrypted) per request.
+        "stored_bytes_per_req": _per_request(before, after, "stored", total),
+    }
+
+
+def _per_request(before: dict[str, Any], after: dict[str, Any], name: str, total: int) -> float | None:
+    if before.get(name) is None or after.get(name) is None:
+        return None
+    return float(after[name] - before[name]) / total
+
+
+def print_results(results: dict[str, Any]) -> None:
+    """Print a run's tables: its figures and ratios, the comparison, the soak, the targets and the profiles."""
+    config, runs, comparison, soak = results["config"], results["runs"], results["comparison"], results["soak"]
+    meta = results["meta"]
+    print(f"\ncodex-gateway bench  {meta['date']}  {meta['cpu_count']} CPU ({meta['cpu_model']}), "
+          f"{meta['memory_gb']} GB, {meta['platform']}, Python {meta['python']}, commit {meta['commit']}")
+    print(f"{config['deltas']} deltas per answer, {config['delay_ms']:g} ms between deltas; times in ms; "
+          "CPU = the serving process's CPU time per request (the mock's for direct)\n")
+    if runs:
+        print(figures_table(runs))
+        print("\nratios: xD = to direct at the same concurrency, xF = to the bare relay floor; "
+              "+ms = TTFC p50 added over direct\n")
+        print(ratios_table(runs))
+        stored = [r for r in runs if r.get("stored_bytes_per_req")]
+        for run in stored:
+            print(f"{run['mode']} at c={run['concurrency']}: {run['stored_bytes_per_req']:.0f} bytes stored "
+                  "per request (Response object and items, encrypted)")
+    if results["compare"]:
+        compare = results["compare"]
+        print(f"compare mode: {compare['rounds']} interleaved round(s) per mode and level, "
+              f"{'a fresh' if compare['fresh'] else 'a settled'} gateway per run")
+        for tree in compare["trees"]:
+            env = " ".join(f"{k}={v}" for k, v in tree["env"].items())
+            print(f"  {tree['label']:<12} {tree['path']}  commit {tree['commit']}"
+                  + (f"  env {env}" if env else ""))
+        base = compare["base"]
+        print(f"\nmedians over the rounds; 'x {base}' = ratio of the medians to the current tree's, "
+              "'per round' = the range of the ratios round by round\n")
+        print(compare_table(compare["summary"], base))
+    if comparison:
+        print("\nanother ASGI server, same gateway app:\n")
+        print(comparison_table(comparison))
+    if soak:
+        print(f"\nsoak: {soak['ok']}/{soak['total']} bridged requests at c={soak['concurrency']}, "
+              f"{soak['rps']:.1f} req/s; RSS {_mb(soak['rss_baseline_mb'])} MB at request "
+              f"{soak['baseline_request']} -> {_mb(soak['rss_end_mb'])} MB at the end "
+              f"({_pct(soak['rss_growth_pct'])}); open fds {soak['fds_before']} -> {soak['fds_after']}\n")
+        print(soak_table(soak))
+    if results["targets"]:
+        print()
+        print(targets_table(results["targets"]))
+    for summary in results["profiles"]:
+        print(f"\nprofile of the serving process, {summary['mode']} at c={summary['concurrency']} "
+              f"({summary['file']}):")
+        print(render_profile(summary))
+
+
+def _mb(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:+.2f} %"

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.run import DEFAULT_MODES, QUICK_LEVELS
+from bench.plan import DEFAULT_MODES, QUICK_LEVELS
 
 pytestmark = pytest.mark.processes  # each test starts servers or programs
 
