@@ -79,12 +79,14 @@ $(REAL)/.installed:
 test-real: venv codex $(REAL)/.installed
 	GATEWAY_TEST_REAL=1 $(PY) -m pytest tests/real -v
 
-# ruff (lint and import order), mypy (bridge/ strict, the rest with django-stubs) and
-# import-linter (the layers contract in pyproject.toml); .ci/run runs it before the tests.
+# ruff (lint and import order), mypy (bridge/ strict, the rest with django-stubs), import-linter
+# (the layers contracts in pyproject.toml) and the shape of the code (tools/structure.py: complexity,
+# sizes, folders, import cycles, package maps); .ci/run runs it before the tests.
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+	$(PY) -m tools.structure
 
 # Not part of `make test`. Flags: make bench BENCH_ARGS="--quick" (python -m bench --help).
 bench: venv

@@ -1,0 +1,4 @@
+"""The project's own development tools (not imported by the gateway).
+
+    structure  the shape of the code, measured: complexity, sizes, folders, import cycles, package maps
+"""

@@ -1,9 +1,13 @@
-"""Upstream protocols, one module each, and the one table that says which one a request speaks.
+"""Upstream protocols, one each, and the one table that says which one a request speaks.
+
+    base         what every dialect is: how a request is said to one kind of upstream, how its answer is read
+    chat         Chat Completions: a Responses request said as Chat, and Chat chunks read back as events
+    passthrough  an upstream that speaks the client's own API: the request renamed only, the answer relayed
 
 A client API (``responses``, ``chat/completions``) meets an upstream that does or does not
 speak Responses (``Upstream.supports_responses``, the product's word for it); the table
 gives the dialect for the pair. A new upstream protocol (Anthropic Messages, say) is one
-module beside ``chat.py`` and one flag and entry here.
+package or module beside ``chat`` and one flag and entry here.
 """
 from __future__ import annotations
 

@@ -1,0 +1,8 @@
+"""The commands users run.
+
+    serve         ``make run``: migrate, start the demo upstream and the gateway, print what to paste
+    createapikey  a new client key, printed once (stored hashed)
+    codexconfig   the Codex CLI's provider and a profile per served model, merged into ~/.codex
+    probe         the capability probe of an upstream, and ``--apply`` for what it recommends
+    mockupstream  the mock upstream on a port of its own (the founding experiments' scenarios)
+"""
