@@ -26,6 +26,8 @@ background_running = Gauge("gateway_background_running", "Background responses t
                            multiprocess_mode="livesum")
 audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.",
                       multiprocess_mode="livesum")
+recordings_pending = Gauge("gateway_recordings_pending", "Flight recordings being written beside their rows.",
+                           multiprocess_mode="livesum")
 
 
 def render() -> tuple[bytes, str]:

@@ -20,7 +20,8 @@ from upstreams.models import Upstream
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a gateway still has in flight: Gateway.settle waits until each is 0.
-SETTLED_GAUGES = ("gateway_audit_pending ", "gateway_active_streams ", "gateway_background_running ")
+SETTLED_GAUGES = ("gateway_audit_pending ", "gateway_active_streams ", "gateway_background_running ",
+                  "gateway_recordings_pending ")
 
 
 def free_port() -> int:

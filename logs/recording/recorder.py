@@ -27,7 +27,7 @@ from django.db.models import F
 from bridge.dialects import Dialect, UpstreamOptions, UpstreamRequest
 from logs.models import Recording
 from logs.recording.fixtures import split_reads
-from plumbing import dbthread
+from plumbing import dbthread, metrics
 from plumbing.redact import redact_headers, redact_text
 from upstreams.models import Upstream
 
@@ -120,7 +120,13 @@ class Recorder:
             logger.error("recording of %s not saved: no running loop", request_id)
             return
         _saving.add(task)
-        task.add_done_callback(_saving.discard)
+        metrics.recordings_pending.inc()
+        task.add_done_callback(_saved)
+
+
+def _saved(task: asyncio.Task[Any]) -> None:
+    _saving.discard(task)
+    metrics.recordings_pending.dec()
 
 
 async def _write(fields: dict[str, Any]) -> None:
