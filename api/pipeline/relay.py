@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncGenerator, AsyncIterator
+from contextlib import aclosing
 from typing import Any, Protocol
 
 import httpx
@@ -112,8 +113,10 @@ class Translation(Pipeline):
         return self.machine.phase is Phase.FAILED
 
     async def chunks(self) -> AsyncGenerator[bytes]:
-        async for batch in self.events():
-            yield encode_events(batch)
+        # Closed with this generator (a client that left): the usage is told and the upstream closed at once.
+        async with aclosing(self.events()) as events:
+            async for batch in events:
+                yield encode_events(batch)
 
     async def events(self) -> AsyncGenerator[Batch]:
         """Yield the Responses events, batch by batch; they always end in a terminal event."""
