@@ -12,7 +12,7 @@
     urls        the API's paths: the one list of its endpoints
 
 A request's path: ``http.app`` (past Django) -> ``http.endpoint.api_view`` (key, rate limit,
-body; a refusal settles its row at once) -> a view of ``endpoints`` -> ``pipeline.route``
+body; a refusal settles its row at once) -> a view of ``endpoints`` -> ``pipeline.plan``
 (upstreams in rank order, each spoken to in its dialect; stored state taken in) ->
 ``pipeline.relay`` (relayed as is, or translated by bridge.stream.ResponseStream; kept before
 its terminal event) -> the answer, whose end settles the row (logs/audit/). Every dependency

@@ -21,8 +21,8 @@ import orjson
 
 from api.http.errors import error_response
 from api.pipeline import client
+from api.pipeline.plan import Reply
 from api.pipeline.relay import Relay, Translation, pipeline_for
-from api.pipeline.route import Connection
 from bridge.dialects import DIALECTS, Dialect, UpstreamOptions
 from bridge.events import UsageReported
 from bridge.sse import decode_values
@@ -108,7 +108,7 @@ async def replay(recorded: Recorded) -> Replay:
     if recorded.upstream_status >= 400:
         replayed = error_response(await client.status_error(response)).content
     else:
-        replayed = await _answered(Connection(None, dialect, sent, response), asked, progress)
+        replayed = await _answered(Reply(None, dialect, sent, response), asked, progress)
         if dialect.wire == "responses" and client.is_event_stream(response):
             sent_events = [value for value in decode_values(b"".join(recorded.reads)) if isinstance(value, dict)]
             if problems := responses_problems(sent_events):
@@ -119,10 +119,10 @@ async def replay(recorded: Recorded) -> Replay:
     return Replay(sent.body, sent_diff, client_diff, replayed, findings)
 
 
-async def _answered(connection: Connection, asked: dict[str, Any], progress: _Progress) -> bytes:
+async def _answered(reply: Reply, asked: dict[str, Any], progress: _Progress) -> bytes:
     """What the client is sent today: the answer streamed, or whole (a failure as its error), as live."""
     ending = Ending()
-    pipeline = pipeline_for(connection, asked, None, progress, ending)
+    pipeline = pipeline_for(reply, asked, None, progress, ending)
     if isinstance(pipeline, Relay):
         await pipeline.first()
         return b"".join([part async for part in pipeline.chunks()])

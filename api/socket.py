@@ -44,7 +44,7 @@ from django.db import DatabaseError
 from api.http.auth import KeyRefused, authenticate
 from api.http.errors import error_response
 from api.pipeline import client
-from api.stored.memory import SCOPE_KEY, WARM_UP_KEY, ConnectionMemory
+from api.stored.memory import SCOPE_KEY, WARM_UP_KEY, SocketMemory
 from bridge.errors import (
     BridgeError,
     DatabaseUnavailableError,
@@ -94,7 +94,7 @@ class ResponsesSocket(AsyncWebsocketConsumer):
             await self._refuse(upgrade, DatabaseUnavailableError(), None)
             return
         self.authorization = upgrade.headers.get("authorization", "")
-        self.memory = ConnectionMemory()
+        self.memory = SocketMemory()
         self.opened = time.monotonic()
         self.messages: asyncio.Queue[str | bytes] = asyncio.Queue()
         self.busy = False  # a message is being answered
@@ -302,7 +302,7 @@ def _upgrade_request(scope: dict[str, Any], content_length: int = 0) -> ASGIRequ
     return request
 
 
-def _request_scope(scope: dict[str, Any], authorization: str, length: int, memory: ConnectionMemory
+def _request_scope(scope: dict[str, Any], authorization: str, length: int, memory: SocketMemory
                    ) -> dict[str, Any]:
     """The HTTP scope of one ``response.create``: a POST to /v1/responses with the upgrade's key and client."""
     kept = [(name, value) for name, value in scope.get("headers", [])

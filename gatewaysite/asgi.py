@@ -82,9 +82,9 @@ async def flush() -> None:
     Background responses get a short while more (they ran through the grace too), then end
     as failed (shutting_down), stored, so that no client polls one that never ends.
     """
-    await run.drain(timeout=BACKGROUND_WAIT)
-    await writer.drain()
-    await recorder.drain()
+    await run.end_all(timeout=BACKGROUND_WAIT)
+    await writer.close()
+    await recorder.wait_saved()
 
 
 application = graceful(application, flush=flush, refuses_itself=is_api)

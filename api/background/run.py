@@ -22,8 +22,8 @@ from django.http import HttpResponseBase
 
 from api.http.answers import Answer, JsonAnswer, StreamAnswer
 from api.http.endpoint import ApiRequest
+from api.pipeline.plan import Plan, connect, refusal
 from api.pipeline.relay import Batch, Pipeline, Relay, encode_events, pipeline_for
-from api.pipeline.route import Plan, connect, refusal
 from api.stored.keeper import Keeper
 from bridge import background as protocol
 from bridge.errors import BridgeError, GatewayError, ShuttingDownError, UpstreamError
@@ -102,13 +102,13 @@ async def start(request: ApiRequest, body: dict[str, Any], plan: Plan, runner: s
     watching = run.watch(None) if body.get("stream") else None
     run.task = asyncio.get_running_loop().create_task(_answer(run, request, body, plan, opening, answered.hold()))
     if watching is not None:
-        batches = drained(watching)
+        batches = until_end(watching)
         return StreamAnswer(watched(batches, request.exchange), request.exchange, answered.hold(),
                             on_close=batches.aclose)
     return JsonAnswer.of(queued, answer=answered.hold())
 
 
-async def drained(queue: asyncio.Queue[Batch | None]) -> AsyncGenerator[Batch]:
+async def until_end(queue: asyncio.Queue[Batch | None]) -> AsyncGenerator[Batch]:
     """Yield a watcher's batches until the end (None)."""
     while (batch := await queue.get()) is not None:
         yield batch
@@ -149,7 +149,7 @@ async def _answer(run: Run, request: ApiRequest, body: dict[str, Any], plan: Pla
     try:
         try:
             routed = {**plan.routed, "stream": True}  # even for a client that polls: the events are kept
-            connection = await connect(request, routed, plan.routes, asked=body)
+            reply = await connect(request, routed, plan.routes, asked=body)
             exchange.stream = bool(body.get("stream"))
         except BridgeError as exc:
             ending.fail(exc)
@@ -159,7 +159,7 @@ async def _answer(run: Run, request: ApiRequest, body: dict[str, Any], plan: Pla
             return
         queued = opening[-1]["response"]
         await dbthread.run(StoredResponse.objects.progress, {**queued, "status": "in_progress"})
-        pipeline = pipeline_for(connection, body, keeper, exchange, ending, opening)
+        pipeline = pipeline_for(reply, body, keeper, exchange, ending, opening)
         async for batch in pipeline.events():
             run.publish(batch)
     except asyncio.CancelledError:
@@ -202,7 +202,7 @@ async def _end(run: Run, keeper: Keeper, last: Batch, response: dict[str, Any]) 
     run.publish(last)
 
 
-async def drain(timeout: float) -> None:
+async def end_all(timeout: float) -> None:
     """Let this process's runs finish for up to ``timeout`` seconds, then end the rest as failed (shutdown)."""
     tasks = [run.task for run in RUNS.values() if run.task is not None]
     if not tasks:

@@ -14,7 +14,7 @@ from channels.layers import get_channel_layer
 from django.http import HttpResponseBase
 
 from api.background.rows import read, read_now
-from api.background.run import RUNS, drained, watched
+from api.background.run import RUNS, until_end, watched
 from api.http.answers import Answer, StreamAnswer
 from api.http.endpoint import ApiRequest
 from api.pipeline.relay import Batch
@@ -36,7 +36,7 @@ async def resume(request: ApiRequest, response_id: str, starting_after: int | No
     request.exchange.stream = True
     run = RUNS.get(response_id)
     if run is not None:
-        batches: AsyncGenerator[Batch] = drained(run.watch(starting_after))
+        batches: AsyncGenerator[Batch] = until_end(run.watch(starting_after))
     else:
         batches = _watch_remote(found, starting_after, request.client_key)
     answered = Answer(request.exchange, 200)

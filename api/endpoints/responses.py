@@ -7,7 +7,7 @@ from api.background import run
 from api.background.inbox import INBOX
 from api.http.endpoint import ApiRequest, api_view
 from api.pipeline.foreground import answer, respond, warm_up
-from api.pipeline.route import prepare
+from api.pipeline.plan import prepare
 from api.stored.memory import warming_up
 from bridge.validation import validate_chat, validate_responses
 

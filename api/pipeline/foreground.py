@@ -16,8 +16,8 @@ from django.http import HttpResponseBase, JsonResponse
 from api.http.answers import Answer, StreamAnswer
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
+from api.pipeline.plan import Plan, Reply, connect, prepare
 from api.pipeline.relay import Relay, Translation, pipeline_for
-from api.pipeline.route import Connection, Plan, connect, prepare
 from api.stored.keeper import Keeper
 from api.stored.memory import memory_of
 from bridge.dialects import UpstreamRequest
@@ -39,16 +39,16 @@ async def answer(request: ApiRequest, body: dict[str, Any], api: str) -> HttpRes
 async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> HttpResponseBase:
     """Answer in the foreground: connect, then relay or translate (``body``: what the client sent)."""
     exchange = request.exchange
-    connection = await connect(request, plan.routed, plan.routes, asked=body)
-    if not connection.dialect.translates:
-        return await relayed(request, connection, plan.keeper)
+    reply = await connect(request, plan.routed, plan.routes, asked=body)
+    if not reply.dialect.translates:
+        return await relayed(request, reply, plan.keeper)
     if exchange.stream:
-        answered = Answer(exchange, connection.response.status_code)
-        pipeline = pipeline_for(connection, body, plan.keeper, exchange, answered.ending)
-        return StreamAnswer(pipeline.chunks(), exchange, answered.hold(), status=connection.response.status_code,
-                            headers=exchange.passed_headers, on_close=connection.response.aclose)
+        answered = Answer(exchange, reply.response.status_code)
+        pipeline = pipeline_for(reply, body, plan.keeper, exchange, answered.ending)
+        return StreamAnswer(pipeline.chunks(), exchange, answered.hold(), status=reply.response.status_code,
+                            headers=exchange.passed_headers, on_close=reply.response.aclose)
     ending = Ending()
-    translation = pipeline_for(connection, body, plan.keeper, exchange, ending)
+    translation = pipeline_for(reply, body, plan.keeper, exchange, ending)
     assert isinstance(translation, Translation)
     async for _ in translation.events():
         pass
@@ -79,14 +79,14 @@ async def _nothing_but_the_end() -> AsyncIterator[list[UpstreamEvent]]:
     yield [Finished(reason="stop")]
 
 
-async def relayed(request: ApiRequest, connection: Connection, keeper: Keeper | None) -> HttpResponseBase:
+async def relayed(request: ApiRequest, reply: Reply, keeper: Keeper | None) -> HttpResponseBase:
     """Relay the answer of an upstream that speaks the client's API, bytes in, bytes out.
 
     A JSON answer to be stored is read whole first: it is kept before any of it leaves.
     """
-    exchange, upstream_response = request.exchange, connection.response
+    exchange, upstream_response = request.exchange, reply.response
     answered = Answer(exchange, upstream_response.status_code)
-    relay = Relay(connection, keeper, exchange, answered.ending)
+    relay = Relay(reply, keeper, exchange, answered.ending)
     await relay.first()
     return StreamAnswer(relay.chunks(), exchange, answered.hold(), status=upstream_response.status_code,
                         content_type=upstream_response.headers.get("content-type", "text/event-stream"),
@@ -121,5 +121,5 @@ async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseB
         if response.status_code >= 400:  # its error, as it said it: status, body, back-off headers
             request.exchange.passed_headers = client.backoff_headers(response.headers)
             raise await client.status_error(response, secret=upstream.api_key)
-        return await relayed(request, Connection(upstream, RESPONSES, UpstreamRequest(body={}), response), None)
+        return await relayed(request, Reply(upstream, RESPONSES, UpstreamRequest(body={}), response), None)
     return None

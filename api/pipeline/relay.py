@@ -28,7 +28,7 @@ from typing import Any, Protocol
 import httpx
 
 from api.pipeline import client
-from api.pipeline.route import Connection
+from api.pipeline.plan import Reply
 from api.stored.keeper import Keeper
 from bridge import background as protocol
 from bridge.errors import BridgeError, GatewayError, ShuttingDownError, UpstreamError
@@ -186,12 +186,12 @@ class Relay(Pipeline):
     response's: its id, and sequence numbers that go on from the opening's.
     """
 
-    def __init__(self, connection: Connection, keeper: Keeper | None, progress: Progress, ending: Ending,
+    def __init__(self, reply: Reply, keeper: Keeper | None, progress: Progress, ending: Ending,
                  opening: Batch | None = None) -> None:
         super().__init__(keeper, progress, ending)
-        self.connection = connection
-        self.upstream = connection.response
-        self.tap = StreamTap(connection.dialect.wire, sse=client.is_event_stream(self.upstream))
+        self.reply = reply
+        self.upstream = reply.response
+        self.tap = StreamTap(reply.dialect.wire, sse=client.is_event_stream(self.upstream))
         self.renumbered = protocol.RelayedEvents(opening, keeper.applied if keeper else {}) if opening else None
         self._reads = self.upstream.aiter_raw()
         self._first = b""
@@ -203,7 +203,7 @@ class Relay(Pipeline):
     async def first(self) -> None:
         """Read the first part of the answer (a JSON answer to be kept: all of it), mapping a failure to its error."""
         try:
-            with client.mapped_errors(self.connection.upstream):
+            with client.mapped_errors(self.reply.upstream):
                 self._first = await anext(self._reads, b"")
                 if self.keeper is not None and not self.tap.sse:
                     self._first += b"".join([chunk async for chunk in self._reads])
@@ -246,7 +246,7 @@ class Relay(Pipeline):
         assert renumbered is not None
         try:
             try:
-                with client.mapped_errors(self.connection.upstream):
+                with client.mapped_errors(self.reply.upstream):
                     async for batch in self._renumbered():
                         yield batch
                 if not self.tap.sse:  # a whole JSON answer: answered as it stands
@@ -307,22 +307,22 @@ class Relay(Pipeline):
         return await self._kept(last, renumbered.response)
 
 
-def pipeline_for(connection: Connection, asked: dict[str, Any], keeper: Keeper | None, progress: Progress,
+def pipeline_for(reply: Reply, asked: dict[str, Any], keeper: Keeper | None, progress: Progress,
                  ending: Ending, opening: Batch | None = None) -> Translation | Relay:
     """Return the pipeline for an answer: translated when its dialect translates, relayed otherwise.
 
     ``asked`` is what the client sent (the Response object echoes it; the upstream was sent the
     routed request); ``opening``: the events a background response was opened with.
     """
-    dialect = connection.dialect
+    dialect = reply.dialect
     if dialect.read_chunk is None or dialect.read_body is None:
-        return Relay(connection, keeper, progress, ending, opening)
-    sent = connection.sent
+        return Relay(reply, keeper, progress, ending, opening)
+    sent = reply.sent
     queued = opening[-1]["response"] if opening else None
     machine = ResponseStream(model=asked["model"], tools=sent.tools, unsent=sent.unsent, request=asked,
                              created_at=queued["created_at"] if queued else time.time(), clock=time.time,
                              response_id=queued["id"] if queued else None)
     if opening:
         machine.queued_as(opening)
-    source = client.read_events(connection.response, dialect.read_chunk, dialect.read_body)
-    return Translation(machine, source, connection.response, keeper, progress, ending)
+    source = client.read_events(reply.response, dialect.read_chunk, dialect.read_body)
+    return Translation(machine, source, reply.response, keeper, progress, ending)

@@ -14,12 +14,12 @@ from typing import Any
 
 from django.http import HttpRequest
 
-SCOPE_KEY = "gateway.connection"  # on the scope of each request a socket makes: its ConnectionMemory
+SCOPE_KEY = "gateway.connection"  # on the scope of each request a socket makes: its SocketMemory
 WARM_UP_KEY = "gateway.warm_up"  # on the scope of a socket's `generate: false` (Codex's warm-up)
 
 
 @dataclass
-class ConnectionMemory:
+class SocketMemory:
     """The latest response of one socket, by id: every item up to and including its output."""
 
     latest_id: str | None = None
@@ -44,10 +44,10 @@ class ConnectionMemory:
             self.latest_id, self.latest = None, []
 
 
-def memory_of(request: HttpRequest) -> ConnectionMemory | None:
+def memory_of(request: HttpRequest) -> SocketMemory | None:
     """The memory of the socket that made ``request``; None for a request over HTTP."""
     memory = getattr(request, "scope", {}).get(SCOPE_KEY)
-    return memory if isinstance(memory, ConnectionMemory) else None
+    return memory if isinstance(memory, SocketMemory) else None
 
 
 def warming_up(request: HttpRequest) -> bool:

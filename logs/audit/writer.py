@@ -3,7 +3,7 @@
 The writer is handed each finished row (``add``) and writes batches of them in one database
 trip, then to the live tail (logs/audit/tail.py); while the database is away rows wait, in
 memory and in the journal (logs/audit/journal.py); the next process to start on the host
-writes what a dead one left (``recover``). ``drain()`` waits for the rows in flight
+writes what a dead one left (``recover``). ``close()`` waits for the rows in flight
 (shutdown, tests).
 """
 from __future__ import annotations
@@ -241,7 +241,7 @@ class AuditWriter:
             orphan.discard()
         return recovered
 
-    async def drain(self) -> None:
+    async def all_written(self) -> None:
         """Wait until every row added so far is written."""
         while self.pending:
             if self.task is None or self.task.done():
@@ -292,7 +292,7 @@ def _orphan_rows(orphan: Orphan) -> list[dict[str, Any]]:
 WRITER = AuditWriter()
 
 
-async def drain() -> None:
+async def close() -> None:
     """Wait until every audit row scheduled so far is written; then this process's journal is not needed."""
-    await WRITER.drain()
+    await WRITER.all_written()
     WRITER.close_journal()

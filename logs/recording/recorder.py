@@ -136,7 +136,7 @@ async def _write(fields: dict[str, Any]) -> None:
         logger.error("recording of %s not saved: %s", fields["request_id"], type(exc).__name__)
 
 
-async def drain() -> None:
+async def wait_saved() -> None:
     """Wait for the recordings being written (shutdown, tests)."""
     while _saving:
         await asyncio.gather(*list(_saving), return_exceptions=True)

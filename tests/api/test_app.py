@@ -332,7 +332,7 @@ def test_it_writes_the_audit_row_of_a_stream_whose_client_left_before_its_first_
 
     async def scenario() -> None:
         await serve(scope_for("/v1/answer"), b"{}", client.receive, sent)
-        await audit.drain()
+        await audit.close()
 
     run(scenario)
     assert upstream.is_closed and relayed == []

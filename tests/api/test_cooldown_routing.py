@@ -16,7 +16,7 @@ import httpx
 import pytest
 from django.conf import settings
 
-from api.pipeline.route import Route, choose_upstreams
+from api.pipeline.plan import Route, choose_upstreams
 from plumbing import sharedstate
 from tests.conftest import wait_for_log
 from tests.servers import Gateway, MockUpstream

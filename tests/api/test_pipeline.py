@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 import orjson
 
+from api.pipeline.plan import Reply
 from api.pipeline.relay import Relay, Translation, pipeline_for
-from api.pipeline.route import Connection
 from bridge.dialects import UpstreamOptions, chat, passthrough
 from bridge.dialects.base import UpstreamRequest
 from bridge.events import UsageReported
@@ -62,7 +62,7 @@ def chat_stream() -> list[bytes]:
 def translation(told: Told, ending: Ending, response: httpx.Response) -> Translation:
     asked = {"model": "m", "input": "hi", "stream": True}
     sent = chat.DIALECT.to_request(asked, UpstreamOptions())
-    pipeline = pipeline_for(Connection(None, chat.DIALECT, sent, response), asked, None, told, ending)
+    pipeline = pipeline_for(Reply(None, chat.DIALECT, sent, response), asked, None, told, ending)
     assert isinstance(pipeline, Translation)
     return pipeline
 
@@ -105,7 +105,7 @@ def test_a_relayed_stream_that_breaks_ends_with_response_failed_and_says_so() ->
               "response": {"id": "resp_up", "object": "response", "status": "in_progress", "model": "m", "output": []}}
     told, ending = Told(), Ending()
     response = upstream([b"data: " + orjson.dumps(opened) + b"\n\n"])
-    relay = Relay(Connection(None, passthrough.RESPONSES, UpstreamRequest(body={}), response), None, told, ending)
+    relay = Relay(Reply(None, passthrough.RESPONSES, UpstreamRequest(body={}), response), None, told, ending)
 
     async def read() -> bytes:
         await relay.first()
@@ -128,7 +128,7 @@ def test_a_relayed_background_answer_becomes_the_background_responses_own() -> N
     ]
     response = upstream([b"data: " + orjson.dumps(e) + b"\n\n" for e in upstream_events])
     told, ending = Told(), Ending()
-    relay = Relay(Connection(None, passthrough.RESPONSES, UpstreamRequest(body={}), response), None, told, ending,
+    relay = Relay(Reply(None, passthrough.RESPONSES, UpstreamRequest(body={}), response), None, told, ending,
                   opening)
 
     async def read() -> list[dict[str, Any]]:

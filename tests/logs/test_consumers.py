@@ -152,7 +152,7 @@ def test_the_audit_writer_broadcasts_each_batch_of_rows_as_one_message(monkeypat
         for n in range(30):
             exchange.Exchange(request_id=f"req_batch_{n}", endpoint="responses", client_ip=None,
                            request_bytes=0).finish(exchange.Ending(Outcome.OK))
-        await writer.drain()
+        await writer.close()
 
     run(scenario)
     assert RequestLog.objects.filter(request_id__startswith="req_batch_").count() == 30

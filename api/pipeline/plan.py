@@ -2,7 +2,7 @@
 
 ``prepare`` chooses the upstreams (``Route``: each with the dialect it is spoken to in) and
 takes the request's stored state in (api/stored/); ``connect`` tries them in turn, before
-the client has seen a byte, and returns the first answer still unread (a ``Connection``),
+the client has seen a byte, and returns the first answer still unread (a ``Reply``),
 for the pipeline (api/pipeline/relay.py) to read.
 """
 from __future__ import annotations
@@ -47,7 +47,7 @@ class Route:
 
 
 @dataclass(frozen=True, slots=True)
-class Connection:
+class Reply:
     """What ``connect`` opened: the upstream that took the request, what it was sent, and its unread answer.
 
     ``upstream`` is None for an answer that no live upstream gives (a recording replayed).
@@ -115,7 +115,7 @@ def is_failover_error(exc: UpstreamError) -> bool:
 
 
 async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route],
-                  asked: dict[str, Any] | None = None) -> Connection:
+                  asked: dict[str, Any] | None = None) -> Reply:
     """Open the answer of the first upstream (of ``routes``, best first) that takes the request.
 
     Connect faults, timeouts, 429 and 5xx fail over to the next upstream serving the
@@ -161,7 +161,7 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
             continue
         if route.failing:
             await cooldown.record_success(upstream, dialect.endpoint)
-        return Connection(upstream, dialect, sent, response)
+        return Reply(upstream, dialect, sent, response)
     failure = error or refused
     assert failure is not None
     raise failure
