@@ -53,6 +53,7 @@ from bridge.errors import (
     socket_error_event,
 )
 from bridge.sse import SSEDecoder
+from bridge.wire import TERMINAL_EVENTS
 from logs.audit.exchange import TRANSPORT_KEY, Exchange
 from logs.models import Transport
 from plumbing.asgitypes import ASGIApp, Message
@@ -67,7 +68,7 @@ DISCONNECT_WAIT = 10.0  # seconds for the answer under way to end once its clien
 # closure: autobahn lets a server send only 1000 or 3000-4999 (not 1001, "going away").
 GOING_AWAY = 1000
 # Terminal events: their Response is remembered (completed, incomplete) or its parent forgotten (failed).
-_TERMINAL = (b'"response.completed"', b'"response.incomplete"', b'"response.failed"')
+_TERMINAL = tuple(f'"{kind}"'.encode() for kind in TERMINAL_EVENTS)
 # Fields of a message that are not the HTTP body's: the answer is always a stream of messages, and
 # `generate` (false: the warm-up) is answered here.
 _TRANSPORT_FIELDS = ("type", "stream", "generate")
