@@ -89,8 +89,9 @@ class StreamAnswer(StreamingHttpResponse):
     async def _send(self) -> AsyncGenerator[bytes, None]:
         metrics.active_streams.inc()
         try:
+            exchange = self.exchange
             async for chunk in self.parts:
-                self.exchange.sent(chunk)
+                exchange.sent(chunk)
                 yield chunk
         finally:
             metrics.active_streams.dec()

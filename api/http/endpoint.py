@@ -103,16 +103,20 @@ def _failed(exchange: Exchange, endpoint: str, exc: Exception) -> JsonAnswer:
     """The answer of a view that raised: its error, OpenAI-shaped, never a 500 page."""
     if isinstance(exc, BridgeError):
         error: BridgeError = exc
-    elif isinstance(exc, DatabaseError):  # the database is away: a clear 503, never a 500
-        logger.warning("database unavailable in %s (request %s): %s", endpoint, exchange.request_id,
-                       type(exc).__name__)
-        error = DatabaseUnavailableError()
+    elif isinstance(exc, DatabaseError):
+        error = _database_away(exchange, endpoint, exc)
     else:
         logger.exception("unhandled error in %s (request %s)", endpoint, exchange.request_id, exc_info=exc)
         error = GatewayError(f"The gateway failed to handle this request ({type(exc).__name__}).")
     ending = Ending()
     ending.fail(error)
     return error_response(error, answer=Answer(exchange, error.status, ending).hold())
+
+
+def _database_away(exchange: Exchange, endpoint: str, exc: DatabaseError) -> DatabaseUnavailableError:
+    """The database is away: a clear 503, never a 500 (logged, without the query)."""
+    logger.warning("database unavailable in %s (request %s): %s", endpoint, exchange.request_id, type(exc).__name__)
+    return DatabaseUnavailableError()
 
 
 def _answered(exchange: Exchange, response: HttpResponseBase) -> HttpResponseBase:
@@ -152,8 +156,10 @@ def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,
                 request.json = parse_json(request, exchange) if parsed else None  # type: ignore[attr-defined]
             except BridgeError as exc:
                 response: HttpResponseBase = _refused(exchange, exc, draining=draining)
-            except DatabaseError:
-                response = _refused(exchange, DatabaseUnavailableError(), draining=draining)
+            except DatabaseError as exc:
+                response = _refused(exchange, _database_away(exchange, endpoint, exc), draining=draining)
+            except Exception as exc:  # a bug of ours before the view: answered as one
+                response = _failed(exchange, endpoint, exc)
             except BaseException:  # the client left: no answer, and the row says so
                 Answer(exchange, None).hold().release()
                 raise
@@ -174,11 +180,12 @@ def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,
 
 async def _answer(view: ApiView, request: HttpRequest, exchange: Exchange, endpoint: str, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> HttpResponseBase:
+    """The view's answer, or its error's; a client that left before it is recorded so."""
     try:
         response = await view(request, *args, **kwargs)
-    except BaseException as exc:
-        if not isinstance(exc, Exception):  # the client left before the answer: the row says so
-            Answer(exchange, None).hold().release()
-            raise
+    except Exception as exc:
         return _failed(exchange, endpoint, exc)
+    except BaseException:
+        Answer(exchange, None).hold().release()
+        raise
     return _answered(exchange, response)

@@ -221,9 +221,9 @@ class Relay(Pipeline):
                 with client.mapped_errors():
                     while chunk:
                         tap.feed(chunk)
-                        if keeper is not None and not tap.sse:
-                            tap.close()
-                        yield await self._kept_chunk(chunk)
+                        if keeper is not None:  # kept before the read that holds its end leaves
+                            await self._keep_when_final()
+                        yield chunk
                         chunk = await anext(self._reads, b"")
                 tap.close()
                 self._settle(tap.complete, tap.error)
@@ -235,10 +235,12 @@ class Relay(Pipeline):
         finally:
             await self._end()
 
-    async def _kept_chunk(self, chunk: bytes) -> bytes:
+    async def _keep_when_final(self) -> None:
+        """Keep the finished Response once the tap has seen it (a JSON answer: read whole, so at once)."""
+        if not self.tap.sse:
+            self.tap.close()
         if self.keeper is not None and self.tap.final_response is not None:
             await self.keeper.keep(self.tap.final_response)
-        return chunk
 
     async def events(self) -> AsyncGenerator[Batch]:
         """Yield the upstream's events as the background response's, batch by batch, ending in a terminal one."""
