@@ -128,10 +128,11 @@ class Translation(Pipeline):
                     async for batch in self.source:
                         self.progress.mark_first_byte()
                         out = self._fed(batch)
-                        if out:
-                            yield await self._done(out)
                         if machine.phase in TERMINAL:
+                            yield await self._done(out)
                             break
+                        if out:  # not the end: nothing to keep yet
+                            yield out
                 if machine.phase not in TERMINAL:
                     yield await self._done(machine.finish())
             except UpstreamError as error:
