@@ -23,7 +23,7 @@ _FILE = re.compile(r"\((.*?)(?::\d+)?\)$")
 WAIT_LEAVES = frozenset({"_worker (concurrent/futures/thread.py)", "Condition.wait (threading.py)",
                          "Thread._wait_for_tstate_lock (threading.py)", "Event.wait (threading.py)"})
 _THREAD_NUMBER = re.compile(r"-\d+_\d+$")  # ThreadPoolExecutor-145_0: one executor per request context
-GATEWAY_PACKAGES = ("bridge", "upstreams", "gatewaysite")
+GATEWAY_PACKAGES = ("api", "bridge", "logs", "plumbing", "state", "upstreams", "gatewaysite")
 STOP_TIMEOUT = 30.0
 
 

@@ -38,12 +38,22 @@ class StreamTap:
         self._calls: set[tuple[int, int]] = set()
         self.open_items: dict[int, dict[str, Any]] = {}  # a Responses stream's items added and not yet done
 
-    def feed(self, data: bytes) -> list[dict[str, Any]]:
-        """Watch one read of the relayed body; return the event objects it completed (none for a JSON body)."""
+    def feed(self, data: bytes) -> None:
+        """Watch one read of the relayed body (every read of every relayed answer: kept lean)."""
         if not self.sse:
             self._buffer += data
-            return []
-        return [value for payload in self._decoder.feed(data) if (value := self._on_data(payload)) is not None]
+            return
+        for payload in self._decoder.feed(data):
+            self._on_data(payload)
+
+    def events(self, data: bytes) -> list[dict[str, Any]]:
+        """Watch one read of a relayed SSE body, and return the event objects it completed."""
+        found = []
+        for payload in self._decoder.feed(data):
+            value = self._on_data(payload)
+            if value is not None:
+                found.append(value)
+        return found
 
     def close(self) -> None:
         """Account for what is left once the upstream body has ended."""

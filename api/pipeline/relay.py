@@ -282,7 +282,7 @@ class Relay(Pipeline):
             return
         async for chunk in self._reads:
             self.progress.mark_first_byte()
-            batch = [event for event in map(renumbered.take, tap.feed(chunk)) if event]
+            batch = [event for event in map(renumbered.take, tap.events(chunk)) if event]
             if renumbered.done:
                 yield await self._kept(batch, renumbered.response)
                 return
