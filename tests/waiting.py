@@ -1,4 +1,4 @@
-"""Waiting in tests for something to happen: ``until`` (and ``eventually``, its async twin).
+"""Waiting in tests for something to happen: ``until``.
 
 A test that polls by hand repeats a deadline loop and, on a timeout, fails with whatever
 its last assertion said; here one loop waits for any condition and names it when it times
@@ -9,9 +9,8 @@ to write) or a log line that says the step before it is done.
 """
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -37,16 +36,3 @@ def until(condition: Callable[[], T], what: str, timeout: float = TIMEOUT, inter
         if time.monotonic() >= deadline:
             raise WaitTimeout(f"waited {timeout:g}s for {what}; last seen: {value!r}")
         time.sleep(interval)
-
-
-async def eventually(condition: Callable[[], Awaitable[T]], what: str, timeout: float = TIMEOUT,
-                     interval: float = INTERVAL) -> T:
-    """The async twin of ``until``: ``condition`` is awaited, the loop is never blocked."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await condition()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise WaitTimeout(f"waited {timeout:g}s for {what}; last seen: {value!r}")
-        await asyncio.sleep(interval)

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
 from api.http import lists
+from api.http.answers import JsonAnswer
 from api.http.endpoint import ApiRequest, api_view
 from bridge import history
 from bridge.errors import InvalidRequestError, NotFoundError
@@ -30,7 +31,7 @@ async def conversations(request: ApiRequest) -> HttpResponseBase:
     items = _items(body.get("items", []))
     started = await dbthread.run(Conversation.objects.start, request.client_key, _metadata(body.get("metadata")),
                                  items)
-    return JsonResponse(started.to_dict())
+    return JsonAnswer.of(started.to_dict())
 
 
 @api_view("conversations/{id}", body=("POST",), methods=("GET", "POST", "DELETE"))
@@ -39,11 +40,11 @@ async def conversation(request: ApiRequest, conversation_id: str) -> HttpRespons
     found = await _conversation(conversation_id, request.client_key)
     if request.method == "DELETE":
         await dbthread.run(found.delete)
-        return JsonResponse({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
+        return JsonAnswer.of({"id": conversation_id, "object": "conversation.deleted", "deleted": True})
     if request.method == "POST":
         found.set_metadata(_metadata(require_object(request.json).get("metadata")))
         await dbthread.run(lambda: found.save(update_fields=["metadata"]))
-    return JsonResponse(found.to_dict())
+    return JsonAnswer.of(found.to_dict())
 
 
 @api_view("conversations/{id}/items", body=("POST",), methods=("GET", "POST"))
@@ -53,8 +54,8 @@ async def items(request: ApiRequest, conversation_id: str) -> HttpResponseBase:
     if request.method == "POST":
         added = _items(require_object(request.json).get("items"))
         await dbthread.run(found.add, added)
-        return JsonResponse(lists.listing(added))
-    return JsonResponse(lists.page(await dbthread.run(found.history), request))
+        return JsonAnswer.of(lists.listing(added))
+    return JsonAnswer.of(lists.page(await dbthread.run(found.history), request))
 
 
 @api_view("conversations/{id}/items/{item_id}", body=False, methods=("GET", "DELETE"))
@@ -67,8 +68,8 @@ async def item(request: ApiRequest, conversation_id: str, item_id: str) -> HttpR
                             param="item_id")
     if request.method == "DELETE":
         await dbthread.run(stored.delete)
-        return JsonResponse(found.to_dict())
-    return JsonResponse(stored.to_dict())
+        return JsonAnswer.of(found.to_dict())
+    return JsonAnswer.of(stored.to_dict())
 
 
 async def _conversation(conversation_id: str, key: ClientKey | None) -> Conversation:

@@ -13,8 +13,9 @@ import time
 from typing import Any
 
 import orjson
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
+from api.http.answers import JsonAnswer
 from api.http.endpoint import ApiRequest, api_view
 from api.pipeline import client
 from bridge.errors import UpstreamError
@@ -71,7 +72,7 @@ async def models(request: ApiRequest) -> HttpResponseBase:
             if window is not None and window.context_window:
                 entry["context_window"] = window.context_window
             seen.setdefault(name, entry)
-    return JsonResponse({"object": "list", "data": list(seen.values())})
+    return JsonAnswer.of({"object": "list", "data": list(seen.values())})
 
 
 async def _nothing() -> list[ModelInfo]:

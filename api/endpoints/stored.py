@@ -8,11 +8,12 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
 from api.background import inbox, watch
 from api.background.rows import not_found, read
 from api.http import lists
+from api.http.answers import JsonAnswer
 from api.http.endpoint import ApiRequest, api_view
 from api.pipeline.foreground import ask_state_keepers
 from bridge.errors import InvalidRequestError, NotFoundError
@@ -34,11 +35,11 @@ async def response_detail(request: ApiRequest, response_id: str) -> HttpResponse
                 await inbox.cancel(request, response_id)
             if not await dbthread.run(_delete, response_id, request.client_key):
                 raise not_found(response_id)
-            return JsonResponse({"id": response_id, "object": "response.deleted", "deleted": True})
+            return JsonAnswer.of({"id": response_id, "object": "response.deleted", "deleted": True})
         if request.GET.get("stream") == "true":
             return await watch.resume(request, response_id, _starting_after(request))
         found = await read(response_id, request.client_key)
-        return JsonResponse(found.to_dict())
+        return JsonAnswer.of(found.to_dict())
 
     return await held_upstream(request, f"responses/{response_id}", local)
 
@@ -50,7 +51,7 @@ async def input_items(request: ApiRequest, response_id: str) -> HttpResponseBase
         items = await dbthread.run(_inputs, response_id, request.client_key)
         if items is None:
             raise not_found(response_id)
-        return JsonResponse(lists.page(items, request))
+        return JsonAnswer.of(lists.page(items, request))
 
     return await held_upstream(request, f"responses/{response_id}/input_items", local)
 
@@ -59,7 +60,7 @@ async def input_items(request: ApiRequest, response_id: str) -> HttpResponseBase
 async def cancel(request: ApiRequest, response_id: str) -> HttpResponseBase:
     """Cancel a background response (wherever it runs) and return it; a finished one is returned as it is."""
     async def local() -> HttpResponseBase:
-        return JsonResponse(await inbox.cancel(request, response_id))
+        return JsonAnswer.of(await inbox.cancel(request, response_id))
 
     return await held_upstream(request, f"responses/{response_id}/cancel", local)
 

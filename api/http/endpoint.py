@@ -125,9 +125,14 @@ def _answered(exchange: Exchange, response: HttpResponseBase) -> HttpResponseBas
         return response
     ending = Ending()
     ending.complete()
+    answered = Answer(exchange, response.status_code, ending).hold()
+    if isinstance(response, JsonAnswer):
+        response.answer = answered
+        return response
+    # Another kind of response (none of the API's views returns one): its body, answered the same way.
     headers = {name: value for name, value in response.items() if name.lower() != "content-type"}
-    return JsonAnswer(response.content, status=response.status_code,  # type: ignore[attr-defined]
-                      answer=Answer(exchange, response.status_code, ending).hold(), headers=headers)
+    return JsonAnswer(response.content, status=response.status_code, answer=answered,  # type: ignore[attr-defined]
+                      headers=headers)
 
 
 def api_view(endpoint: str, *, body: bool | tuple[str, ...] = True,

@@ -11,9 +11,9 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from django.http import HttpResponseBase, JsonResponse
+from django.http import HttpResponseBase
 
-from api.http.answers import Answer, StreamAnswer
+from api.http.answers import Answer, JsonAnswer, StreamAnswer
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
 from api.pipeline.plan import Plan, Reply, connect, prepare
@@ -55,7 +55,7 @@ async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> Http
     if translation.failed:
         assert ending.error is not None
         raise ending.error
-    return JsonResponse(translation.response)
+    return JsonAnswer.of(translation.response)
 
 
 async def warm_up(request: ApiRequest, body: dict[str, Any]) -> HttpResponseBase:
