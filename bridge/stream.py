@@ -71,6 +71,9 @@ from bridge.response import (
 # A background response (``background: true``) is queued first: queue() takes CREATED to
 # QUEUED with response.created and response.queued (status "queued"), and start() then
 # sends only response.in_progress. cancel() ends any phase but a terminal one as CANCELLED.
+# heartbeat() is allowed in STREAMING only (elsewhere it returns nothing) and stays there: a
+# response.in_progress with the Response as it stands, for a client waiting on a silent
+# upstream (Codex's idle timeout counts events, not SSE comments: docs/responses-bridge.md §2).
 
 
 class Phase(enum.Enum):
@@ -212,6 +215,12 @@ class ResponseStream:
         if isinstance(event, UpstreamFailed):
             return self.fail(event.code, event.message)
         raise TypeError(f"feed() takes an UpstreamEvent, not {event!r}")
+
+    def heartbeat(self) -> list[dict[str, Any]]:
+        """Return a ``response.in_progress`` for a client waiting on a silent upstream; nothing outside STREAMING."""
+        if self.phase is not Phase.STREAMING:
+            return []
+        return [wire.in_progress(self._next(), self.response)]
 
     def finish(self) -> list[dict[str, Any]]:
         """Return the closing events once the upstream stream has ended, [DONE] or not.

@@ -15,7 +15,7 @@ from bridge.dialects.chat.answer import read_usage as read_chat_usage
 from bridge.errors import UpstreamError
 from bridge.events import UsageReported
 from bridge.response import failed_response
-from bridge.sse import SSEDecoder, encode_data, encode_event
+from bridge.sse import SSEDecoder, encode_comment, encode_data, encode_event
 from bridge.values import as_int
 
 
@@ -37,6 +37,8 @@ class StreamTap:
         self._decoder = SSEDecoder()
         self._calls: set[tuple[int, int]] = set()
         self.open_items: dict[int, dict[str, Any]] = {}  # a Responses stream's items added and not yet done
+        self.standing: dict[str, Any] | None = None  # the Response as a Responses stream last showed it
+        self.inserted = 0  # heartbeats put into a Responses stream: the upstream's later events are numbered after
 
     def feed(self, data: bytes) -> None:
         """Watch one read of the relayed body (every read of every relayed answer: kept lean)."""
@@ -45,6 +47,44 @@ class StreamTap:
             return
         for payload in self._decoder.feed(data):
             self._on_data(payload)
+
+    @property
+    def between_events(self) -> bool:
+        """Whether the relayed SSE body so far ends between two events, where a heartbeat may go."""
+        return self.sse and not self.complete and self._decoder.between_events
+
+    def heartbeat(self) -> bytes:
+        """Return what tells a client its silent upstream's answer is alive; b"" when nothing may go in now.
+
+        A Responses stream gets a ``response.in_progress`` with the Response as the upstream last
+        showed it, numbered next, and the upstream's later events renumbered after it (``shifted``);
+        Codex's idle timeout counts events, not comments. A Chat stream, or a Responses stream
+        before its Response was shown, gets an SSE comment.
+        """
+        if not self.between_events:
+            return b""
+        if self.api == "chat" or self.standing is None:
+            return KEEP_ALIVE
+        self.inserted += 1
+        response = {**self.standing, "status": "in_progress"}
+        return encode_event(wire.in_progress(self.sequence_number + self.inserted, response))
+
+    def shifted(self, data: bytes) -> bytes:
+        """Watch one read of a Responses stream that had heartbeats, and return its whole events renumbered.
+
+        Only streams that paused pay for re-encoding; until then the relay passes bytes untouched.
+        """
+        out = []
+        for payload in self._decoder.feed(data):
+            event = self._on_data(payload)
+            if event is None or "type" not in event:
+                out.append(b"data: " + payload + b"\n\n")
+                continue
+            number = event.get("sequence_number")
+            if isinstance(number, int):
+                event["sequence_number"] = number + self.inserted
+            out.append(encode_event(event))
+        return b"".join(out)
 
     def events(self, data: bytes) -> list[dict[str, Any]]:
         """Watch one read of a relayed SSE body, and return the event objects it completed."""
@@ -55,17 +95,24 @@ class StreamTap:
                 found.append(value)
         return found
 
-    def close(self) -> None:
-        """Account for what is left once the upstream body has ended."""
+    def close(self) -> bytes:
+        """Account for what is left once the upstream body has ended; return what is still to be sent.
+
+        That is a renumbered stream's last event when the upstream left out its blank line
+        (``shifted`` holds back what is not a whole event); b"" otherwise.
+        """
         if not self.sse:
             value = _loads(self._buffer)
             if isinstance(value, dict):
                 self.complete = True
                 self._on_object(value, final=True)
             self._buffer = b""
-            return
+            return b""
+        if self.inserted:
+            return self.shifted(b"\n\n") if not self._decoder.between_events else b""
         for payload in self._decoder.close():
             self._on_data(payload)
+        return b""
 
     def _on_data(self, payload: bytes) -> dict[str, Any] | None:
         payload = payload.strip()
@@ -127,6 +174,7 @@ class StreamTap:
             self.usage = usage
         if last and response.get("object") == "response":
             self.final_response = response
+        self.standing = response
 
     def _on_item(self, kind: Any, index: Any, item: Any) -> None:
         """Keep the items added and not yet done (to close them if the stream breaks); count the calls done."""
@@ -136,6 +184,9 @@ class StreamTap:
             self.tool_calls += _is_call(item)
             if isinstance(index, int):
                 self.open_items.pop(index, None)
+
+
+KEEP_ALIVE = encode_comment("keep-alive")
 
 
 def _is_call(item: Any) -> int:
@@ -176,7 +227,7 @@ def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:
     """
     if tap.api == "chat":
         return encode_data(UpstreamError(message, code=code).to_dict())
-    number = tap.sequence_number
+    number = tap.sequence_number + tap.inserted
     out, closed = b"", []
     for index in sorted(tap.open_items):
         number += 1

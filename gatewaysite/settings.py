@@ -83,6 +83,12 @@ GATEWAY_MAX_ATTEMPTS = env.int("GATEWAY_MAX_ATTEMPTS", default=3)
 GATEWAY_COOLDOWN_AFTER = env.int("GATEWAY_COOLDOWN_AFTER", default=3)
 GATEWAY_COOLDOWN_SECONDS = env.int("GATEWAY_COOLDOWN_SECONDS", default=30)
 GATEWAY_LOG_BODIES = env.bool("GATEWAY_LOG_BODIES", default=False)
+# Seconds an upstream may be silent mid-answer before the client is sent a heartbeat: a
+# response.in_progress on a Responses stream, an SSE comment on a relayed one (api/http/app.py).
+# Codex gives up after stream_idle_timeout_ms (300 s) without an event. 0: none.
+GATEWAY_STREAM_HEARTBEAT = env.float("GATEWAY_STREAM_HEARTBEAT", default=10.0)
+if GATEWAY_STREAM_HEARTBEAT < 0:
+    raise ImproperlyConfigured(f"GATEWAY_STREAM_HEARTBEAT must be >= 0 seconds, got {GATEWAY_STREAM_HEARTBEAT}")
 # A Responses WebSocket is told websocket_connection_limit_reached past this age (seconds), as
 # the OpenAI API does after 60 minutes; Codex then opens a new one.
 GATEWAY_WEBSOCKET_MAX_AGE = env.float("GATEWAY_WEBSOCKET_MAX_AGE", default=3600.0)

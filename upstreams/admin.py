@@ -94,7 +94,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     fieldsets = [
         (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
-        ("Timeouts", {"fields": ["connect_timeout", "read_timeout"]}),
+        ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
         ("Flight recorder", {"fields": ["record_next"]}),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",

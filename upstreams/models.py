@@ -13,6 +13,7 @@ import secrets
 from collections.abc import Iterable
 from urllib.parse import urlsplit, urlunsplit
 
+from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
@@ -68,8 +69,14 @@ class Upstream(models.Model):
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=0, help_text="Higher wins among upstreams serving the same model.")
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
+    first_byte_timeout = models.FloatField(
+        default=900.0, validators=[MinValueValidator(0.1)],
+        help_text="Seconds to wait for the answer to start: a long prompt's prefill on a local server can take "
+                  "minutes.",
+    )
     read_timeout = models.FloatField(
-        default=300.0, help_text="Seconds to wait for the first byte and between two chunks."
+        default=300.0, validators=[MinValueValidator(0.0)],
+        help_text="Seconds to wait between two chunks once the answer has started (0: no limit).",
     )
     # Chat Completions compatibility, used when bridging /v1/responses.
     accepts_developer_role = models.BooleanField(

@@ -153,10 +153,35 @@ async def send_response(response: HttpResponseBase, send: Send) -> None:
             if isinstance(response, JsonAnswer):
                 response.sent()
         return
+    heartbeats = None
     try:
         await send(start)
+        if response.beat is not None and response.every > 0:
+            heartbeats = asyncio.ensure_future(_heartbeats(response, send))
         async for part in response:
             await send({"type": "http.response.body", "body": part, "more_body": True})
     finally:
+        if heartbeats is not None:
+            heartbeats.cancel()
         await response.aclose()
     await send({"type": "http.response.body"})
+
+
+async def _heartbeats(response: StreamAnswer, send: Send) -> None:
+    """Send the stream's heartbeat while it waits on its upstream: after ``every`` to twice that of silence.
+
+    A task per stream, looking once per interval, rather than a timer per part: a stream that
+    flows costs one wake-up per interval. The heartbeat is sent between parts only, numbered
+    after what was sent (the pipeline's ``beat``), and counted as sent to the client.
+    """
+    assert response.beat is not None
+    seen = -1
+    while True:
+        await asyncio.sleep(response.every)
+        if response.busy or response.sent_parts != seen:
+            seen = response.sent_parts
+            continue
+        data = response.beat()
+        if data:
+            response.exchange.sent(data)
+            await send({"type": "http.response.body", "body": data, "more_body": True})

@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import orjson
 
+from api.pipeline.silence import SILENCE
 from bridge.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -92,7 +93,8 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
                "x-request-id": request_id}
     if upstream.api_key:
         headers["authorization"] = f"Bearer {upstream.api_key}"
-    timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.read_timeout,
+    # httpx's read timeout is the wait for the answer to start; SILENCE keeps the one between chunks.
+    timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.first_byte_timeout,
                             write=upstream.connect_timeout, pool=upstream.connect_timeout)
     pool = client()
     url = upstream.url(endpoint) + (f"?{query}" if query else "")
@@ -101,6 +103,7 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
     with mapped_errors(upstream):
         response = await pool.send(request, stream=True)
     SHUTDOWN.track(response)
+    SILENCE.watch(response, upstream.read_timeout)
     return response
 
 

@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+from django.conf import settings
 from django.http import HttpResponseBase
 
 from api.http.answers import Answer, JsonAnswer, StreamAnswer
@@ -46,7 +47,8 @@ async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> Http
         answered = Answer(exchange, reply.response.status_code)
         pipeline = pipeline_for(reply, body, plan.keeper, exchange, answered.ending)
         return StreamAnswer(pipeline.chunks(), exchange, answered.hold(), status=reply.response.status_code,
-                            headers=exchange.passed_headers, on_close=reply.response.aclose)
+                            headers=exchange.passed_headers, on_close=reply.response.aclose, beat=pipeline.beat,
+                            every=settings.GATEWAY_STREAM_HEARTBEAT)
     ending = Ending()
     translation = pipeline_for(reply, body, plan.keeper, exchange, ending)
     assert isinstance(translation, Translation)
@@ -90,7 +92,8 @@ async def relayed(request: ApiRequest, reply: Reply, keeper: Keeper | None) -> H
     await relay.first()
     return StreamAnswer(relay.chunks(), exchange, answered.hold(), status=upstream_response.status_code,
                         content_type=upstream_response.headers.get("content-type", "text/event-stream"),
-                        headers=exchange.passed_headers, on_close=upstream_response.aclose)
+                        headers=exchange.passed_headers, on_close=upstream_response.aclose, beat=relay.beat,
+                        every=settings.GATEWAY_STREAM_HEARTBEAT)
 
 
 async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseBase | None:

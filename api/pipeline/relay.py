@@ -29,9 +29,10 @@ import httpx
 
 from api.pipeline import client
 from api.pipeline.plan import Reply
+from api.pipeline.silence import SILENCE
 from api.stored.keeper import Keeper
 from bridge import background as protocol
-from bridge.errors import BridgeError, GatewayError, ShuttingDownError, UpstreamError
+from bridge.errors import BridgeError, GatewayError, ShuttingDownError, UpstreamError, UpstreamTimeoutError
 from bridge.events import UpstreamEvent, UsageReported
 from bridge.sse import encode_event
 from bridge.stream import TERMINAL, Phase, ResponseStream
@@ -59,9 +60,16 @@ def encode_events(events: Batch) -> bytes:
     return b"".join(encode_event(e) for e in events)
 
 
-def ours_if_aborted(response: httpx.Response | None, exc: BridgeError) -> BridgeError:
-    """Return the error to report for a stream that broke: ours if the drain closed it."""
-    return ShuttingDownError() if response is not None and SHUTDOWN.aborted(response) else exc
+def why_it_broke(response: httpx.Response | None, exc: BridgeError) -> BridgeError:
+    """Return the error to report for a stream that broke: ours if the drain closed it, a timeout if it fell silent."""
+    if response is None:
+        return exc
+    if SHUTDOWN.aborted(response):
+        return ShuttingDownError()
+    limit = SILENCE.silenced(response)
+    if limit is not None:
+        return UpstreamTimeoutError(f"The upstream sent nothing for {limit:g} s mid-answer (its read_timeout).")
+    return exc
 
 
 class Pipeline:
@@ -84,6 +92,10 @@ class Pipeline:
 
     async def stop(self, *, cancelled: bool) -> Batch:
         """End a background response early (cancelled by its client, or cut by the drain): its last events, kept."""
+        raise NotImplementedError
+
+    def beat(self) -> bytes:
+        """What a client waiting on a silent upstream is sent to know the answer is alive (b"": nothing)."""
         raise NotImplementedError
 
     @property
@@ -136,7 +148,7 @@ class Translation(Pipeline):
                 if machine.phase not in TERMINAL:
                     yield await self._done(machine.finish())
             except UpstreamError as error:
-                exc = ours_if_aborted(self.upstream, error)
+                exc = why_it_broke(self.upstream, error)
                 self.ending.fail(exc)
                 yield await self._done(machine.fail(exc.code or "upstream_error", exc.message))
             except Exception as exc:  # a bug of ours: still end the stream properly
@@ -168,6 +180,10 @@ class Translation(Pipeline):
         elif self.ending.error is None:  # failed by the upstream's own error chunk
             reported = self.machine.response["error"]
             self.ending.fail(UpstreamError(reported["message"], code=reported["code"]))
+
+    def beat(self) -> bytes:
+        """A ``response.in_progress`` (the Response as it stands, numbered next): an event, which Codex counts."""
+        return encode_events(self.machine.heartbeat())
 
     async def stop(self, *, cancelled: bool) -> Batch:
         if (self.keeper is not None and self.keeper.kept) or self.machine.phase in TERMINAL:
@@ -221,15 +237,21 @@ class Relay(Pipeline):
             try:
                 with client.mapped_errors():
                     while chunk:
-                        tap.feed(chunk)
+                        if tap.inserted:  # heartbeats went in: the upstream's events are renumbered after them
+                            chunk = tap.shifted(chunk)
+                        else:
+                            tap.feed(chunk)
                         if keeper is not None:  # kept before the read that holds its end leaves
                             await self._keep_when_final()
-                        yield chunk
+                        if chunk:
+                            yield chunk
                         chunk = await anext(self._reads, b"")
-                tap.close()
+                tail = tap.close()
+                if tail:
+                    yield tail
                 self._settle(tap.complete, tap.error)
             except UpstreamError as error:
-                exc = ours_if_aborted(self.upstream, error)
+                exc = why_it_broke(self.upstream, error)
                 self.ending.fail(exc)
                 if tap.sse:
                     yield failure_trailer(tap, exc.code or "upstream_error", exc.message)
@@ -264,7 +286,7 @@ class Relay(Pipeline):
                 else:
                     self.ending.complete()
             except UpstreamError as error:
-                exc = ours_if_aborted(self.upstream, error)
+                exc = why_it_broke(self.upstream, error)
                 self.ending.fail(exc)
                 yield await self._kept([renumbered.failed(exc.code or "upstream_error", exc.message)],
                                        renumbered.response)
@@ -301,6 +323,10 @@ class Relay(Pipeline):
     async def _end(self) -> None:
         self.progress.usage, self.progress.tool_calls = self.tap.usage, self.tap.tool_calls
         await self.upstream.aclose()
+
+    def beat(self) -> bytes:
+        """The tap's heartbeat: between two events only; on a Responses stream it renumbers what follows."""
+        return self.tap.heartbeat()
 
     async def stop(self, *, cancelled: bool) -> Batch:
         if (self.keeper is not None and self.keeper.kept) or self.renumbered is None:

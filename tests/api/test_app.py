@@ -252,7 +252,7 @@ class StandInStream(StreamAnswer):
 
     def __init__(self, parts: AsyncIterator[bytes]) -> None:
         StreamingHttpResponse.__init__(self, parts, content_type="text/event-stream")
-        self.parts = parts
+        self.parts, self.beat = parts, None
         self.closes = 0
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -304,6 +304,34 @@ def test_it_closes_a_streamed_answer_however_sending_it_ends(fail_on: str | None
     assert [m["body"] for m in sent.messages[1:] if m.get("more_body")] == parts_sent
     if raised is None:
         assert sent.messages[-1] == {"type": "http.response.body"}  # the end of the body, after the parts
+
+
+def test_a_stream_silent_between_parts_gets_heartbeats_there_and_none_after_it_ends() -> None:
+    """Silent for 0.5 s with a 0.1 s heartbeat: beats go between the two parts, counted as sent; none after the end."""
+    beats: list[bytes] = []
+
+    async def paused() -> AsyncIterator[bytes]:
+        yield b"data: one\n\n"
+        await asyncio.sleep(0.5)
+        yield b"data: two\n\n"
+
+    def beat() -> bytes:
+        beats.append(b": beat %d\n\n" % len(beats))
+        return beats[-1]
+
+    exchange = Exchange(request_id="req_beats", endpoint="responses", client_ip="127.0.0.1", request_bytes=2)
+    response = StreamAnswer(paused(), exchange, None, beat=beat, every=0.1)
+    sent = Sent()
+
+    async def scenario() -> None:
+        await send_response(response, sent)
+        await asyncio.sleep(0.3)  # a heartbeat task still running now would send after the end
+
+    run(scenario)
+    bodies = [m["body"] for m in sent.messages[1:] if m.get("more_body")]
+    assert beats and bodies == [b"data: one\n\n", *beats, b"data: two\n\n"]
+    assert sent.messages[-1] == {"type": "http.response.body"}
+    assert exchange.response_bytes == sum(map(len, bodies))
 
 
 async def upstream_body() -> AsyncIterator[bytes]:

@@ -133,7 +133,7 @@ def test_it_answers_502_when_the_upstream_refuses_connections(gateway: Gateway, 
 def test_it_answers_504_when_the_upstream_sends_no_first_byte_in_time(gateway: Gateway, scripted: MockUpstream,
                                                                       chat_upstream: Upstream,
                                                                       active_key: str) -> None:
-    Upstream.objects.filter(pk=chat_upstream.pk).update(read_timeout=0.5)
+    Upstream.objects.filter(pk=chat_upstream.pk).update(first_byte_timeout=0.5)
     scripted.script({"raw": [], "hang": True})  # headers, then silence
     response = httpx.post(f"{gateway.url}/v1/chat/completions", json={**CHAT, "stream": True},
                           headers={"authorization": f"Bearer {active_key}"})

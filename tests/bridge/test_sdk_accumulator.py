@@ -213,3 +213,17 @@ def test_sdk_non_streaming_create_reads_the_response_property(name: str) -> None
         part["text"] for item in stream.response["output"] if item["type"] == "message" for part in item["content"]
     )
     assert [item.type for item in response.output] == [item["type"] for item in stream.response["output"]]
+
+
+def test_sdk_accumulator_reads_heartbeats_mid_answer() -> None:
+    """Heartbeats (response.in_progress between deltas) leave the SDK's accumulated answer as it was."""
+    stream = ResponseStream(model="test-model", request=REQUEST, tools=TOOLS, created_at=1_700_000_000)
+    events = stream.start() + stream.feed(TextDelta(text="Hel")) + stream.heartbeat()
+    events += stream.feed(call(0, '{"a":', call_id="c", name="f")) + stream.heartbeat()
+    events += stream.feed(call(0, "1}")) + stream.feed(Finished(reason="tool_calls")) + stream.finish()
+    assert_valid_stream(events)
+    received, final = sdk_stream(events)
+    assert [event.type for event in received].count("response.in_progress") == 3
+    assert final.output_text == "Hel"
+    assert [(item.type, item.arguments) for item in final.output if item.type == "function_call"] == [
+        ("function_call", '{"a":1}')]

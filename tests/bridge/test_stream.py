@@ -752,3 +752,31 @@ def test_stream_response_mid_stream_holds_finished_items_only() -> None:
     stream, _ = run(MID_STREAM, finish=False)
     assert stream.response["status"] == "in_progress"
     assert [item["type"] for item in stream.response["output"]] == ["message"]
+
+
+# --- heartbeats --------------------------------------------------------------------------------------
+
+
+def test_stream_heartbeat_mid_answer_is_an_in_progress_numbered_next_with_the_response_as_it_stands() -> None:
+    """A silent upstream mid-answer: response.in_progress, numbered on; the stream stays valid around it."""
+    stream, events = run([text("Hel")], finish=False)
+    [beat] = stream.heartbeat()
+    assert beat["type"] == "response.in_progress"
+    assert beat["sequence_number"] == events[-1]["sequence_number"] + 1
+    assert beat["response"]["status"] == "in_progress"
+    assert beat["response"]["id"] == events[0]["response"]["id"]
+    events += [beat, *stream.heartbeat(), *stream.feed(text("lo")), *stream.feed(finish("stop")), *stream.finish()]
+    assert types(events).count("response.in_progress") == 3  # the opening's and two heartbeats
+    assert_valid_stream(events)
+    assert stream.response["output"][0]["content"][0]["text"] == "Hello"
+
+
+def test_stream_heartbeat_gives_nothing_before_the_start_or_after_the_end() -> None:
+    """Only a streaming answer beats: before start() and after a terminal event there is nothing to keep alive."""
+    stream = ResponseStream(model="m", new_id=counter_ids())
+    assert stream.heartbeat() == []
+    stream, _ = run([text("x"), finish("stop")])
+    assert stream.heartbeat() == []
+    failed, _ = run([text("x")], finish=False)
+    failed.fail("upstream_error", "gone")
+    assert failed.heartbeat() == []

@@ -388,3 +388,73 @@ def test_tap_trailer_of_a_responses_stream_that_sent_nothing_starts_the_numberin
     _, event = parse_event_frame(failure_trailer(StreamTap("responses", sse=True), "upstream_timeout", "quiet"))
     assert event["sequence_number"] == 0
     assert event["response"]["status"] == "failed" and event["response"]["id"]
+
+
+# --- heartbeats in a relayed stream -------------------------------------------------------------------
+
+
+def relayed_with_heartbeats(events: list[dict[str, Any]], pauses: set[int]) -> bytes:
+    """Return what a client is sent for ``events`` relayed with a heartbeat after each event numbered in ``pauses``."""
+    tap, sent = StreamTap("responses", sse=True), b""
+    for event in events:
+        data = responses_sse([event])
+        sent += tap.shifted(data) if tap.inserted else (tap.feed(data) or data)
+        if event["sequence_number"] in pauses:
+            sent += tap.heartbeat()
+    return sent + tap.close()
+
+
+def test_tap_heartbeat_in_a_responses_stream_is_an_in_progress_and_renumbers_what_follows() -> None:
+    """The client reads one stream numbered 0..n: the upstream's events after a heartbeat move up by one each."""
+    sent = relayed_with_heartbeats(RESPONSES_STREAM, {3, 6})
+    received = [event for _, event in frames(sent)]
+    assert [e["sequence_number"] for e in received] == list(range(len(RESPONSES_STREAM) + 2))
+    beats = [e for e in received if e["type"] == "response.in_progress"][1:]
+    assert [b["sequence_number"] for b in beats] == [4, 8]
+    assert all(b["response"]["id"] == "resp_abc" and b["response"]["status"] == "in_progress" for b in beats)
+    upstream = [e for e in received if e not in beats]
+    assert [{**e, "sequence_number": 0} for e in upstream] == [{**e, "sequence_number": 0} for e in RESPONSES_STREAM]
+    client = tapped("responses", sent, sse=True)
+    assert (client.complete, client.usage, client.tool_calls) == (True, RESPONSES_USAGE_EVENT, 2)
+
+
+def test_tap_heartbeat_goes_only_between_events() -> None:
+    """Half an event read: nothing may go in (b""); once the event is whole, the heartbeat may."""
+    whole = responses_sse(RESPONSES_STREAM[:3])
+    tap = StreamTap("responses", sse=True)
+    tap.feed(whole[:-1])
+    assert tap.heartbeat() == b""
+    tap.feed(whole[-1:])
+    assert tap.heartbeat().startswith(b"event: response.in_progress\n")
+
+
+def test_tap_heartbeat_is_a_comment_in_a_chat_stream_or_before_the_response_is_shown() -> None:
+    """A Chat stream has no event to spare, nor a Responses stream that showed no Response yet: a comment."""
+    chat = StreamTap("chat", sse=True)
+    chat.feed(chat_sse(CHAT_STREAM[:2]))
+    assert chat.heartbeat() == b": keep-alive\n\n"
+    assert StreamTap("responses", sse=True).heartbeat() == b": keep-alive\n\n"
+    assert chat.inserted == 0
+    done = tapped("chat", chat_sse(CHAT_STREAM), sse=True)
+    assert done.heartbeat() == b""  # ended: nothing more is sent
+    assert StreamTap("responses", sse=False).heartbeat() == b""  # a JSON body has no room for one
+
+
+def test_tap_trailer_after_heartbeats_numbers_on_from_them() -> None:
+    """A stream that paused, then broke: the failure is numbered after the heartbeat too."""
+    tap = StreamTap("responses", sse=True)
+    tap.feed(responses_sse(RESPONSES_STREAM[:5]))
+    [(_, beat)] = frames(tap.heartbeat())
+    [(_, failed)] = frames(failure_trailer(tap, "upstream_timeout", "quiet"))
+    assert failed["sequence_number"] == beat["sequence_number"] + 1 == 6
+
+
+def test_tap_shifted_stream_sends_a_last_event_that_lost_its_blank_line() -> None:
+    """After a heartbeat only whole events go out: an upstream that ends without a blank line is not cut short."""
+    tap = StreamTap("responses", sse=True)
+    tap.feed(responses_sse(RESPONSES_STREAM[:2]))
+    tap.heartbeat()
+    held = tap.shifted(responses_sse(RESPONSES_STREAM[2:])[:-2])
+    tail = tap.close()
+    received = [event for _, event in frames(held + tail)]
+    assert received[-1]["type"] == "response.completed" and received[-1]["sequence_number"] == 11

@@ -5,12 +5,15 @@ A scenario is a list of steps; each request plays the next step, the last one re
 
     status, headers, content_type   the HTTP answer (200, {}, text/event-stream)
     chunks    Chat chunks, streamed as ``data:`` lines then ``data: [DONE]``; shorthands:
-              {"text"}, {"reasoning"}, {"tool": {index, id, name, arguments}},
+              {"text"}, {"reasoning"}, {"tool": {index, id, name, arguments}}, each with
+              an optional "role" (as real servers send in the first delta),
               {"finish": reason}, {"usage": {...}}; a dict with "choices" goes as is
     raw       strings written verbatim instead (CRLF framing, comments, broken JSON)
     body      a JSON value or string sent as the whole body (errors, non-stream answers)
     repeat    the first chunk is sent this many times (a long answer without a long script)
     done      false leaves out ``data: [DONE]``;  delay: seconds between pieces
+    pause     [n, seconds]: silent this long after piece n (a model thinking, a busy server);
+              n = -1: after the headers, before the first piece (a long prompt's prefill)
     gate      true: after the first piece, wait until POST /_mock/release
     hang      true: after the pieces, keep the connection open and silent
 """
@@ -90,7 +93,7 @@ def expand_chunk(piece: dict[str, Any], model: str, created: int) -> dict[str, A
         return piece
     chunk: dict[str, Any] = {"id": "chatcmpl-mock", "object": "chat.completion.chunk",
                              "created": created, "model": model}
-    delta: dict[str, Any] = {}
+    delta: dict[str, Any] = {"role": piece["role"]} if "role" in piece else {}
     finish = None
     if "text" in piece:
         delta["content"] = piece["text"]

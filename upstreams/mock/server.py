@@ -141,12 +141,17 @@ class MockUpstream:
             return await _send_json(send, status, completion_from_chunks(step.get("chunks", []), model, created),
                                     headers)
         await _start(send, status, step.get("content_type", "text/event-stream"), headers)
+        pause_after, pause = step.get("pause", (None, 0.0))
+        if pause_after == -1:
+            await asyncio.sleep(pause)
         for n, piece in enumerate(_pieces(step, request, model, created)):
             await send({"type": "http.response.body", "body": piece, "more_body": True})
             if n == 0 and step.get("gate"):
                 await self.release.wait()
             elif step.get("delay"):
                 await asyncio.sleep(step["delay"])
+            if n == pause_after:
+                await asyncio.sleep(pause)
         if step.get("hang"):
             await asyncio.sleep(3600)
         await send({"type": "http.response.body", "body": b""})

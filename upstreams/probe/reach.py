@@ -60,7 +60,7 @@ def probe(upstream: Upstream) -> ProbeResult:
     headers = {"accept": "application/json"}
     if upstream.api_key:
         headers["authorization"] = f"Bearer {upstream.api_key}"
-    timeout = httpx.Timeout(upstream.connect_timeout, read=min(upstream.read_timeout, MAX_READ_TIMEOUT))
+    timeout = httpx.Timeout(upstream.connect_timeout, read=min(upstream.first_byte_timeout, MAX_READ_TIMEOUT))
     with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
         response, error = None, None
         started = time.perf_counter()
