@@ -18,6 +18,7 @@ urlpatterns = [
     path("v1/conversations/<str:conversation_id>/items", conversations.items, name="conversation-items"),
     path("v1/conversations/<str:conversation_id>/items/<str:item_id>", conversations.item, name="conversation-item"),
     path("v1/models", models.models, name="models"),
+    path("v1/codex/models", models.codex_models, name="codex-models"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
     path("metrics", health.metrics_view, name="metrics"),

@@ -158,11 +158,17 @@ def test_codexconfigs_output_runs_a_demo_tool_turn(codex: Codex, gateway: Gatewa
     assert config["model_context_window"] == 32768
     result, events = codex.exec("show me the demo", "--profile", "demo-tools", env={"CODEX_GATEWAY_KEY": active_key})
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "Model metadata" not in result.stdout + result.stderr  # the gateway's catalog has the model
     assert messages(events)[-1] == "The demo ran its command; the output ends with: hello from codex-gateway"
+    # The catalog's apply_patch_tool_type: Codex offers its freeform apply_patch, bridged as a function.
+    tools = {tool["function"]["name"]: tool["function"] for tool in demo_mock.requests()[0]["body"]["tools"]}
+    assert tools["apply_patch"]["parameters"]["required"] == ["input"]
     # codexconfig's provider says supports_websockets: the warm-up, the turn and its follow-up on one socket.
-    rows = wait_for_logs(3)
-    assert [(r.model, r.tool_calls, r.transport) for r in rows] == [
-        ("demo-tools", 0, "websocket"), ("demo-tools", 1, "websocket"), ("demo-tools", 0, "websocket")]
+    # First the catalog (Codex fetches it at start), then the turn on one socket.
+    rows = wait_for_logs(4)
+    assert [(r.endpoint, r.model, r.tool_calls, r.transport) for r in rows] == [
+        ("codex/models", "", 0, "http"), ("responses", "demo-tools", 0, "websocket"),
+        ("responses", "demo-tools", 1, "websocket"), ("responses", "demo-tools", 0, "websocket")]
 
 
 @pytest.mark.parametrize("kind", ["bridged", "relayed"])

@@ -15,7 +15,7 @@ from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
 from upstreams import cooldown, presets
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import ClientKey, ModelProfile, Upstream
 from upstreams.probe.capabilities import Report, applied, probe_capabilities
 from upstreams.probe.reach import probe
 
@@ -74,6 +74,20 @@ class UpstreamForm(forms.ModelForm):
         return cleaned
 
 
+@admin.register(ModelProfile)
+class ModelProfileAdmin(admin.ModelAdmin):
+    """What Codex's catalog (GET /v1/codex/models) says of the models a name or glob matches."""
+
+    list_display = ["pattern", "display_name", "context_window", "reasoning_levels", "verbosity", "images"]
+    search_fields = ["pattern", "display_name"]
+    fieldsets = [
+        (None, {"fields": ["pattern", "display_name", "description"]}),
+        ("What the model takes", {"fields": ["context_window", "reasoning_levels", "default_reasoning_level",
+                                             "verbosity", "images"]}),
+        ("Codex", {"fields": ["base_instructions", "extra"]}),
+    ]
+
+
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
@@ -95,6 +109,7 @@ class UpstreamAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
+        ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images"]}),
         ("Flight recorder", {"fields": ["record_next"]}),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",

@@ -95,6 +95,9 @@ class Upstream(models.Model):
     send_reasoning_effort = models.BooleanField(
         default=False, help_text="Forward reasoning.effort as reasoning_effort."
     )
+    accepts_images = models.BooleanField(
+        default=False, help_text="Its models take image input: Codex's catalog then offers images for them.",
+    )
     record_next = models.PositiveIntegerField(
         default=0, verbose_name="record the next exchanges",
         help_text="Flight recorder: keep the raw upstream bytes and what the client was sent for this many more "
@@ -170,6 +173,48 @@ class Upstream(models.Model):
 
     def url(self, endpoint: str) -> str:
         return f"{self.api_base}/{endpoint.lstrip('/')}"
+
+
+class ModelProfile(models.Model):
+    """What the Codex model catalog says of the models a name or glob matches, beyond what their upstream tells.
+
+    Blank fields leave the catalog's own value (upstreams/catalog.py); ``extra`` is merged last,
+    for any other field of Codex's catalog entry.
+    """
+
+    pattern = models.CharField(
+        max_length=200, unique=True,
+        help_text="A model name, or a glob (qwen3-*): a name beats a glob, a longer glob a shorter one.",
+    )
+    display_name = models.CharField(max_length=200, blank=True)
+    description = models.CharField(max_length=500, blank=True)
+    context_window = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Tokens; empty: what the upstream's server reports.")
+    reasoning_levels = models.CharField(
+        max_length=200, blank=True,
+        help_text="Reasoning efforts the model takes (low medium high); empty: low medium high where the "
+                  "upstream forwards reasoning effort, none elsewhere; 'none': none.")
+    default_reasoning_level = models.CharField(max_length=32, blank=True, help_text="Empty: medium, if offered.")
+    verbosity = models.BooleanField(default=False, help_text="The model reads text.verbosity.")
+    images = models.BooleanField(null=True, blank=True, help_text="Image input; unknown: the upstream's setting.")
+    base_instructions = models.TextField(
+        blank=True,
+        help_text="Codex's base prompt for this model; empty: the gateway's own (upstreams/instructions.md).")
+    extra = models.JSONField(default=dict, blank=True,
+                             help_text="Any other fields of Codex's catalog entry, as a JSON object, set last.")
+
+    class Meta:
+        ordering = ["pattern"]
+
+    def __str__(self) -> str:
+        return self.pattern
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.pattern for c in GLOB_CHARS)
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
 
 
 class ClientKeyManager(models.Manager["ClientKey"]):

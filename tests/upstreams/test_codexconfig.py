@@ -52,7 +52,8 @@ def test_it_writes_a_profile_per_model_a_glob_upstream_reports_with_its_window(
     said = config("--write", "--codex-home", str(tmp_path), "--base-url", "http://gw.example:9000/v1")
     assert tomllib.loads((tmp_path / "config.toml").read_text())["model_providers"]["codex-gateway"] == {
         "name": "codex-gateway", "base_url": "http://gw.example:9000/v1", "env_key": "CODEX_GATEWAY_KEY",
-        "wire_api": "responses", "supports_websockets": True}
+        "wire_api": "responses", "supports_websockets": True,
+        "model_catalog_url": "http://gw.example:9000/v1/codex/models"}
     written = profiles(tmp_path)
     assert set(written) == {"demo-text", "demo-tools", "demo-tools5", "demo-errors", "qwen3-8b", "alias"}
     assert written["demo-tools"] == {"model": "demo-tools", "model_provider": "codex-gateway",

@@ -1,11 +1,12 @@
 """Print (or write into $CODEX_HOME) the Codex CLI settings for this gateway: its provider, and a profile per model.
 
-The provider is merged into ``config.toml`` (everything else there kept, comments too).
-Each model the enabled upstreams serve gets a profile file, ``<name>.config.toml`` (Codex
-0.134+ reads profiles from files; a ``[profiles.x]`` table in config.toml is refused),
-with ``model_context_window`` and an auto-compaction limit when its server reports a
-window (upstreams/probe/discovery.py): without them Codex warns "Model metadata not found" on
-every run and never compacts.
+The provider is merged into ``config.toml`` (everything else there kept, comments too),
+with the gateway's model catalog as its ``model_catalog_url`` (upstreams/catalog.py):
+Codex then knows every model behind the gateway (its window, apply_patch, its reasoning
+levels) instead of warning "Model metadata not found" and leaving apply_patch out. Each
+model gets a profile file, ``<name>.config.toml`` (Codex 0.134+ reads profiles from files;
+a ``[profiles.x]`` table in config.toml is refused), with ``model_context_window`` and an
+auto-compaction limit when the window is known, for Codex versions that read no catalog.
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ import tomlkit
 from django.core.management.base import BaseCommand, CommandParser
 from tomlkit.items import Table
 
-from upstreams.models import Upstream
-from upstreams.probe.discovery import ModelInfo, discover
+from upstreams import catalog
+from upstreams.models import ModelProfile, Upstream
+from upstreams.probe.discovery import discover
 
 PROVIDER = "codex-gateway"
 COMPACT_AT = 0.8  # of the context window: compaction leaves room for the answer and the next turn
@@ -29,24 +31,19 @@ COMPACT_AT = 0.8  # of the context window: compaction leaves room for the answer
 
 def served_models(upstreams: list[Upstream]) -> dict[str, int | None]:
     """Each model a client can ask for, best upstream first, with its context window where known."""
-    models: dict[str, int | None] = {}
-    for upstream in sorted(upstreams, key=lambda u: (-u.priority, u.name)):
-        reported = {m.id: m for m in discover(upstream)}
-        names = [*upstream.named_models, *upstream.aliases]
-        if upstream.serves_by_pattern:
-            names += [name for name in reported if upstream.serves(name)]
-        for name in names:
-            info = reported.get(upstream.upstream_model(name), ModelInfo(name))
-            models.setdefault(name, info.context_window)
-    return models
+    reported = {u.pk: {m.id: m.context_window for m in discover(u)} for u in upstreams}
+    profiles = list(ModelProfile.objects.all())
+    return {model.name: catalog.context_window(model, catalog.profile_for(model.name, profiles))
+            for model in catalog.served(upstreams, reported)}
 
 
 def provider(base_url: str, env_key: str) -> Table:
     table = tomlkit.table()
     # supports_websockets: one socket per session, each turn sent as previous_response_id and only
     # its new items (api/socket.py); Codex falls back to HTTP by itself if the socket fails.
+    # model_catalog_url: Codex fetches it at every start, with the key (client_version added).
     table.update({"name": PROVIDER, "base_url": base_url, "env_key": env_key, "wire_api": "responses",
-                  "supports_websockets": True})
+                  "supports_websockets": True, "model_catalog_url": f"{base_url.rstrip('/')}/codex/models"})
     return table
 
 

@@ -169,6 +169,7 @@ Codex CLI: `.venv/bin/python manage.py codexconfig --write` writes a profile per
   env_key = "CODEX_GATEWAY_KEY"
   wire_api = "responses"
   supports_websockets = true
+  model_catalog_url = "{base}/v1/codex/models"
 
 Stop with Ctrl-C.
 """
