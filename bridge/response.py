@@ -141,13 +141,24 @@ def shell_call_item(item_id: str | None, call_id: str | None, action: dict[str, 
 
 
 def custom_input(arguments: str) -> str:
-    """Return the freeform text of a custom tool call, or the raw arguments if not wrapped."""
+    """Return the freeform text of a custom tool call, read leniently: models wrap it every way.
+
+    ``{"input": text}`` as asked; any one-key object of a string (``{"patch": text}``); a
+    JSON string; or raw text that is not JSON at all. Anything else is passed on as it came.
+    """
     try:
         parsed = json.loads(arguments)
     except ValueError:
         return arguments
-    text = parsed.get("input") if isinstance(parsed, dict) else None
-    return text if isinstance(text, str) else arguments
+    if isinstance(parsed, str):
+        return parsed
+    if not isinstance(parsed, dict):
+        return arguments
+    text = parsed.get("input")
+    if isinstance(text, str):
+        return text
+    only = next(iter(parsed.values())) if len(parsed) == 1 else None
+    return only if isinstance(only, str) else arguments
 
 
 def shell_action(arguments: str) -> dict[str, Any] | None:

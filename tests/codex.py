@@ -60,9 +60,14 @@ class Codex:
             folder.mkdir(exist_ok=True)
 
     def configure(self, gateway: Gateway, model: str = "mock-model", *, idle_ms: int = 20000,
-                  extra: str = "") -> None:
-        """Write a config.toml with the gateway as the provider (``extra`` goes at the top level)."""
+                  extra: str = "", catalog: bool = False) -> None:
+        """Write a config.toml with the gateway as the provider (``extra`` goes at the top level).
+
+        ``catalog``: the provider reads the gateway's model catalog, as codexconfig writes it.
+        """
         config = extra + "\n" + CONFIG.format(base_url=f"{gateway.url}/v1", model=model, idle_ms=idle_ms)
+        if catalog:
+            config += f'model_catalog_url = "{gateway.url}/v1/codex/models"\n'
         (self.codex_home / "config.toml").write_text(config)
 
     def exec(self, prompt: str, *args: str, env: dict[str, str], timeout: float = 180, ephemeral: bool = True,

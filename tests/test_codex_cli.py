@@ -194,3 +194,30 @@ def test_codex_waits_through_a_pause_longer_than_its_idle_timeout(codex: Codex, 
     result, events = codex.exec("take your time", env={"GATEWAY_KEY": active_key})
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert messages(events)[-1] == "Thinking... done."
+
+
+NEW_FILE = "*** Begin Patch\n*** Add File: hello.txt\n+hello from apply_patch\n+second line\n*** End Patch\n"
+
+
+def test_codex_applies_a_patch_the_bridged_model_sends_and_the_file_appears(
+        codex: Codex, gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    """The catalog makes Codex offer apply_patch; the model calls it as a function; Codex applies the patch."""
+    scripted.script(
+        {"chunks": [{"tool": {"index": 0, "id": "call_patch_1", "name": "apply_patch",
+                              "arguments": json.dumps({"input": NEW_FILE})}}, {"finish": "tool_calls"}]},
+        {"chunks": [{"text": "Added hello.txt."}, {"finish": "stop"}]},
+    )
+    codex.configure(gateway, catalog=True)
+    result, events = codex.exec("add hello.txt", env={"GATEWAY_KEY": active_key})
+
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (codex.work / "hello.txt").read_text() == "hello from apply_patch\nsecond line\n"
+    assert messages(events)[-1] == "Added hello.txt."
+    first, second = (r["body"] for r in scripted.requests())
+    [offered] = [t["function"] for t in first["tools"] if t["function"]["name"] == "apply_patch"]
+    assert "*** Begin Patch" in offered["description"]
+    # The call went back to Codex as a custom_tool_call; its output comes back to the model as a tool message.
+    call_at = next(i for i, m in enumerate(second["messages"]) if m.get("tool_calls"))
+    tool_message = second["messages"][call_at + 1]
+    assert (tool_message["role"], tool_message["tool_call_id"]) == ("tool", "call_patch_1")
+    assert "hello.txt" in tool_message["content"]

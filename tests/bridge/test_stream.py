@@ -387,7 +387,11 @@ PATCH = "*** Begin Patch\n*** Add File: a.txt\n+hi\n*** End Patch"
 CUSTOM_ARGUMENTS = [
     pytest.param(json.dumps({"input": PATCH}), PATCH, id="wrapped-input"),
     pytest.param(PATCH, PATCH, id="raw-text-when-not-json"),
-    pytest.param('{"patch": 1}', '{"patch": 1}', id="raw-arguments-when-no-input-field"),
+    pytest.param(json.dumps({"patch": PATCH}), PATCH, id="any-one-key-object"),
+    pytest.param(json.dumps(PATCH), PATCH, id="a-json-string"),
+    pytest.param('{"patch": 1}', '{"patch": 1}', id="raw-arguments-when-no-text-in-them"),
+    pytest.param(json.dumps({"path": "a.txt", "patch": PATCH}), json.dumps({"path": "a.txt", "patch": PATCH}),
+                 id="raw-arguments-when-two-keys"),
 ]
 
 

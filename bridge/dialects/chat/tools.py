@@ -32,6 +32,28 @@ SHELL_PARAMETERS: dict[str, Any] = {
     "required": ["command"],
 }
 TOOL_CHOICE_WORDS = ("auto", "none", "required")
+APPLY_PATCH = """Create, change, move or delete files. Put the whole patch in the string `input`.
+
+A patch starts with the line `*** Begin Patch` and ends with the line `*** End Patch`. In between, one \
+section per file, paths relative to the working directory:
+- `*** Add File: PATH`, then every line of the new file, each starting with `+`;
+- `*** Delete File: PATH`;
+- `*** Update File: PATH` (then `*** Move to: NEW_PATH` to rename it), then one or more hunks. A hunk starts \
+with `@@`, optionally followed by a line that locates it (such as a function's first line); then its lines: \
+a space and the line for an unchanged line, `-` and the line for a line to remove, `+` and the line for a line \
+to add. Give three unchanged lines before and after each change, copied exactly, so the place is found.
+
+Example, adding one file and changing another:
+*** Begin Patch
+*** Add File: notes/todo.txt
++write the tests
+*** Update File: src/app.py
+@@ def main():
+     args = parse_args()
+-    run(args)
++    run(args, verbose=True)
+     return 0
+*** End Patch"""
 
 
 class ToolNamer:
@@ -106,7 +128,14 @@ def _function(name: str, description: str, parameters: Any, *, strict: bool = Fa
 
 
 def _custom_description(raw: dict[str, Any]) -> str:
-    """Describe a freeform tool so a model that only knows JSON functions can call it."""
+    """Describe a freeform tool so a model that only knows JSON functions can call it.
+
+    Codex's ``apply_patch`` gets a description of our own with an example patch: its own says
+    not to wrap the patch in JSON, the opposite of what a function call must do, and its lark
+    grammar is more than a small model follows.
+    """
+    if raw.get("name") == "apply_patch":
+        return APPLY_PATCH
     parts = [str_of(raw, "description")] if str_of(raw, "description") else []
     parts.append("Pass the raw freeform text for this tool as the string `input`; it is not JSON.")
     fmt = raw.get("format")

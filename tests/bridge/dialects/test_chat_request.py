@@ -365,19 +365,31 @@ def test_request_tools(tools: list, expected: list[dict], tool_map: dict) -> Non
 
 def test_request_custom_tool_becomes_a_function_taking_raw_input() -> None:
     """A freeform tool is offered as a function with one string `input`, grammar included in the description."""
-    custom = {"type": "custom", "name": "apply_patch", "description": "Edit files.",
-              "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch"}}
+    custom = {"type": "custom", "name": "run_sql", "description": "Run a query.",
+              "format": {"type": "grammar", "syntax": "lark", "definition": "start: select"}}
     request = translate("hi", tools=[custom])
     [function] = request.body["tools"]
-    assert function["function"]["name"] == "apply_patch"
+    assert function["function"]["name"] == "run_sql"
     assert function["function"]["parameters"] == {
         "type": "object", "properties": {"input": {"type": "string", "description": "The raw freeform text input."}},
         "required": ["input"],
     }
     description = function["function"]["description"]
-    assert description.startswith("Edit files.")
-    assert "freeform" in description and "start: begin_patch" in description
-    assert request.tools == {"apply_patch": ToolTarget("custom", "apply_patch")}
+    assert description.startswith("Run a query.")
+    assert "freeform" in description and "start: select" in description
+    assert request.tools == {"run_sql": ToolTarget("custom", "run_sql")}
+
+
+def test_request_codexs_apply_patch_is_described_with_an_example_a_small_model_can_follow() -> None:
+    """Codex's own description says not to wrap the patch in JSON: a function call must. Ours says how, and shows it."""
+    codex = {"type": "custom", "name": "apply_patch", "description": "Use the apply_patch tool. Do not wrap in JSON.",
+             "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}
+    [function] = translate("hi", tools=[codex]).body["tools"]
+    description = function["function"]["description"]
+    assert "Do not wrap" not in description and "start: begin_patch" not in description
+    assert "the string `input`" in description
+    example = description[description.index("*** Begin Patch"):]
+    assert example.endswith("*** End Patch") and "*** Add File: " in example and "*** Update File: " in example
 
 
 def test_request_long_names_are_truncated_and_stay_distinct() -> None:
