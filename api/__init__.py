@@ -7,6 +7,7 @@
                 failover, the one pipeline (relay or translate), the foreground answer
     stored      the state the gateway keeps for requests: history taken in, answers kept, a socket's memory
     background  background responses: their runs, watched and cancelled from any process
+    compaction  remote compaction for upstreams that cannot: the conversation summarized, sealed, answered
     socket      the Responses WebSocket: each response.create answered through the HTTP API in process
     replay      a flight recording run through today's pipeline, diffed (``manage.py replay``)
     urls        the API's paths: the one list of its endpoints

@@ -9,6 +9,7 @@ from api.endpoints import conversations, health, models, responses, stored
 
 urlpatterns = [
     path("v1/responses", responses.responses, name="responses"),
+    path("v1/responses/compact", responses.compact, name="responses-compact"),
     path("v1/responses/<str:response_id>", stored.response_detail, name="response"),
     path("v1/responses/<str:response_id>/input_items", stored.input_items, name="response-input-items"),
     path("v1/responses/<str:response_id>/cancel", stored.cancel, name="response-cancel"),

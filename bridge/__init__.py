@@ -17,6 +17,6 @@ import-linter's layers contract (pyproject.toml) keeps it at the bottom.
     sse         server-sent events: encoding, incremental decoding
     tap         watches a relayed stream for usage, tool calls and a broken end
     background  a background response's events: who resumes where, relayed ones renumbered
-    history     a request's history: stored item forms, item_reference resolution, `store`
+    history/    a request's history: stored item forms, item_reference resolution, `store`; compaction
     values      strict reads of loosely typed JSON values
 """

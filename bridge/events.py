@@ -68,7 +68,19 @@ class UpstreamFailed:
     message: str
 
 
-UpstreamEvent: TypeAlias = TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Compacted:
+    """The conversation, compacted: one ``compaction`` output item carrying it, opaque to the client.
+
+    Not from an upstream's stream: the gateway's compaction (api/compaction/) says it after
+    summarizing the conversation through the upstream.
+    """
+
+    encrypted_content: str
+
+
+UpstreamEvent: TypeAlias = (TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed
+                            | Compacted)
 
 
 ToolKind: TypeAlias = Literal["function", "custom", "local_shell"]

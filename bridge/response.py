@@ -140,6 +140,29 @@ def shell_call_item(item_id: str | None, call_id: str | None, action: dict[str, 
     return {"id": item_id, "type": "local_shell_call", "call_id": call_id, "action": action, "status": status}
 
 
+def compaction_item(item_id: str, encrypted_content: str) -> dict[str, Any]:
+    """A ``compaction`` output item: the conversation so far, opaque to the client, sent back in its place."""
+    return {"id": item_id, "type": "compaction", "encrypted_content": encrypted_content}
+
+
+def compacted_response(response_id: str, created_at: int, output: list[dict[str, Any]],
+                       usage: UsageReported) -> dict[str, Any]:
+    """``POST /v1/responses/compact``'s answer: the items to continue from (the last, a compaction item), and usage."""
+    return {"id": response_id, "object": "response.compaction", "created_at": created_at, "output": output,
+            "usage": usage_of(usage)}
+
+
+def output_texts(response: dict[str, Any]) -> list[str]:
+    """The text of each assistant message of a Response object's output, in order."""
+    texts = []
+    for item in response.get("output") or []:
+        if isinstance(item, dict) and item.get("type") == "message":
+            for part in item.get("content") or []:
+                if isinstance(part, dict) and part.get("type") == "output_text" and isinstance(part.get("text"), str):
+                    texts.append(part["text"])
+    return texts
+
+
 def custom_input(arguments: str) -> str:
     """Return the freeform text of a custom tool call, read leniently: models wrap it every way.
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from bridge import wire
 from bridge.events import (
+    Compacted,
     Finished,
     ReasoningDelta,
     TextDelta,
@@ -25,6 +26,7 @@ from bridge.events import (
     UsageReported,
 )
 from bridge.response import (
+    compaction_item,
     custom_call_item,
     custom_input,
     function_item,
@@ -52,6 +54,7 @@ from bridge.response import (
 #     function   output_item.added, function_call_arguments.delta*, function_call_arguments.done,
 #                output_item.done
 #     custom     output_item.added, custom_tool_call_input.delta, .done, output_item.done (at finish)
+#     compaction output_item.added and .done at once (the gateway's own compaction: Compacted)
 #     shell      output_item.added, output_item.done (at finish)
 #   exactly one of response.completed, response.incomplete, response.failed
 #
@@ -214,6 +217,8 @@ class ResponseStream:
             return []
         if isinstance(event, UpstreamFailed):
             return self.fail(event.code, event.message)
+        if isinstance(event, Compacted):
+            return self._on_compacted(event.encrypted_content)
         raise TypeError(f"feed() takes an UpstreamEvent, not {event!r}")
 
     def heartbeat(self) -> list[dict[str, Any]]:
@@ -333,6 +338,13 @@ class ResponseStream:
         if self._message.logprobs is not None:
             self._message.logprobs += given
         return [*events, wire.output_text_delta(self._next(), self._message.ref(), text, given)]
+
+    def _on_compacted(self, encrypted_content: str) -> list[dict[str, Any]]:
+        """A compaction item, whole at once: added and done (what remote compaction expects as the only output)."""
+        events = self._close_text("completed")
+        index = self._take_output_index()
+        item = compaction_item(self._new_id("cmp_"), encrypted_content)
+        return [*events, self._item_added(item, index), self._item_done(item, index)]
 
     def _on_reasoning(self, text: str) -> list[dict[str, Any]]:
         if not text:

@@ -57,6 +57,19 @@ def validate_responses(raw: Any) -> dict[str, Any]:
     return body
 
 
+def validate_compact(raw: Any) -> dict[str, Any]:
+    """Return a ``/v1/responses/compact`` body as the Responses request it summarizes (``stream`` and ``store`` off).
+
+    The OpenAI API takes ``model`` and an ``input`` or a ``previous_response_id`` (or both).
+    """
+    body = require_object(raw)
+    _check_common(body)
+    if "input" not in body and not body.get("previous_response_id"):
+        raise InvalidRequestError("Missing required parameter: 'input' (or 'previous_response_id').", param="input",
+                                  code="missing_required_parameter")
+    return validate_responses({**body, "input": body.get("input", []), "stream": False, "store": False})
+
+
 # How deep a request's JSON may nest. The gateway writes JSON with orjson, which refuses
 # more than 254 levels; a translated request adds a few of its own around the client's
 # values (a tool's parameters sit under "function"), so a body nested deeper than this is

@@ -229,6 +229,15 @@ class RequestLog(models.Model):
     # again, ",a,b,", for the log's upstream filter and the per-upstream error rates on every database.
     attempts = models.JSONField(default=list, blank=True)
     failed_over = models.CharField(max_length=200, blank=True)
+    # What kind of request it was: Codex's own word (x-codex-turn-metadata's request_kind: turn,
+    # compaction, prewarm), or the gateway's (compaction, for a compaction_trigger or /responses/compact).
+    request_kind = models.CharField(max_length=32, blank=True)
+    # The client's session: Codex's thread id (its session-id / thread-id headers, or the body's
+    # client_metadata): /logs/ groups a session's turns by it.
+    session_id = models.CharField(max_length=100, blank=True)
+    # What the gateway did that the request does not show: a compaction's upstream calls and
+    # summary, a compaction item from another server left out. One line each.
+    notes = models.TextField(blank=True)
     # Only with GATEWAY_LOG_BODIES=true: redacted and cut at logs.audit.exchange.BODY_CAPTURE_BYTES.
     request_body = models.TextField(blank=True)
     response_body = models.TextField(blank=True)
@@ -245,6 +254,7 @@ class RequestLog(models.Model):
             # The log list filtered by upstream or by key, and the per-key counts in the admin.
             models.Index(fields=["upstream_name", "-started"]),
             models.Index(fields=["client_key", "-started"]),
+            models.Index(fields=["session_id", "started"]),  # a session's page, its turns in order
         ]
 
     def __str__(self) -> str:

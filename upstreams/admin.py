@@ -109,7 +109,7 @@ class UpstreamAdmin(admin.ModelAdmin):
         (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
-        ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images"]}),
+        ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images", "compaction_model"]}),
         ("Flight recorder", {"fields": ["record_next"]}),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",

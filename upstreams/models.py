@@ -95,6 +95,11 @@ class Upstream(models.Model):
     send_reasoning_effort = models.BooleanField(
         default=False, help_text="Forward reasoning.effort as reasoning_effort."
     )
+    compaction_model = models.CharField(
+        max_length=200, blank=True,
+        help_text="The model (the upstream's own name) that summarizes a conversation when a client compacts it "
+                  "(Codex's remote compaction, /v1/responses/compact); empty: the model the client uses.",
+    )
     accepts_images = models.BooleanField(
         default=False, help_text="Its models take image input: Codex's catalog then offers images for them.",
     )

@@ -13,8 +13,8 @@ from django.http import HttpResponseBase
 from api.http import lists
 from api.http.answers import JsonAnswer
 from api.http.endpoint import ApiRequest, api_view
-from bridge import history
 from bridge.errors import InvalidRequestError, NotFoundError
+from bridge.history import items as history
 from bridge.validation import require_object
 from plumbing import dbthread
 from state.models import Conversation

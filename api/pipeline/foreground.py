@@ -17,15 +17,15 @@ from django.http import HttpResponseBase
 from api.http.answers import Answer, JsonAnswer, StreamAnswer
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
-from api.pipeline.plan import Plan, Reply, connect, prepare
+from api.pipeline.plan import Plan, Reply, Route, connect, prepare
 from api.pipeline.relay import Relay, Translation, pipeline_for
 from api.stored.keeper import Keeper
 from api.stored.memory import memory_of
-from bridge.dialects import UpstreamRequest
+from bridge.dialects import Dialect, UpstreamRequest
 from bridge.dialects.passthrough import RESPONSES
 from bridge.errors import UpstreamError
 from bridge.events import Finished, UpstreamEvent
-from bridge.history import input_items
+from bridge.history.items import input_items
 from bridge.stream import ResponseStream
 from logs.audit.exchange import Ending
 
@@ -94,6 +94,12 @@ async def relayed(request: ApiRequest, reply: Reply, keeper: Keeper | None) -> H
                         content_type=upstream_response.headers.get("content-type", "text/event-stream"),
                         headers=exchange.passed_headers, on_close=upstream_response.aclose, beat=relay.beat,
                         every=settings.GATEWAY_STREAM_HEARTBEAT)
+
+
+async def relay_to(request: ApiRequest, plan: Plan, dialect: Dialect, body: dict[str, Any]) -> HttpResponseBase:
+    """Relay ``body`` as ``dialect`` says to the first of the plan's upstreams that takes it (failover as usual)."""
+    routes = [Route(route.upstream, dialect, route.failing) for route in plan.routes]
+    return await relayed(request, await connect(request, body, routes), None)
 
 
 async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseBase | None:

@@ -18,6 +18,7 @@ from django.conf import settings
 
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
+from api.stored import sealed
 from api.stored.keeper import Keeper
 from api.stored.takein import take_in
 from bridge.dialects import Dialect, UpstreamRequest, dialect_for
@@ -75,15 +76,18 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
     itself (its switch in the admin: OpenAI, Azure), the request goes to it untouched, and
     fails over only to upstreams that keep state too (another would not know the ids).
     Otherwise the gateway keeps it (api/stored/): the upstream is sent the history in
-    the request's place, and the answer is stored before it ends.
+    the request's place, and the answer is stored before it ends. Either way the gateway's
+    own compaction items become their summaries again (api/stored/sealed.py).
     """
     routes = await choose_upstreams(request, body["model"], api)
     routed, keeper = body, None
     if api == "responses":
-        if routes[0].keeps_state:
+        keeps_state = routes[0].keeps_state
+        if keeps_state:
             routes = [route for route in routes if route.keeps_state]
         else:
             routed, keeper = await take_in(request, body)
+        routed = sealed.taken_in(routed, request.client_key, foreign_kept=keeps_state, notes=request.exchange.notes)
     return Plan(routes, routed, keeper)
 
 

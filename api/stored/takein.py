@@ -13,8 +13,8 @@ from typing import Any
 from api.http.endpoint import ApiRequest
 from api.stored.keeper import Keeper
 from api.stored.memory import memory_of
-from bridge import history
 from bridge.errors import InvalidRequestError
+from bridge.history import items as history
 from plumbing import dbthread
 from state.models import Conversation, StoredItem, StoredResponse
 from upstreams.models import ClientKey

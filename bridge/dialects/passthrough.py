@@ -16,3 +16,5 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
 
 CHAT = Dialect(name="chat-passthrough", endpoint="chat/completions", wire="chat", to_request=to_request)
 RESPONSES = Dialect(name="responses-passthrough", endpoint="responses", wire="responses", to_request=to_request)
+# POST /v1/responses/compact, to an upstream that keeps state and compacts itself (OpenAI, Azure).
+COMPACT = Dialect(name="compact-passthrough", endpoint="responses/compact", wire="responses", to_request=to_request)

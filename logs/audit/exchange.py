@@ -20,7 +20,7 @@ from django.http import HttpRequest
 
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
-from logs.audit import writer
+from logs.audit import client, writer
 from logs.models import Mode, Outcome, Transport, prepared
 from logs.recording.recorder import Recorder
 from plumbing import metrics
@@ -122,6 +122,9 @@ class Exchange:
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # upstreams tried that failed (failover)
+    kind: str = ""  # the request's kind: Codex's request_kind, or compaction (logs/audit/client.py)
+    session: str = ""  # the client's session (Codex's thread id)
+    notes: list[str] = field(default_factory=list)  # what the gateway did that the request does not show
     finished: bool = False
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
     request_body: bytes = b""
@@ -137,9 +140,10 @@ class Exchange:
     def begin(cls, request: HttpRequest, endpoint: str) -> Exchange:
         length = request.META.get("CONTENT_LENGTH") or "0"
         scope = getattr(request, "scope", {})
+        session, kind = client.said_in_headers(request.headers)
         return cls(request_id=request_id_for(request.headers.get("x-request-id", "")), endpoint=endpoint,
                    client_ip=_client_ip(request), request_bytes=int(length) if length.isdigit() else 0,
-                   transport=scope.get(TRANSPORT_KEY, Transport.HTTP))
+                   transport=scope.get(TRANSPORT_KEY, Transport.HTTP), session=session, kind=kind)
 
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
         self.upstream, self.upstream_model = upstream, model
@@ -156,7 +160,8 @@ class Exchange:
         return {"client_key_id": self.key.pk if self.key else None, "key_name": self.key.name if self.key else "",
                 "model": self.model[:200], "upstream_id": self.upstream.pk if self.upstream else None,
                 "upstream_name": self.upstream.name if self.upstream else "",
-                "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream}
+                "upstream_model": self.upstream_model[:200], "mode": self.mode, "stream": self.stream,
+                "request_kind": self.kind, "session_id": self.session}
 
     def failed_attempt(self, upstream: Upstream, at: str, error: BridgeError, since: float) -> None:
         """Note an upstream that was tried and failed (``since``: when it was asked, perf_counter)."""
@@ -269,6 +274,7 @@ class Exchange:
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
             "attempts": self.attempts,
             "failed_over": "".join(f",{a['upstream']}" for a in self.attempts) + "," if self.attempts else "",
+            "request_kind": self.kind, "session_id": self.session, "notes": "\n".join(self.notes),
             "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
             "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",
         }

@@ -35,7 +35,7 @@ SPEC_EVENTS: dict[str, type[BaseModel]] = {
 # event types, which Codex dispatches on. The spec wants extensions prefixed with a provider slug
 # (`openai:custom_tool_call`); Codex knows only these names, so they are checked against the
 # openai SDK's models instead, and everything else in their event or Response against the spec.
-OPENAI_ITEM_TYPES = {"custom_tool_call", "local_shell_call"}
+OPENAI_ITEM_TYPES = {"custom_tool_call", "local_shell_call", "compaction"}
 OPENAI_TOOL_TYPES = {"custom", "local_shell", "namespace"}
 OPENAI_EVENTS: dict[str, type[BaseModel]] = {
     "response.custom_tool_call_input.delta": ResponseCustomToolCallInputDeltaEvent,

@@ -8,7 +8,7 @@ import pytest
 from bridge import background
 from bridge.errors import InvalidRequestError
 from bridge.events import Finished, TextDelta, ToolCallDelta
-from bridge.history import wants_background
+from bridge.history.items import wants_background
 from bridge.stream import BridgeStateError, Phase, ResponseStream
 from tests.bridge.helpers import assert_spec_stream, assert_valid_stream, counter_ids, types
 

@@ -1,4 +1,4 @@
-"""The history a request stands for (bridge/history.py): stored forms, references, the state fields' checks."""
+"""The history a request stands for (bridge/history/items.py): stored forms, references, the state fields' checks."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from bridge.errors import InvalidRequestError
-from bridge.history import check_state_fields, for_upstream, input_items, references, resolve, wants_store
+from bridge.history.items import check_state_fields, for_upstream, input_items, references, resolve, wants_store
 from tests.bridge.helpers import counter_ids
 
 STORED_FORMS = [
