@@ -75,6 +75,8 @@ class RequestLogDict(TypedDict):
     passed_headers: dict[str, str]
     attempts: list[dict[str, Any]]
     failed_over: str
+    request_kind: str
+    session_id: str
 
 
 # The fields of RequestLogDict that are stored as they are (started/finished are converted).

@@ -8,6 +8,7 @@ urlpatterns = [
     path("", views.log_list, name="list"),
     path("export.csv", views.log_csv, name="csv"),
     path("stats/", views.log_stats, name="stats"),
+    path("sessions/<str:session_id>/", views.log_session, name="session"),
     # Client-chosen request ids may hold slashes: <path:> keeps them whole.
     path("<path:request_id>/recording.json", views.log_recording, name="recording"),
     path("<path:request_id>/", views.log_detail, name="detail"),

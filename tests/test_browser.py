@@ -15,6 +15,7 @@ from django.utils.timezone import now
 from playwright.sync_api import Page, sync_playwright
 
 from logs.models import RequestLog
+from tests.conftest import wait_for_logs
 from tests.servers import PASSWORD, ROOT, Gateway, MockUpstream
 from upstreams.models import Upstream
 
@@ -138,3 +139,48 @@ def test_the_overview_draws_its_charts(gateway: Gateway, page: Page) -> None:
     assert page.locator("svg.chart").count() == 3
     assert page.locator(".tile.alert .value").inner_text() == "50.0%"  # 12 of the 24 seeded requests failed
     page.screenshot(path=SHOTS / "logs-overview.png", full_page=True)
+
+
+THREAD = "01a24f0c-db57-7923-a9cf-29415e960daa"
+
+
+@pytest.fixture
+def codex_session(traffic: None, gateway: Gateway, scripted: MockUpstream, active_key: str) -> None:
+    """A Codex-like session through the gateway: a turn, a compaction, the turn after it (headers as Codex sends)."""
+    scripted.script({"chunks": [{"text": "Hi."}, {"finish": "stop"},
+                                {"usage": {"prompt_tokens": 900, "completion_tokens": 3, "total_tokens": 903}}]},
+                    {"chunks": [{"text": "The user said hi."}, {"finish": "stop"}]},
+                    {"chunks": [{"text": "Still here."}, {"finish": "stop"}]})
+
+    def send(kind: str, items: list[dict]) -> dict:
+        metadata = f'{{"thread_id": "{THREAD}", "request_kind": "{kind}"}}'
+        answer = httpx.post(f"{gateway.url}/v1/responses", json={"model": "mock-model", "store": False,
+                                                                   "input": items},
+                            headers={"authorization": f"Bearer {active_key}", "session-id": THREAD,
+                                     "x-codex-turn-metadata": metadata}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+
+    hello = {"role": "user", "content": "hi"}
+    send("turn", [hello])
+    [item] = send("compaction", [hello, {"type": "compaction_trigger"}])["output"]
+    send("turn", [hello, item, {"role": "user", "content": "still there?"}])
+    wait_for_logs(3)
+
+
+def test_a_codex_session_is_one_filter_and_one_page_with_its_compaction(gateway: Gateway, codex_session: None,
+                                                                      page: Page) -> None:
+    page.goto(f"{gateway.url}/logs/")
+    page.click(f'#log-table a.session[href="/logs/sessions/{THREAD}/"] >> nth=0')
+    page.wait_for_url(f"**/logs/sessions/{THREAD}/")
+    rows = page.locator("#session-table tbody tr")
+    assert rows.count() == 3
+    assert [rows.nth(n).get_attribute("data-kind") for n in range(3)] == ["turn", "compaction", "turn"]
+    assert "compaction" in (rows.nth(1).get_attribute("class") or "")
+    assert "summarized in 1 upstream call(s)" in rows.nth(1).inner_text()
+    assert page.locator("#session-compactions").inner_text() == "1"
+    assert page.locator("#session-turns").inner_text() == "2"
+    page.screenshot(path=SHOTS / "logs-session.png", full_page=True)
+    page.goto(f"{gateway.url}/logs/?session={THREAD}")
+    assert page.locator("#log-table tbody tr").count() == 3
+    assert page.locator(".toolbar a.button:text('Session view')").count() == 1

@@ -67,12 +67,15 @@ class LogFilter:
     q: str = ""
     failover: str = ""  # "1": only requests that failed over (or tried more than one upstream)
     transport: str = ""  # "http" or "websocket"
+    session: str = ""  # a client session (Codex's thread id): its requests
+    kind: str = ""  # a request kind: turn, compaction, prewarm
     # Parsed from the above; a value that does not parse is reported and ignored.
     start: datetime | None = field(default=None, compare=False)
     end: datetime | None = field(default=None, compare=False)
     errors: dict[str, str] = field(default_factory=dict, compare=False)
 
-    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover", "transport")
+    PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover", "transport",
+              "session", "kind")
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now: datetime | None = None) -> LogFilter:
@@ -126,6 +129,10 @@ class LogFilter:
             logs = logs.filter(Q(model=self.model) | Q(upstream_model=self.model))
         if self.key:
             logs = logs.filter(key_name=self.key)
+        if self.session:
+            logs = logs.filter(session_id=self.session)
+        if self.kind:
+            logs = logs.filter(request_kind=self.kind)
         if self.start:
             logs = logs.filter(started__gte=self.start)
         if self.end:
@@ -159,10 +166,12 @@ class LogFilter:
         return not self.failover or bool(row.get("failed_over"))
 
     def _plain_matches(self, row: RequestLogDict) -> bool:
-        """The filters that compare a field as it is: transport, model (asked or as sent upstream), key."""
+        """The filters that compare a field as it is: transport, model (as asked or sent), key, session, kind."""
         return ((not self.transport or row.get("transport", Transport.HTTP) == self.transport)
                 and (not self.model or self.model in (row["model"], row["upstream_model"]))
-                and (not self.key or row["key_name"] == self.key))
+                and (not self.key or row["key_name"] == self.key)
+                and (not self.session or row.get("session_id", "") == self.session)
+                and (not self.kind or row.get("request_kind", "") == self.kind))
 
     def _time_matches(self, row: RequestLogDict) -> bool:
         started = datetime.fromisoformat(row["started"])

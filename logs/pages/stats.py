@@ -234,3 +234,36 @@ def overview(window: Window, now: datetime | None = None) -> Overview:
     return Overview(totals=_totals(window, logs, ttfbs), since=now - window.span, until=now,
                     buckets=traffic(window, now), upstreams=_upstreams(logs, ttfbs), keys=_keys(logs),
                     errors=_errors(logs), sampled=sampled)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A session at a glance: its turns, compactions, failures, tokens and time."""
+
+    requests: int
+    turns: int  # requests that asked a model (not Codex's warm-ups, nor the catalog)
+    compactions: int
+    failed: int
+    input_tokens: int
+    output_tokens: int
+    first: datetime
+    last: datetime
+    models: list[str]
+
+    @property
+    def span_ms(self) -> float:
+        """From the first request to the end of the last, in milliseconds."""
+        return (self.last - self.first).total_seconds() * 1000
+
+
+def session_summary(rows: Sequence[RequestLog]) -> SessionSummary:
+    """Sum up one session's rows (oldest first), as its page shows them."""
+    return SessionSummary(
+        requests=len(rows),
+        turns=sum(1 for row in rows if row.upstream_name and row.request_kind != "compaction"),
+        compactions=sum(1 for row in rows if row.request_kind == "compaction"),
+        failed=sum(1 for row in rows if row.failed),
+        input_tokens=sum(row.input_tokens or 0 for row in rows),
+        output_tokens=sum(row.output_tokens or 0 for row in rows),
+        first=rows[0].started, last=rows[-1].finished or rows[-1].started,
+        models=sorted({row.model for row in rows if row.model}))

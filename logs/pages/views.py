@@ -30,14 +30,16 @@ PER_PAGE = 50
 CSV_FIELDS = ["started", "finished", "request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name",
               "upstream_model", "mode", "transport", "stream", "status", "upstream_status", "outcome", "error_type",
               "error_message", "connected_ms", "ttfb_ms", "duration_ms", "input_tokens", "output_tokens",
-              "reasoning_tokens", "cached_tokens", "tool_calls", "request_bytes", "response_bytes"]
+              "reasoning_tokens", "cached_tokens", "tool_calls", "request_bytes", "response_bytes", "request_kind",
+              "session_id", "notes"]
 # Spreadsheets run a cell that starts with one of these as a formula; request ids and error
 # messages come from clients and upstreams, so such cells are quoted (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 # What logs/_row.html reads: any other field would cost one query per row.
+KINDS = ["turn", "compaction", "prewarm"]  # Codex's request kinds (logs/audit/client.py), offered as a filter
 LIST_COLUMNS = ["started", "request_id", "key_name", "endpoint", "transport", "model", "upstream_model",
                 "upstream_name", "mode", "status", "outcome", "error_type", "error_message", "ttfb_ms", "duration_ms",
-                "input_tokens", "output_tokens"]
+                "input_tokens", "output_tokens", "request_kind", "session_id"]
 
 
 def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -61,7 +63,8 @@ def _choices(filters: LogFilter) -> dict[str, list[str]]:
     models = list(recent.order_by("model").values_list("model", flat=True).distinct()[:200])
     upstreams = sorted(set(Upstream.objects.values_list("name", flat=True)) | {filters.upstream} - {""})
     keys = sorted(set(ClientKey.objects.values_list("name", flat=True)) | {filters.key} - {""})
-    return {"models": models, "upstreams": upstreams, "keys": keys, "transports": list(Transport.values)}
+    return {"models": models, "upstreams": upstreams, "keys": keys, "transports": list(Transport.values),
+            "kinds": KINDS}
 
 
 @staff_required
@@ -90,6 +93,17 @@ def log_detail(request: HttpRequest, request_id: str) -> HttpResponse:
         "stored": stored, "lineage": StoredResponse.objects.lineage(stored.pk)[1:] if stored else [],
         "headers": sorted(log.passed_headers.items()) if isinstance(log.passed_headers, dict) else [],
         "section": "list",
+    })
+
+
+@staff_required
+def log_session(request: HttpRequest, session_id: str) -> HttpResponse:
+    """One client session (Codex's thread): its requests in order, with tokens, timings and compactions."""
+    turns = list(RequestLog.objects.filter(session_id=session_id).order_by("started"))
+    if not turns:
+        raise Http404("No request of this session is in the log.")
+    return render(request, "logs/session.html", {
+        "session_id": session_id, "turns": turns, "summary": stats.session_summary(turns), "section": "list",
     })
 
 

@@ -58,8 +58,10 @@ def traffic() -> list[RequestLog]:
             upstream_model="deepseek-chat", passed_headers={"retry-after": "3"}),
         log("req_unknown_model", 4, outcome="rejected", status=404, upstream_name="", upstream_model="", mode="",
             model="gpt-9", error_type="model_not_found", error_message="The model 'gpt-9' is not served"),
-        log("req_alias", 5, model="coder", upstream_model="qwen3-coder-30b", key_name="bob"),
-        log("req_gone", 6, outcome="client_disconnected", status=200),
+        log("req_alias", 5, model="coder", upstream_model="qwen3-coder-30b", key_name="bob", session_id="thread-a",
+            request_kind="turn"),
+        log("req_gone", 6, outcome="client_disconnected", status=200, session_id="thread-a", request_kind="compaction",
+            notes="compaction: 9000 characters of history summarized in 1 upstream call(s)"),
         log("req_yesterday", 60 * 20, outcome="gateway_error", status=500, error_type="internal"),
     ]
 
@@ -105,6 +107,8 @@ FILTERS = [
     pytest.param("q=req_alia", {"req_alias"}, id="q-request-id"),
     pytest.param("q=deepseek-c", {"req_429"}, id="q-model"),
     pytest.param("outcome=failed&key=bob&since=1h", {"req_timeout"}, id="combined"),
+    pytest.param("session=thread-a", {"req_alias", "req_gone"}, id="session"),
+    pytest.param("kind=compaction", {"req_gone"}, id="kind"),
 ]
 
 
@@ -121,6 +125,17 @@ def test_the_live_tail_matches_the_rows_the_list_shows(traffic: list[RequestLog]
                                                        expected: set[str]) -> None:
     filters = LogFilter.from_query(dict(pair.split("=") for pair in query.split("&")))
     assert {row.request_id for row in traffic if filters.matches(row.to_dict())} == expected
+
+
+def test_a_sessions_page_shows_its_requests_in_order_with_its_compactions(staff: Client,
+                                                                           traffic: list[RequestLog]) -> None:
+    page = staff.get("/logs/sessions/thread-a/").content.decode()
+    assert page.index("req_gone") < page.index("req_alias")  # oldest first: req_gone is 6 minutes old
+    assert '<dd id="session-compactions">1</dd>' in page and '<dd id="session-turns">1</dd>' in page
+    assert "summarized in 1 upstream call(s)" in page
+    assert staff.get("/logs/sessions/no-such-thread/").status_code == 404
+    listed = staff.get("/logs/?session=thread-a").content.decode()
+    assert 'href="/logs/sessions/thread-a/"' in listed
 
 
 def test_an_absolute_since_is_read_as_utc(staff: Client, traffic: list[RequestLog]) -> None:
