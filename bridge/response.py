@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bridge.events import ToolTarget, UsageReported
-from bridge.values import is_int, is_number
+from bridge.values import as_int, is_int, is_number
 
 SAMPLING_DEFAULTS = {"temperature": 1.0, "top_p": 1.0, "presence_penalty": 0.0, "frequency_penalty": 0.0}
 SETTINGS_IN_FORCE: dict[str, Any] = {
@@ -138,6 +138,23 @@ def custom_call_item(item_id: str | None, call_id: str | None, target: ToolTarge
 
 def shell_call_item(item_id: str | None, call_id: str | None, action: dict[str, Any], status: str) -> dict[str, Any]:
     return {"id": item_id, "type": "local_shell_call", "call_id": call_id, "action": action, "status": status}
+
+
+def read_responses_usage(usage: Any) -> UsageReported | None:
+    """Return the usage event for a Responses ``usage`` object (a relayed answer's, or the bridge's own)."""
+    if not isinstance(usage, dict):
+        return None
+    inp = usage.get("input_tokens_details")
+    out = usage.get("output_tokens_details")
+    input_tokens, output_tokens = as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens"))
+    if input_tokens is None and output_tokens is None:
+        return None
+    total = as_int(usage.get("total_tokens"))
+    return UsageReported(
+        input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
+        total_tokens=total if total is not None else (input_tokens or 0) + (output_tokens or 0),
+        cached_tokens=as_int(inp.get("cached_tokens")) if isinstance(inp, dict) else None,
+        reasoning_tokens=as_int(out.get("reasoning_tokens")) if isinstance(out, dict) else None)
 
 
 def compaction_item(item_id: str, encrypted_content: str) -> dict[str, Any]:

@@ -14,9 +14,8 @@ from bridge.dialects.base import Wire
 from bridge.dialects.chat.answer import read_usage as read_chat_usage
 from bridge.errors import UpstreamError
 from bridge.events import UsageReported
-from bridge.response import failed_response
+from bridge.response import failed_response, read_responses_usage
 from bridge.sse import SSEDecoder, encode_comment, encode_data, encode_event
-from bridge.values import as_int
 
 
 class StreamTap:
@@ -198,23 +197,6 @@ def _loads(raw: bytes) -> Any:
         return orjson.loads(raw)
     except orjson.JSONDecodeError:
         return None
-
-
-def read_responses_usage(usage: Any) -> UsageReported | None:
-    """Return the usage event for a Responses ``usage`` object (a relayed answer's, or the bridge's own)."""
-    if not isinstance(usage, dict):
-        return None
-    inp = usage.get("input_tokens_details")
-    out = usage.get("output_tokens_details")
-    input_tokens, output_tokens = as_int(usage.get("input_tokens")), as_int(usage.get("output_tokens"))
-    if input_tokens is None and output_tokens is None:
-        return None
-    total = as_int(usage.get("total_tokens"))
-    return UsageReported(
-        input_tokens=input_tokens or 0, output_tokens=output_tokens or 0,
-        total_tokens=total if total is not None else (input_tokens or 0) + (output_tokens or 0),
-        cached_tokens=as_int(inp.get("cached_tokens")) if isinstance(inp, dict) else None,
-        reasoning_tokens=as_int(out.get("reasoning_tokens")) if isinstance(out, dict) else None)
 
 
 def failure_trailer(tap: StreamTap, code: str, message: str) -> bytes:

@@ -92,8 +92,8 @@ class ModelProfileAdmin(admin.ModelAdmin):
 class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
     # What staff scan for first, left; the long URL and model lists last (they wrap, at 1280 px too).
-    list_display = ["name", "enabled", "cooling_down", "masked_key", "supports_responses", "priority", "base_url",
-                    "models"]
+    list_display = ["name", "enabled", "cooling_down", "masked_key", "supports_responses", "repaired", "priority",
+                    "base_url", "models"]
     list_editable = ["enabled", "priority"]
     list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
@@ -111,6 +111,10 @@ class UpstreamAdmin(admin.ModelAdmin):
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
         ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images", "compaction_model"]}),
         ("Flight recorder", {"fields": ["record_next"]}),
+        ("Responses compatibility (passthrough): what the server takes of Codex's tools; the probe sets these", {
+            "fields": ["accepts_custom_tools", "accepts_namespace_tools", "accepts_hosted_tools",
+                       "accepts_encrypted_reasoning"],
+        }),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",
                        "send_stream_options", "send_reasoning_effort"],
@@ -134,6 +138,17 @@ class UpstreamAdmin(admin.ModelAdmin):
         """Endpoints skipped after repeated failures (shared cache: what every worker sees)."""
         left = cooldown.status(obj)
         return ", ".join(f"{endpoint} ({seconds}s)" for endpoint, seconds in left.items()) or "—"
+
+    @admin.display(description="Tool repair")
+    def repaired(self, obj: Upstream) -> str:
+        """What the passthrough rewrites for this server (bridge/dialects/repaired.py), or — when nothing."""
+        if not obj.supports_responses:
+            return "—"
+        refused = [label for label, taken in (("custom", obj.accepts_custom_tools),
+                                              ("namespace", obj.accepts_namespace_tools),
+                                              ("hosted", obj.accepts_hosted_tools),
+                                              ("encrypted reasoning", obj.accepts_encrypted_reasoning)) if not taken]
+        return ", ".join(refused) or "—"
 
     @admin.display(description="API key")
     def masked_key(self, obj: Upstream) -> str:

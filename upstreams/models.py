@@ -17,7 +17,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils.timezone import now
 
-from bridge.dialects import UpstreamOptions
+from bridge.dialects import Protocol, UpstreamOptions
 from upstreams.fields import EncryptedTextField
 
 _PATTERN_SPLIT = re.compile(r"[\s,]+")
@@ -100,6 +100,19 @@ class Upstream(models.Model):
         help_text="The model (the upstream's own name) that summarizes a conversation when a client compacts it "
                   "(Codex's remote compaction, /v1/responses/compact); empty: the model the client uses.",
     )
+    # What a Responses upstream takes of Codex's tools and items (the probe finds out): what it
+    # does not is rewritten for it (bridge/dialects/repaired.py).
+    accepts_custom_tools = models.BooleanField(
+        default=True, help_text="Responses upstream: takes custom (freeform) and local_shell tools; off: sent as "
+                                "one-string functions and turned back.")
+    accepts_namespace_tools = models.BooleanField(
+        default=True, help_text="Responses upstream: takes namespace (MCP) tools; off: flattened names, turned back.")
+    accepts_hosted_tools = models.BooleanField(
+        default=True, help_text="Responses upstream: takes hosted tools (web_search...); off: left out, as the bridge "
+                                "does.")
+    accepts_encrypted_reasoning = models.BooleanField(
+        default=True, help_text="Responses upstream: takes reasoning items with encrypted_content in the history; "
+                                "off: they are left out.")
     accepts_images = models.BooleanField(
         default=False, help_text="Its models take image input: Codex's catalog then offers images for them.",
     )
@@ -158,12 +171,22 @@ class Upstream(models.Model):
         """Return the name the upstream knows ``model`` by."""
         return self.aliases.get(model, model)
 
-    def options(self, model: str) -> UpstreamOptions:
+    def options(self, model: str | None) -> UpstreamOptions:
         """Return what this upstream accepts, for a request of ``model`` (its own name for it)."""
         return UpstreamOptions(
             model=model, accepts_developer_role=self.accepts_developer_role, replay_reasoning=self.replay_reasoning,
             max_tokens_field=self.max_tokens_field,  # type: ignore[arg-type]  # a MaxTokensField choice
-            send_stream_options=self.send_stream_options, send_reasoning_effort=self.send_reasoning_effort)
+            send_stream_options=self.send_stream_options, send_reasoning_effort=self.send_reasoning_effort,
+            accepts_custom_tools=self.accepts_custom_tools, accepts_namespace_tools=self.accepts_namespace_tools,
+            accepts_hosted_tools=self.accepts_hosted_tools,
+            accepts_encrypted_reasoning=self.accepts_encrypted_reasoning)
+
+    @property
+    def protocol(self) -> Protocol:
+        """What the upstream speaks, for the dialect table: Chat only, Responses, or Responses repaired."""
+        if not self.supports_responses:
+            return "chat"
+        return "responses-repaired" if self.options(None).repairs else "responses"
 
     @property
     def api_base(self) -> str:

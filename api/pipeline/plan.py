@@ -105,7 +105,7 @@ async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Ro
         candidates = rank(fresh, model)
     if not candidates:
         raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
-    dialects = [dialect_for(api, upstream.supports_responses) for upstream in candidates]
+    dialects = [dialect_for(api, upstream.protocol) for upstream in candidates]
     cooling, failing = await cooldown.health([(u, d.endpoint) for u, d in zip(candidates, dialects, strict=True)])
     routes = [Route(u, d, failing=u.pk in failing) for u, d in zip(candidates, dialects, strict=True)]
     return sorted(routes, key=lambda route: route.upstream.pk in cooling)

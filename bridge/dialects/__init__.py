@@ -3,28 +3,37 @@
     base         what every dialect is: how a request is said to one kind of upstream, how its answer is read
     chat         Chat Completions: a Responses request said as Chat, and Chat chunks read back as events
     passthrough  an upstream that speaks the client's own API: the request renamed only, the answer relayed
+    repaired     a Responses upstream refusing some of Codex's tools: the request repaired, the answer read
 
-A client API (``responses``, ``chat/completions``) meets an upstream that does or does not
-speak Responses (``Upstream.supports_responses``, the product's word for it); the table
-gives the dialect for the pair. A new upstream protocol (Anthropic Messages, say) is one
+A client API (``responses``, ``chat/completions``) meets an upstream that speaks Chat only,
+Responses, or Responses without some of Codex's tools (``Upstream.protocol``, from its
+``supports_responses`` switch and the probe's findings); the table gives the dialect for
+the pair. A new upstream protocol (Anthropic Messages, say) is one
 package or module beside ``chat`` and one flag and entry here.
 """
 from __future__ import annotations
 
-from bridge.dialects import chat, passthrough
+from typing import Literal, TypeAlias
+
+from bridge.dialects import chat, passthrough, repaired
 from bridge.dialects.base import Dialect, UpstreamOptions, UpstreamRequest
 
-__all__ = ["DIALECTS", "Dialect", "UpstreamOptions", "UpstreamRequest", "dialect_for"]
+__all__ = ["DIALECTS", "Dialect", "Protocol", "UpstreamOptions", "UpstreamRequest", "dialect_for"]
 
-# (client API, upstream speaks Responses) -> the dialect the upstream is spoken to in.
-DIALECTS: dict[tuple[str, bool], Dialect] = {
-    ("responses", True): passthrough.RESPONSES,
-    ("responses", False): chat.DIALECT,  # the bridge
-    ("chat/completions", True): passthrough.CHAT,
-    ("chat/completions", False): passthrough.CHAT,
+# What an upstream speaks: Chat only, Responses, or Responses without some of Codex's tools.
+Protocol: TypeAlias = Literal["chat", "responses", "responses-repaired"]
+
+# (client API, upstream protocol) -> the dialect the upstream is spoken to in.
+DIALECTS: dict[tuple[str, Protocol], Dialect] = {
+    ("responses", "responses"): passthrough.RESPONSES,
+    ("responses", "responses-repaired"): repaired.DIALECT,
+    ("responses", "chat"): chat.DIALECT,  # the bridge
+    ("chat/completions", "responses"): passthrough.CHAT,
+    ("chat/completions", "responses-repaired"): passthrough.CHAT,
+    ("chat/completions", "chat"): passthrough.CHAT,
 }
 
 
-def dialect_for(api: str, supports_responses: bool) -> Dialect:
+def dialect_for(api: str, protocol: Protocol) -> Dialect:
     """Return the dialect a request to ``api`` is sent upstream in."""
-    return DIALECTS[(api, supports_responses)]
+    return DIALECTS[(api, protocol)]

@@ -20,6 +20,18 @@ class UpstreamOptions:
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     send_stream_options: bool = True
     send_reasoning_effort: bool = False
+    # A Responses upstream's tool and item types (the probe finds them); one it does not take is
+    # rewritten by bridge/dialects/repaired.py.
+    accepts_custom_tools: bool = True  # custom (freeform) and local_shell tools, and their calls
+    accepts_namespace_tools: bool = True
+    accepts_hosted_tools: bool = True  # web_search, file_search, mcp...
+    accepts_encrypted_reasoning: bool = True  # reasoning items with encrypted_content in the history
+
+    @property
+    def repairs(self) -> bool:
+        """Whether a Responses request must be repaired for this upstream (it refuses some of Codex's tools)."""
+        return not (self.accepts_custom_tools and self.accepts_namespace_tools and self.accepts_hosted_tools
+                    and self.accepts_encrypted_reasoning)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,7 +13,8 @@ import pytest
 from bridge.dialects.base import Wire
 from bridge.dialects.chat.answer import read_usage as read_chat_usage
 from bridge.events import UsageReported
-from bridge.tap import StreamTap, failure_trailer, read_responses_usage
+from bridge.response import read_responses_usage
+from bridge.tap import StreamTap, failure_trailer
 
 # --- what upstreams send ----------------------------------------------------------------------------
 

@@ -16,6 +16,8 @@ A scenario is a list of steps; each request plays the next step, the last one re
               n = -1: after the headers, before the first piece (a long prompt's prefill)
     gate      true: after the first piece, wait until POST /_mock/release
     hang      true: after the pieces, keep the connection open and silent
+    functions_only  true: a Responses request with another tool type, a custom or local_shell
+              item, or encrypted reasoning gets 400, as vLLM answers it (the tool repair's tests)
 """
 from __future__ import annotations
 
@@ -151,30 +153,82 @@ def _add_fragment(calls: dict[int, dict[str, Any]], call: dict[str, Any]) -> Non
     slot["function"]["arguments"] += fn.get("arguments") or ""
 
 
-def responses_events(text: str, model: str) -> list[dict[str, Any]]:
-    """A canonical Responses text stream, for testing passthrough to Responses-speaking upstreams."""
+def responses_events(text: str, model: str, calls: list[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """A canonical Responses stream, for testing passthrough to Responses-speaking upstreams.
+
+    The text (if any) is one message; each of ``calls`` ({call_id, name, arguments}) a
+    function_call item after it, its arguments in one delta.
+    """
     # Fresh ids per answer, as a real server gives: the gateway stores responses by their ids.
     rid, mid = f"resp_mock{uuid.uuid4().hex}", f"msg_mock{uuid.uuid4().hex}"
     base = {"id": rid, "object": "response", "created_at": int(time.time()), "model": model, "output": []}
-    item = {"id": mid, "type": "message", "role": "assistant", "status": "completed",
-            "content": [{"type": "output_text", "text": text, "annotations": []}]}
     usage = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 3,
              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 14}
-    events: list[dict[str, Any]] = [
-        {"type": "response.created", "response": {**base, "status": "in_progress"}},
-        {"type": "response.output_item.added", "output_index": 0,
-         "item": {**item, "status": "in_progress", "content": []}},
-        {"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
-         "part": {"type": "output_text", "text": "", "annotations": []}},
-        {"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0, "delta": text},
-        {"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0, "text": text},
-        {"type": "response.content_part.done", "item_id": mid, "output_index": 0, "content_index": 0,
-         "part": item["content"][0]},
-        {"type": "response.output_item.done", "output_index": 0, "item": item},
-        {"type": "response.completed",
-         "response": {**base, "status": "completed", "output": [item], "usage": usage}},
-    ]
+    events: list[dict[str, Any]] = [{"type": "response.created", "response": {**base, "status": "in_progress"}}]
+    output: list[dict[str, Any]] = []
+    if text or not calls:
+        item = {"id": mid, "type": "message", "role": "assistant", "status": "completed",
+                "content": [{"type": "output_text", "text": text, "annotations": []}]}
+        events += [
+            {"type": "response.output_item.added", "output_index": 0,
+             "item": {**item, "status": "in_progress", "content": []}},
+            {"type": "response.content_part.added", "item_id": mid, "output_index": 0, "content_index": 0,
+             "part": {"type": "output_text", "text": "", "annotations": []}},
+            {"type": "response.output_text.delta", "item_id": mid, "output_index": 0, "content_index": 0,
+             "delta": text},
+            {"type": "response.output_text.done", "item_id": mid, "output_index": 0, "content_index": 0, "text": text},
+            {"type": "response.content_part.done", "item_id": mid, "output_index": 0, "content_index": 0,
+             "part": item["content"][0]},
+            {"type": "response.output_item.done", "output_index": 0, "item": item},
+        ]
+        output.append(item)
+    for call in calls or []:
+        index, fid = len(output), f"fc_mock{uuid.uuid4().hex}"
+        done = {"id": fid, "type": "function_call", "status": "completed", "call_id": call["call_id"],
+                "name": call["name"], "arguments": call["arguments"]}
+        events += [
+            {"type": "response.output_item.added", "output_index": index,
+             "item": {**done, "status": "in_progress", "arguments": ""}},
+            {"type": "response.function_call_arguments.delta", "item_id": fid, "output_index": index,
+             "delta": call["arguments"]},
+            {"type": "response.function_call_arguments.done", "item_id": fid, "output_index": index,
+             "arguments": call["arguments"]},
+            {"type": "response.output_item.done", "output_index": index, "item": done},
+        ]
+        output.append(done)
+    events.append({"type": "response.completed",
+                   "response": {**base, "status": "completed", "output": output, "usage": usage}})
     return [{**e, "sequence_number": n} for n, e in enumerate(events)]
+
+
+def calls_of(chunks: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tool calls a step's chunks make, whole: {call_id, name, arguments}, in index order."""
+    calls: dict[int, dict[str, Any]] = {}
+    for piece in chunks:
+        tool = piece.get("tool")
+        if isinstance(tool, dict):
+            call = calls.setdefault(tool.get("index", 0), {"call_id": "", "name": "", "arguments": ""})
+            call["call_id"] = tool.get("id") or call["call_id"]
+            call["name"] = tool.get("name") or call["name"]
+            call["arguments"] += tool.get("arguments", "")
+    return [calls[index] for index in sorted(calls)]
+
+
+FUNCTIONS_ONLY_ITEMS = ("custom_tool_call", "custom_tool_call_output", "local_shell_call", "local_shell_call_output")
+
+
+def functions_only_problem(request: dict[str, Any]) -> str | None:
+    """What a server that takes only function tools (vLLM) refuses in a Responses request, as it says it; None: fine."""
+    for n, tool in enumerate(request.get("tools") or []):
+        if not isinstance(tool, dict) or tool.get("type") != "function":
+            return f"tools.{n}.type: Input should be 'function'"
+    items = request.get("input")
+    for n, item in enumerate(items if isinstance(items, list) else []):
+        if isinstance(item, dict) and item.get("type") in FUNCTIONS_ONLY_ITEMS:
+            return f"input.{n}: Input tag '{item['type']}' does not match any of the expected tags"
+        if isinstance(item, dict) and item.get("type") == "reasoning" and item.get("encrypted_content"):
+            return f"input.{n}.encrypted_content: encrypted reasoning is not supported"
+    return None
 
 
 DEMO_MODELS = ["demo-text", "demo-tools", "demo-tools5", "demo-errors"]

@@ -18,9 +18,11 @@ from upstreams.mock.scenarios import (
     MOCK_CONTEXT,
     SCENARIOS,
     Step,
+    calls_of,
     codex_turn,
     completion_from_chunks,
     expand_chunk,
+    functions_only_problem,
     responses_events,
 )
 
@@ -102,7 +104,9 @@ class MockUpstream:
         self.requests.append(record)
         step = self.next_step(request)
         if path.endswith("/responses"):
-            step = _as_responses_step(step, request)
+            problem = functions_only_problem(request) if step.get("functions_only") and isinstance(request, dict) \
+                else None
+            step = _refusal(problem) if problem else _as_responses_step(step, request)
         play = asyncio.ensure_future(self.play(step, request if isinstance(request, dict) else {}, send))
         watch = asyncio.ensure_future(_disconnected(receive))
         done, _ = await asyncio.wait([play, watch], return_when=asyncio.FIRST_COMPLETED)
@@ -174,12 +178,17 @@ def _pieces(step: Step, request: dict[str, Any], model: str, created: int) -> li
     return pieces
 
 
+def _refusal(message: str) -> Step:
+    return {"status": 400, "body": {"error": {"message": message, "type": "BadRequestError", "param": None,
+                                              "code": 400}}}
+
+
 def _as_responses_step(step: Step, request: dict[str, Any]) -> Step:
     """Answer a Responses request with the text the Chat step would have streamed."""
     if "body" in step or "raw" in step:
         return step
     text = "".join(c.get("text", "") for c in step.get("chunks", []))
-    events = responses_events(text, str(request.get("model", "mock-model")))
+    events = responses_events(text, str(request.get("model", "mock-model")), calls_of(step.get("chunks", [])))
     if not request.get("stream", False):
         return {"body": events[-1]["response"]}
     raw = [f"event: {e['type']}\ndata: {json.dumps(e, ensure_ascii=False)}\n\n" for e in events]

@@ -13,6 +13,9 @@ order, each a small real request (at most 16 tokens):
 6. ``POST /responses``, streamed: are its events what the OpenAI SDK's accumulator needs
    (a ``sequence_number`` on each, rising; ``output_index``/``content_index`` where they
    belong; a terminal event)?
+7. where it is served: which of Codex's tool and item types it takes (a custom tool, a
+   namespace, hosted web_search, a reasoning item with encrypted content in the history);
+   one it refuses is rewritten for it (bridge/dialects/repaired.py), as the finding says.
 
 Each check says what it saw and, where a setting follows from it, what to set; ``applied``
 sets those on the upstream (``manage.py probe NAME --apply``, the admin's second action).
@@ -132,7 +135,8 @@ def probe_capabilities(upstream: Upstream) -> Report:
     asker = _Asker(upstream, report.model)
     try:
         _chat_checks(asker, report)
-        _responses_check(asker, report)
+        if _responses_check(asker, report):
+            _tool_checks(asker, report)
     except httpx.HTTPError as exc:
         report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
                                                                        [upstream.api_key])))
@@ -230,7 +234,7 @@ def _effort_check(asker: _Asker, report: Report) -> None:
             {"send_reasoning_effort": False}))
 
 
-def _responses_check(asker: _Asker, report: Report) -> None:
+def _responses_check(asker: _Asker, report: Report) -> bool:
     upstream = asker.upstream
     answer = asker.client.post(upstream.url("responses"), json={
         "model": asker.model, "input": "Say hi.", "stream": True, "max_output_tokens": MAX_TOKENS})
@@ -238,7 +242,7 @@ def _responses_check(asker: _Asker, report: Report) -> None:
     if answer.status_code >= 400:
         advice = "turn “supports responses” off (bridge)" if upstream.supports_responses else ""
         report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice, bridge))
-        return
+        return False
     events = [e for e in decode_values(answer.content) if isinstance(e, dict)]
     problems = responses_problems(events)
     if problems:
@@ -246,6 +250,39 @@ def _responses_check(asker: _Asker, report: Report) -> None:
             "/v1/responses", False, f"served, but its stream has {'; '.join(problems)}",
             "keep bridging (“supports responses” off): this server's /v1/responses breaks the OpenAI SDK's "
             "accumulator", bridge))
-    else:
-        report.findings.append(Finding("/v1/responses", True, f"a well-formed stream ({len(events)} events)",
-                                       "passthrough works (“supports responses” on); bridging works too"))
+        return False
+    report.findings.append(Finding("/v1/responses", True, f"a well-formed stream ({len(events)} events)",
+                               "passthrough works (“supports responses” on); bridging works too"))
+    return True
+
+
+FUNCTION = {"type": "function", "name": "get_time", "description": "The current time in a time zone.",
+            "parameters": {"type": "object", "properties": {"zone": {"type": "string"}}, "required": ["zone"]}}
+# What each of Codex's tool and item types looks like in a request, and the switch it decides.
+TOOL_CHECKS: list[tuple[str, str, dict[str, Any]]] = [
+    ("custom tools", "accepts_custom_tools", {"tools": [
+        {"type": "custom", "name": "apply_patch", "description": "Patch files."}]}),
+    ("namespace tools", "accepts_namespace_tools", {"tools": [
+        {"type": "namespace", "name": "clock", "description": "Time tools.", "tools": [FUNCTION]}]}),
+    ("hosted tools", "accepts_hosted_tools", {"tools": [{"type": "web_search"}]}),
+    ("encrypted reasoning", "accepts_encrypted_reasoning", {"input": [
+        {"type": "reasoning", "id": "rs_probe", "summary": [], "encrypted_content": "gAAAAABprobe"},
+        {"type": "message", "role": "user", "content": "Say hi."}]}),
+]
+
+
+def _tool_checks(asker: _Asker, report: Report) -> None:
+    """Which of Codex's tool and item types the server takes; what it refuses is repaired in passthrough."""
+    for check, setting, fields in TOOL_CHECKS:
+        answer = asker.client.post(asker.upstream.url("responses"), json={
+            "model": asker.model, "input": "Say hi.", "max_output_tokens": MAX_TOKENS, **fields})
+        if answer.status_code >= 400:
+            report.findings.append(Finding(check, False, f"refused ({asker.why(answer)})",
+                                           f"turn “{_label(setting)}” off: the gateway rewrites them",
+                                           {setting: False}))
+        else:
+            report.findings.append(Finding(check, True, "taken", "", {setting: True}))
+
+
+def _label(setting: str) -> str:
+    return setting.replace("_", " ")
