@@ -55,7 +55,7 @@ def test_the_probe_finds_what_the_server_refuses_and_the_passthrough_repairs_it_
         assert not found[check].ok and "refused" in found[check].detail, found[check]
     assert applied(upstream, probe_capabilities(upstream)) == {
         "accepts_custom_tools": False, "accepts_namespace_tools": False, "accepts_hosted_tools": False,
-        "accepts_encrypted_reasoning": False}
+        "accepts_encrypted_reasoning": False, "accepts_images": True}  # its Chat endpoint takes an image
 
     scripted.script(CALLS_PATCH, ANSWERS)
     first, events = turn(gateway, active_key, [USER])

@@ -88,8 +88,10 @@ def test_a_server_that_ignores_reasoning_effort_is_not_sent_it(scripted: MockUps
     report = probe_capabilities(upstream)
     found = {f.check: (f.ok, str(f)) for f in report.findings}
     assert found["reasoning_effort"][0] is False and "ignored: a made-up level is taken" in found["reasoning_effort"][1]
-    assert report.settings == {"send_reasoning_effort": False, "supports_responses": False}
-    assert applied(upstream, report) == {"send_reasoning_effort": False, "supports_responses": False}
+    # The mock takes anything, an image too.
+    assert report.settings == {"send_reasoning_effort": False, "supports_responses": False, "accepts_images": True}
+    assert applied(upstream, report) == {"send_reasoning_effort": False, "supports_responses": False,
+                                         "accepts_images": True}
     upstream.refresh_from_db()
     assert (upstream.send_reasoning_effort, upstream.supports_responses) == (False, False)
     assert applied(upstream, report) == {}  # already so
@@ -127,3 +129,17 @@ def test_the_command_and_the_admin_show_the_report(scripted: MockUpstream, upstr
     assert "Upstream probed: set send stream options → off, send reasoning effort → on." in page
     upstream.refresh_from_db()
     assert (upstream.send_stream_options, upstream.send_reasoning_effort) == (False, True)
+
+
+def test_a_server_that_refuses_images_keeps_them_off_the_catalog(scripted: MockUpstream, upstream: Upstream) -> None:
+    """The image check is the last: a server that refuses it (a text-only llama.cpp) keeps accepts_images off."""
+    said = "image input is not supported - hint: if this is unexpected, you may need to provide the mmproj"
+    refused = {"status": 500, "body": {"error": {"message": said, "type": "server_error", "param": None, "code": 500}}}
+    Upstream.objects.filter(pk=upstream.pk).update(accepts_images=True)
+    upstream.refresh_from_db()
+    scripted.script(TEXT, TEXT, CALL, TEXT, TEXT, NOT_FOUND, refused)
+    report = probe_capabilities(upstream)
+    found = {f.check: f for f in report.findings}
+    assert not found["images"].ok and "image input is not supported" in found["images"].detail
+    assert applied(upstream, report)["accepts_images"] is False
+    assert scripted.requests()[-1]["body"]["messages"][0]["content"][1]["type"] == "image_url"

@@ -15,7 +15,8 @@ order, each a small real request (at most 16 tokens):
    belong; a terminal event)?
 7. where it is served: which of Codex's tool and item types it takes (a custom tool, a
    namespace, hosted web_search, a reasoning item with encrypted content in the history);
-   one it refuses is rewritten for it (bridge/dialects/repaired.py), as the finding says.
+   one it refuses is rewritten for it (bridge/dialects/repaired.py), as the finding says;
+8. an image in a Chat message: taken, Codex's catalog offers image input for its models.
 
 Each check says what it saw and, where a setting follows from it, what to set; ``applied``
 sets those on the upstream (``manage.py probe NAME --apply``, the admin's second action).
@@ -137,6 +138,7 @@ def probe_capabilities(upstream: Upstream) -> Report:
         _chat_checks(asker, report)
         if _responses_check(asker, report):
             _tool_checks(asker, report)
+        _image_check(asker, report)
     except httpx.HTTPError as exc:
         report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
                                                                        [upstream.api_key])))
@@ -282,6 +284,23 @@ def _tool_checks(asker: _Asker, report: Report) -> None:
                                            {setting: False}))
         else:
             report.findings.append(Finding(check, True, "taken", "", {setting: True}))
+
+
+# A 1x1 transparent PNG: the smallest image a server must decode to answer.
+PIXEL = ("data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJ"
+         "RU5ErkJggg==")
+
+
+def _image_check(asker: _Asker, report: Report) -> None:
+    """Whether the server's model takes an image: Codex's catalog offers image input only then."""
+    answer = asker.chat(messages=[{"role": "user", "content": [
+        {"type": "text", "text": "What colour is this pixel?"}, {"type": "image_url", "image_url": {"url": PIXEL}}]}])
+    if answer.status_code >= 400:
+        report.findings.append(Finding("images", False, f"refused ({asker.why(answer)})",
+                                       "keep “accepts images” off", {"accepts_images": False}))
+    else:
+        report.findings.append(Finding("images", True, "an image was taken", "turn “accepts images” on",
+                                       {"accepts_images": True}))
 
 
 def _label(setting: str) -> str:
