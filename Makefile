@@ -97,9 +97,9 @@ lint: venv
 bench: venv
 	$(PY) -m bench $(BENCH_ARGS)
 
-# A 30-turn Codex-like session over HTTP and over the Responses WebSocket (python -m bench.session --help).
+# A 30-turn Codex-like session over HTTP and over the Responses WebSocket (python -m bench.codex.session --help).
 bench-session: venv
-	$(PY) -m bench.session $(BENCH_ARGS)
+	$(PY) -m bench.codex.session $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .codex-cli .ai-sdk .test-db*

@@ -11,4 +11,5 @@ imported by the gateway, and ``make test`` only runs a smoke run (tests/test_ben
     python -m bench --levels 1,50 --profile bridge@50    # + a py-spy profile of the gateway
     python -m bench --soak-only                  # 20,000 bridged requests at 50, RSS every 1,000
     python -m bench --compare old=../baseline --levels 1,50 --rounds 5   # A/B against another tree
+    python -m bench.codex.compaction --history-kb 400  # the gateway's remote compaction of a long Codex history
 """

@@ -60,10 +60,10 @@ def test_compare_mode_interleaves_the_trees_and_reports_ratios(tmp_path: Path) -
 
 
 def test_the_session_bench_measures_both_transports_turn_by_turn(tmp_path: Path) -> None:
-    """bench.session, 3 turns, 1 round: each turn measured over HTTP and over the WebSocket."""
+    """bench.codex.session, 3 turns, 1 round: each turn measured over HTTP and over the WebSocket."""
     out = tmp_path / "session.json"
-    done = subprocess.run([sys.executable, "-m", "bench.session", "--turns", "3", "--rounds", "1", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=240)
+    done = subprocess.run([sys.executable, "-m", "bench.codex.session", "--turns", "3", "--rounds", "1",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "bytes ws/http" in done.stdout
     turns = json.loads(out.read_text())["per_turn"]
@@ -73,3 +73,14 @@ def test_the_session_bench_measures_both_transports_turn_by_turn(tmp_path: Path)
     assert turns[0]["websocket_bytes"] >= turns[0]["http_bytes"]
     assert turns[2]["websocket_bytes"] < turns[2]["http_bytes"] and turns[1]["websocket_bytes"] == turns[2][
         "websocket_bytes"]
+
+
+def test_the_compaction_bench_compacts_a_long_history_in_several_calls(tmp_path: Path) -> None:
+    """bench.codex.compaction on 200 KB: more than one summarizing call (32K-token window), one sealed item."""
+    out = tmp_path / "compaction.json"
+    done = subprocess.run([sys.executable, "-m", "bench.codex.compaction", "--history-kb", "200",
+                           "--out", str(out)], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert result["history_bytes"] >= 200 * 1024 and result["upstream_calls"] >= 2
+    assert result["sealed_bytes"] > result["summary_bytes"]

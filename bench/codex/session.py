@@ -1,6 +1,6 @@
 """A Codex-like session over HTTP and over the Responses WebSocket: what each turn costs the gateway.
 
-``python -m bench.session --turns 30 --rounds 3`` (or ``make bench-session``). One gateway
+``python -m bench.codex.session --turns 30 --rounds 3`` (or ``make bench-session``). One gateway
 under daphne (production settings, bench/servers.py), the bench mock as a Chat-only upstream
 (bridged), and a scripted session shaped like Codex's: the first turn is a real Codex 0.169
 request (tests/fixtures/codex-0.169-request.json: its instructions and tools, ~40 KB), and
@@ -149,7 +149,7 @@ class Session:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.session", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.codex.session", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--turns", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3, help="sessions per transport, alternating (default 3)")
     parser.add_argument("--output-bytes", type=int, default=4096, help="each tool output's size (default 4096)")
@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"saved {args.out}")
         return 0
     except HarnessError as exc:
-        print(f"bench.session: {exc}", file=sys.stderr)
+        print(f"bench.codex.session: {exc}", file=sys.stderr)
         return 1
     finally:
         servers.stop_all()
