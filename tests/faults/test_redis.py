@@ -53,8 +53,10 @@ def test_a_frozen_redis_is_skipped_after_one_short_timeout_and_used_again_when_i
     assert [r.status_code for r in frozen] == [200] * 40
     assert not any(RATE_HEADER in r.headers for r in frozen)  # failed open
     openings = gateway.log().count("the shared cache (Redis) failed")
-    # Within one breaker interval only the first request waited (GATEWAY_REDIS_TIMEOUT, 0.1 s).
-    assert took < BREAKER_SECONDS and openings == 1, (took, openings)
+    # Within each breaker interval only the first request waited (GATEWAY_REDIS_TIMEOUT, 0.1 s): 40
+    # requests open it once per interval they span, not 40 times. On a loaded machine they may span
+    # two intervals (CI saw 6.5 s and 2 openings), so the bound follows the time taken.
+    assert 1 <= openings <= 1 + int(took // BREAKER_SECONDS), (took, openings)
 
     server.send_signal(signal.SIGCONT)
     # The breaker lets one call try, and it answers.
