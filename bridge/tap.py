@@ -21,9 +21,11 @@ from bridge.sse import SSEDecoder, encode_comment, encode_data, encode_event
 class StreamTap:
     """Read a copy of the relayed body, SSE or JSON, for Chat or Responses."""
 
-    def __init__(self, api: Wire, *, sse: bool) -> None:
+    def __init__(self, api: Wire, *, sse: bool, strip_usage: bool = False) -> None:
         self.api = api
         self.sse = sse
+        # A Chat stream asked for usage by the gateway, not its client: the usage chunk is taken out.
+        self.strip_usage = strip_usage and sse and api == "chat"
         self.usage: UsageReported | None = None
         self.tool_calls = 0
         self.complete = False
@@ -85,6 +87,20 @@ class StreamTap:
             out.append(encode_event(event))
         return b"".join(out)
 
+    def without_usage(self, data: bytes) -> bytes:
+        """Watch one read of a Chat stream whose usage the gateway asked for; return its whole chunks, usage's left out.
+
+        The usage is read (the row's tokens), and the chunk that carries only it is not sent:
+        the client did not ask for it. Costs a split per event, on these streams only.
+        """
+        out = []
+        for payload in self._decoder.feed(data):
+            chunk = self._on_data(payload)
+            if chunk is not None and not chunk.get("choices") and isinstance(chunk.get("usage"), dict):
+                continue
+            out.append(b"data: " + payload + b"\n\n")
+        return b"".join(out)
+
     def events(self, data: bytes) -> list[dict[str, Any]]:
         """Watch one read of a relayed SSE body, and return the event objects it completed."""
         found = []
@@ -109,6 +125,8 @@ class StreamTap:
             return b""
         if self.inserted:
             return self.shifted(b"\n\n") if not self._decoder.between_events else b""
+        if self.strip_usage:
+            return self.without_usage(b"\n\n") if not self._decoder.between_events else b""
         for payload in self._decoder.close():
             self._on_data(payload)
         return b""

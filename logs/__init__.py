@@ -4,7 +4,7 @@
     audit      writing the rows: one request's Exchange, the batched writer, the journal, the live tail's sender
     recording  the flight recorder: an upstream's next exchanges, raw, and their fixture format
     pages      /logs/: the list, a request's page, the overview's charts, the CSV export, the live tail's socket
-    admin      the read-only RequestLog admin
+    admin      the RequestLog's entry in the admin, leading to /logs/ (one request log)
     apps       the app's config
     urls       /logs/'s paths
 """

@@ -17,7 +17,7 @@ from django.urls import reverse
 from django.utils.timezone import now
 
 from plumbing.redact import redact_headers, redact_text
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import VISIBLE_KEY_CHARS, ClientKey, Upstream
 
 logger = logging.getLogger("gateway.audit")
 
@@ -40,6 +40,47 @@ class Outcome(models.TextChoices):
     GATEWAY_ERROR = "gateway_error"
     CANCELLED = "cancelled"  # a background response its client cancelled
     INTERRUPTED = "interrupted"  # in flight when its process died (found in that process's journal)
+
+
+class Fault(models.TextChoices):
+    """Whose a failure was (docs/audit.md §2): what the request log's rates and tables are split by.
+
+    The headline error rate counts only the upstreams' failures: a client's bad key or
+    unknown model, or a client that left, says nothing about the upstreams' health.
+    """
+
+    UPSTREAM = "upstream", "upstream failures"
+    REFUSED = "refused", "refused by the gateway"
+    DISCONNECTED = "disconnected", "client disconnects"
+    GATEWAY = "gateway", "gateway errors"
+
+
+# Each failed outcome's fault; ok has none.
+FAULT_OF_OUTCOME = {
+    Outcome.UPSTREAM_ERROR: Fault.UPSTREAM,
+    Outcome.REJECTED: Fault.REFUSED,
+    Outcome.CLIENT_DISCONNECTED: Fault.DISCONNECTED,
+    Outcome.CANCELLED: Fault.DISCONNECTED,
+    Outcome.GATEWAY_ERROR: Fault.GATEWAY,
+    Outcome.INTERRUPTED: Fault.GATEWAY,
+}
+
+
+def outcomes_of(fault: str) -> list[str]:
+    """Return the outcomes that are ``fault``'s (none for a name that is not a fault)."""
+    return [str(outcome) for outcome, owner in FAULT_OF_OUTCOME.items() if owner == fault]
+
+
+def failed_over_names(attempts: list[dict[str, Any]], upstream_name: str) -> str:
+    """Return the upstreams a request moved away from, as ``,a,b,`` ("" when it did not fail over).
+
+    A failover is a move from one upstream to another: the failed tries of upstreams other
+    than the row's own. A request whose only upstream failed tried that upstream alone,
+    and its row already names it (docs/audit.md §2).
+    """
+    names = [str(a.get("upstream")) for a in attempts
+             if isinstance(a, dict) and a.get("upstream") and a.get("upstream") != upstream_name]
+    return "".join(f",{name}" for name in names) + "," if names else ""
 
 
 class RequestLogDict(TypedDict):
@@ -77,6 +118,7 @@ class RequestLogDict(TypedDict):
     failed_over: str
     request_kind: str
     session_id: str
+    presented_key: str
 
 
 # The fields of RequestLogDict that are stored as they are (started/finished are converted).
@@ -226,11 +268,15 @@ class RequestLog(models.Model):
     request_bytes = models.IntegerField(default=0)
     response_bytes = models.IntegerField(default=0)
     passed_headers = models.JSONField(default=dict, blank=True)
-    # The upstreams tried that failed before the one that answered (all of them when none did):
-    # [{"upstream", "at" (host:port), "code", "status", "ms"}], in the order tried. Their names
-    # again, ",a,b,", for the log's upstream filter and the per-upstream error rates on every database.
+    # The upstreams tried that failed, the row's own upstream included when it failed at connecting:
+    # [{"upstream", "at" (host:port), "code", "status", "ms"}], in the order tried.
     attempts = models.JSONField(default=list, blank=True)
+    # The other upstreams it moved away from (``failed_over_names``), ",a,b,": "" unless it failed
+    # over; for the log's failover and upstream filters and the per-upstream counts on every database.
     failed_over = models.CharField(max_length=200, blank=True)
+    # A refused key's first characters (as many as the key list shows of real keys), so that a
+    # misconfigured client can be found; "" when the key was known.
+    presented_key = models.CharField(max_length=VISIBLE_KEY_CHARS, blank=True)
     # What kind of request it was: Codex's own word (x-codex-turn-metadata's request_kind: turn,
     # compaction, prewarm), or the gateway's (compaction, for a compaction_trigger or /responses/compact).
     request_kind = models.CharField(max_length=32, blank=True)
@@ -268,6 +314,27 @@ class RequestLog(models.Model):
     @property
     def failed(self) -> bool:
         return self.outcome != Outcome.OK
+
+    @property
+    def fault(self) -> str:
+        """Whose failure it was (a ``Fault`` value), "" when it succeeded."""
+        fault = FAULT_OF_OUTCOME.get(Outcome(self.outcome)) if self.outcome in Outcome.values else None
+        return str(fault) if fault else ""
+
+    @property
+    def failed_over_from(self) -> list[dict[str, Any]]:
+        """The tries of other upstreams it moved away from, in order (empty unless it failed over)."""
+        return [a for a in self.attempts or [] if isinstance(a, dict) and a.get("upstream") != self.upstream_name]
+
+    @property
+    def own_attempt(self) -> dict[str, Any] | None:
+        """The failed try of the row's own upstream (it never answered), if there was one."""
+        return next((a for a in self.attempts or [] if isinstance(a, dict) and a.get("upstream") == self.upstream_name),
+                    None)
+
+    @property
+    def tokens_reported(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None
 
     @property
     def total_tokens(self) -> int | None:

@@ -8,7 +8,9 @@ urlpatterns = [
     path("", views.log_list, name="list"),
     path("export.csv", views.log_csv, name="csv"),
     path("stats/", views.log_stats, name="stats"),
+    path("summary/", views.log_summary, name="summary"),
     path("sessions/<str:session_id>/", views.log_session, name="session"),
+    path("keys/<str:name>/", views.log_key, name="key"),
     # Client-chosen request ids may hold slashes: <path:> keeps them whole.
     path("<path:request_id>/recording.json", views.log_recording, name="recording"),
     path("<path:request_id>/", views.log_detail, name="detail"),

@@ -130,6 +130,11 @@ def test_a_request_appears_live_on_the_list(gateway: Gateway, scripted: MockUpst
     row = page.wait_for_selector('#log-table tbody tr[data-request-id="req_browser_live"]')
     assert page.locator("#log-table tbody tr").first.get_attribute("data-request-id") == "req_browser_live"
     assert "alice" in row.inner_text() and "chat-mock" in row.inner_text()
+    # The summary atop the page follows: the 24 seeded requests of the last hour, then this one.
+    figure = '#summary tr[data-window="hour"] td[data-figure="requests"]'
+    requests = page.locator(figure)
+    page.wait_for_function("(figure) => document.querySelector(figure).textContent.trim() === '25'", arg=figure)
+    assert requests.inner_text() == "25"
     page.screenshot(path=SHOTS / "logs-live.png")
 
 
@@ -137,7 +142,12 @@ def test_the_overview_draws_its_charts(gateway: Gateway, page: Page) -> None:
     page.click("nav a:text('Overview')")
     page.wait_for_url("**/logs/stats/")
     assert page.locator("svg.chart").count() == 3
-    assert page.locator(".tile.alert .value").inner_text() == "50.0%"  # 12 of the 24 seeded requests failed
+    # 8 upstream failures of the 24 seeded requests, all of which reached the upstream; the 4
+    # unknown models are the clients' mistakes, counted apart.
+    assert page.locator("#tile-upstream-errors .value").inner_text() == "33.3%"
+    page.click("#tile-upstream-errors a")
+    assert page.locator(".toolbar .count").inner_text() == "8 requests match"  # the rows behind the figure
+    page.go_back()
     page.screenshot(path=SHOTS / "logs-overview.png", full_page=True)
 
 

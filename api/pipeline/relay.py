@@ -208,7 +208,8 @@ class Relay(Pipeline):
         super().__init__(keeper, progress, ending)
         self.reply = reply
         self.upstream = reply.response
-        self.tap = StreamTap(reply.dialect.wire, sse=client.is_event_stream(self.upstream))
+        self.tap = StreamTap(reply.dialect.wire, sse=client.is_event_stream(self.upstream),
+                             strip_usage=reply.sent.usage_added)
         self.renumbered = protocol.RelayedEvents(opening, keeper.applied if keeper else {}) if opening else None
         self._reads = self.upstream.aiter_raw()
         self._first = b""
@@ -239,6 +240,8 @@ class Relay(Pipeline):
                     while chunk:
                         if tap.inserted:  # heartbeats went in: the upstream's events are renumbered after them
                             chunk = tap.shifted(chunk)
+                        elif tap.strip_usage:  # the usage the gateway asked for is not the client's
+                            chunk = tap.without_usage(chunk)
                         else:
                             tap.feed(chunk)
                         if keeper is not None:  # kept before the read that holds its end leaves

@@ -46,6 +46,9 @@ class UpstreamRequest:
     body: dict[str, Any]
     tools: ToolMap = field(default_factory=dict)
     unsent: frozenset[str] = frozenset()
+    # The gateway asked a Chat stream for usage the client did not ask for: its usage chunk is
+    # the gateway's, taken out of what the client is sent (bridge/tap.py).
+    usage_added: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

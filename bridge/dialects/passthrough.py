@@ -14,7 +14,24 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     return UpstreamRequest(body={**body, "model": options.model or body["model"]})
 
 
-CHAT = Dialect(name="chat-passthrough", endpoint="chat/completions", wire="chat", to_request=to_request)
+def to_chat_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
+    """Return a Chat body renamed, and asking for usage on a stream whose client did not (where the upstream takes it).
+
+    Every answered request's row carries its tokens, and budgets count them; the usage
+    chunk asked for this way is taken out of the client's stream (``usage_added``).
+    """
+    request = to_request(body, options)
+    asked = body.get("stream_options")
+    if not body.get("stream") or not options.send_stream_options or (isinstance(asked, dict)
+                                                                     and asked.get("include_usage")):
+        return request
+    if asked is not None and not isinstance(asked, dict):
+        return request  # not ours to mend: the upstream answers it
+    stream_options = {**(asked or {}), "include_usage": True}
+    return UpstreamRequest(body={**request.body, "stream_options": stream_options}, usage_added=True)
+
+
+CHAT = Dialect(name="chat-passthrough", endpoint="chat/completions", wire="chat", to_request=to_chat_request)
 RESPONSES = Dialect(name="responses-passthrough", endpoint="responses", wire="responses", to_request=to_request)
 # POST /v1/responses/compact, to an upstream that keeps state and compacts itself (OpenAI, Azure).
 COMPACT = Dialect(name="compact-passthrough", endpoint="responses/compact", wire="responses", to_request=to_request)

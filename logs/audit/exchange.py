@@ -21,10 +21,10 @@ from django.http import HttpRequest
 from bridge.errors import BridgeError, GatewayError, InvalidRequestError
 from bridge.events import UsageReported
 from logs.audit import client, writer
-from logs.models import Mode, Outcome, Transport, prepared
+from logs.models import Mode, Outcome, Transport, failed_over_names, prepared
 from logs.recording.recorder import Recorder
 from plumbing import metrics
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import VISIBLE_KEY_CHARS, ClientKey, Upstream
 
 logger = logging.getLogger("gateway.audit")
 request_logger = logging.getLogger("gateway.requests")
@@ -49,6 +49,17 @@ def request_id_for(given: str) -> str:
 
 def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _presented_key(authorization: str) -> str:
+    """Return the first characters of a Bearer key: no more than the key list shows of real keys, nor half of it.
+
+    Half at most: a short key (a password typed in) is never shown whole.
+    """
+    scheme, _, secret = authorization.partition(" ")
+    secret = secret.strip() if scheme.lower() == "bearer" else ""
+    shown = secret[:min(VISIBLE_KEY_CHARS, len(secret) // 2)]
+    return "".join(c if c.isascii() and c.isprintable() else "?" for c in shown)
 
 
 def outcome_of(error: BridgeError) -> Outcome:
@@ -124,6 +135,7 @@ class Exchange:
     attempts: list[dict[str, Any]] = field(default_factory=list)  # upstreams tried that failed (failover)
     kind: str = ""  # the request's kind: Codex's request_kind, or compaction (logs/audit/client.py)
     session: str = ""  # the client's session (Codex's thread id)
+    presented: str = ""  # the start of the key the client sent: on the row when no known key matched it
     notes: list[str] = field(default_factory=list)  # what the gateway did that the request does not show
     finished: bool = False
     capture: bool = field(default_factory=_capture_bodies)  # GATEWAY_LOG_BODIES, read once per request
@@ -143,10 +155,13 @@ class Exchange:
         session, kind = client.said_in_headers(request.headers)
         return cls(request_id=request_id_for(request.headers.get("x-request-id", "")), endpoint=endpoint,
                    client_ip=_client_ip(request), request_bytes=int(length) if length.isdigit() else 0,
-                   transport=scope.get(TRANSPORT_KEY, Transport.HTTP), session=session, kind=kind)
+                   transport=scope.get(TRANSPORT_KEY, Transport.HTTP), session=session, kind=kind,
+                   presented=_presented_key(request.headers.get("authorization", "")))
 
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
+        """Note the upstream being tried; what an earlier one answered is not this one's (failover)."""
         self.upstream, self.upstream_model = upstream, model
+        self.upstream_status = self.connected = None
         self.mode = Mode.BRIDGE if bridged else Mode.PASSTHROUGH
         writer.WRITER.routed(self)
 
@@ -273,7 +288,8 @@ class Exchange:
             "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
             "attempts": self.attempts,
-            "failed_over": "".join(f",{a['upstream']}" for a in self.attempts) + "," if self.attempts else "",
+            "failed_over": failed_over_names(self.attempts, self.upstream.name if self.upstream else ""),
+            "presented_key": self.presented if self.key is None else "",
             "request_kind": self.kind, "session_id": self.session, "notes": "\n".join(self.notes),
             "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
             "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",

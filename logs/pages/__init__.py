@@ -2,8 +2,11 @@
 
     views    the list, a request's page, the overview, the CSV export, a recording's download
     filters  the list's filters: query parameters in, a queryset filter and a row predicate out
-    stats    the figures of the last hour or day: requests, failures by kind, latency, tokens per key
+    stats    a window's rows exactly, its totals (failures by whose they are), bars and latency
+    overview the overview page and its JSON: totals, traffic, failures, upstreams, keys, each with its rows' link
+    usage    usage per key: requests, failures and tokens per key and per model, a key's use over time
     charts   those figures as inline SVG
     curl     a request as a curl command, its key replaced by $CODEX_GATEWAY_KEY
     live     the live tail's socket (/ws/logs/): each finished request its page's filters match
+    home     the site's front door: ``GET /`` (staff to /logs/, anyone else told where the API is), the favicon
 """

@@ -6,12 +6,15 @@ in static/logs/logs.css, so the charts follow the page's palette.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString, mark_safe
 
 from logs.models import RequestLog
-from logs.pages.stats import Bucket, KeyStats, UpstreamStats
+from logs.pages.overview import UpstreamStats
+from logs.pages.stats import Bucket
+from logs.pages.usage import KeyUsage
 from logs.templatetags.logtags import compact, ms
 
 AXIS = 44  # room for the y-axis labels
@@ -27,9 +30,18 @@ def _n(value: float) -> str:
     return f"{value:.1f}".rstrip("0").rstrip(".")
 
 
+def _when(start: datetime, span: timedelta) -> str:
+    """A bar's label: the time of day within a day, the date beyond."""
+    return start.strftime("%H:%M") if span <= timedelta(days=1) else start.strftime("%b %d %H:%M").replace(" 00:00", "")
+
+
 def traffic(buckets: Sequence[Bucket], *, width: int = 1080, height: int = 170,
-            compact_axis: bool = False) -> SafeString:
-    """Return a bar per bucket, failed requests stacked at the foot in red; hover shows the counts."""
+            compact_axis: bool = False, unit: str = "requests") -> SafeString:
+    """Return a bar per bucket, failed requests stacked at the foot in red; hover shows the counts.
+
+    ``unit``: what a bar counts (requests, or a key's tokens, whose failures are not stacked).
+    """
+    span = (buckets[-1].start - buckets[0].start) if buckets else timedelta(0)
     top = max((b.requests for b in buckets), default=0)
     scale = max(top, 1)
     left = 0 if compact_axis else AXIS
@@ -48,12 +60,12 @@ def traffic(buckets: Sequence[Bucket], *, width: int = 1080, height: int = 170,
             anchor = "start" if i == 0 else "end" if i == len(buckets) - 1 else "middle"
             x = left + bar * i + (0 if anchor == "start" else bar if anchor == "end" else bar / 2)
             parts.append(format_html('<text class="axis" x="{}" y="{}" text-anchor="{}">{}</text>',
-                                     _n(x), height - 3, anchor, buckets[i].start.strftime("%H:%M")))
+                                     _n(x), height - 3, anchor, _when(buckets[i].start, span)))
     for i, bucket in enumerate(buckets):
         x = left + bar * i + bar * 0.1
         total = plot * bucket.requests / scale
         bad = plot * bucket.failed / scale
-        title = f"{bucket.start:%H:%M} UTC: {bucket.requests} requests, {bucket.failed} failed"
+        title = f"{_when(bucket.start, span)} UTC: {bucket.requests} {unit}, {bucket.failed} failed"
         parts.append(format_html(
             '<g><title>{}</title><rect class="bar-hit" x="{}" y="6" width="{}" height="{}"/>'
             '<rect class="bar-ok" x="{}" y="{}" width="{}" height="{}"/>'
@@ -61,7 +73,8 @@ def traffic(buckets: Sequence[Bucket], *, width: int = 1080, height: int = 170,
             title, _n(x), _n(bar * 0.8), _n(plot),
             _n(x), _n(6 + plot - total), _n(bar * 0.8), _n(total - bad),
             _n(x), _n(6 + plot - bad), _n(bar * 0.8), _n(bad)))
-    label = f"Requests per bar, {sum(b.requests for b in buckets)} in all, {sum(b.failed for b in buckets)} failed"
+    label = f"{unit.capitalize()} per bar, {sum(b.requests for b in buckets)} in all, " \
+            f"{sum(b.failed for b in buckets)} failed"
     return _svg(width, height, mark_safe("".join(parts)), label, "chart traffic" + (" spark" if compact_axis else ""))
 
 
@@ -92,7 +105,7 @@ def ttfb(upstreams: Sequence[UpstreamStats]) -> SafeString:
     return _hbars(rows, top, "Time to first byte per upstream, p50 and p95")
 
 
-def tokens(keys: Sequence[KeyStats]) -> SafeString:
+def tokens(keys: Sequence[KeyUsage]) -> SafeString:
     """Return input plus output tokens per key, input first."""
     rows = [(k.name or "(no key)", [(float(k.tokens), "bar-output", f"{k.output_tokens} output tokens"),
                                     (float(k.input_tokens), "bar-input", f"{k.input_tokens} input tokens")],
@@ -112,6 +125,10 @@ def timeline(log: RequestLog) -> SafeString:
     phases = [("waiting for the upstream", 0.0, log.connected_ms, "span-wait"),
               ("until the first byte", log.connected_ms or 0.0, log.ttfb_ms, "span-first"),
               ("sending the answer", log.ttfb_ms or 0.0, log.duration_ms, "span-stream")]
+    if log.connected_ms is None:  # no upstream answered: the wait ends with the gateway's own answer
+        waited = "no upstream answered" if log.upstream_name else "answered by the gateway"
+        phases[:2] = [(waited, 0.0, log.ttfb_ms if log.ttfb_ms is not None else log.duration_ms, "span-wait"),
+                      ("until the first byte", 0.0, None, "span-first")]
     parts = [format_html('<line class="grid" x1="{}" y1="2" x2="{}" y2="{}"/>', x, x, row * 3 + 4)
              for x in (left, width - right)]
     for n, (name, start, stop, css) in enumerate(phases):

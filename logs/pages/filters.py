@@ -15,9 +15,11 @@ from django.db.models import Q, QuerySet
 from django.utils.dateparse import parse_date, parse_datetime
 from django.utils.timezone import now as wall_now
 
-from logs.models import Outcome, RequestLog, RequestLogDict, Transport
+from logs.models import FAULT_OF_OUTCOME, Fault, Outcome, RequestLog, RequestLogDict, Transport, outcomes_of
 
 FAILED = "failed"  # any outcome but ok: "what failed?"
+NONE = "-"  # the upstream, key, model or error filter's value for rows without one
+UPSTREAM_FAILURES = {FAILED, Outcome.UPSTREAM_ERROR}  # the outcomes a failover's failed try matches
 # Labelled with the values themselves: the badges in the list show those.
 OUTCOME_CHOICES = [(FAILED, "any failure"), *((value, value) for value in Outcome.values)]
 _AGE = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -53,6 +55,15 @@ def parse_when(text: str, now: datetime) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+# The filters whose value must be one of a few: a value that is not is reported, and ignored.
+_CHECKS = {
+    "outcome": lambda value: "" if value in dict(OUTCOME_CHOICES) else f"unknown outcome {value!r}",
+    "status": lambda value: "" if _STATUS.match(value) else f"{value!r} is not a status like 502 or 5xx",
+    "transport": lambda value: "" if value in Transport.values else f"unknown transport {value!r} (http or websocket)",
+    "fault": lambda value: "" if value in Fault.values else f"unknown fault {value!r} ({', '.join(Fault.values)})",
+}
+
+
 @dataclass(frozen=True)
 class LogFilter:
     """The filters of one page view, as given (``query_string`` rebuilds the bookmarkable URL)."""
@@ -65,30 +76,28 @@ class LogFilter:
     since: str = ""
     until: str = ""
     q: str = ""
-    failover: str = ""  # "1": only requests that failed over (or tried more than one upstream)
+    failover: str = ""  # "1": only requests that failed over (moved from one upstream to another)
     transport: str = ""  # "http" or "websocket"
     session: str = ""  # a client session (Codex's thread id): its requests
     kind: str = ""  # a request kind: turn, compaction, prewarm
+    fault: str = ""  # whose failure: upstream, refused, disconnected, gateway (logs.models.Fault)
+    error: str = ""  # an error code exactly, as the row's error_type ("-": none)
+    reached: str = ""  # "1": only requests that reached an upstream
+    tokens: str = ""  # "none": only answered requests whose upstream reported no tokens
     # Parsed from the above; a value that does not parse is reported and ignored.
     start: datetime | None = field(default=None, compare=False)
     end: datetime | None = field(default=None, compare=False)
     errors: dict[str, str] = field(default_factory=dict, compare=False)
 
     PARAMS = ("outcome", "status", "upstream", "model", "key", "since", "until", "q", "failover", "transport",
-              "session", "kind")
+              "session", "kind", "fault", "error", "reached", "tokens")
 
     @classmethod
     def from_query(cls, query: Mapping[str, str], now: datetime | None = None) -> LogFilter:
         """Read the filters from query parameters, ignoring (and reporting) values that make no sense."""
         now = now or wall_now()
         given = {name: str(query.get(name, "") or "").strip() for name in cls.PARAMS}
-        errors: dict[str, str] = {}
-        if given["outcome"] and given["outcome"] not in dict(OUTCOME_CHOICES):
-            errors["outcome"] = f"unknown outcome {given['outcome']!r}"
-        if given["status"] and not _STATUS.match(given["status"]):
-            errors["status"] = f"{given['status']!r} is not a status like 502 or 5xx"
-        if given["transport"] and given["transport"] not in Transport.values:
-            errors["transport"] = f"unknown transport {given['transport']!r} (http or websocket)"
+        errors = {name: why(given[name]) for name, why in _CHECKS.items() if given[name] and why(given[name])}
         bounds: dict[str, datetime | None] = {"since": None, "until": None}
         for name in bounds:
             if given[name]:
@@ -97,7 +106,7 @@ class LogFilter:
                 except ValueError as exc:
                     errors[name] = str(exc)
         for name in errors:
-            if name in ("outcome", "status", "transport"):
+            if name in _CHECKS:
                 given[name] = ""
         return cls(**given, start=bounds["since"], end=bounds["until"], errors=errors)
 
@@ -111,28 +120,61 @@ class LogFilter:
         return urlencode({name: value for name, value in values.items() if value})
 
     def apply(self, logs: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
-        """Return ``logs`` narrowed to the rows these filters match."""
-        if self.outcome == FAILED:
-            logs = logs.exclude(outcome=Outcome.OK)
-        elif self.outcome:
-            logs = logs.filter(outcome=self.outcome)
+        """Return ``logs`` narrowed to the rows these filters match.
+
+        With an upstream chosen, the outcome is the one *there*: a request that failed over
+        from it failed there (an upstream failure), whatever came after. An error code
+        belongs to the upstream a row names, so with ``error`` only that upstream counts.
+        """
+        logs = logs.filter(self._where_outcome())
         if self.status:
             low, high = self._status_range()
             logs = logs.filter(status__gte=low, status__lte=high)
-        if self.upstream:  # the upstream that answered, or one that was tried and failed
-            logs = logs.filter(Q(upstream_name=self.upstream) | Q(failed_over__contains=f",{self.upstream},"))
         if self.failover:
             logs = logs.exclude(failed_over="")
+        if self.reached:
+            logs = logs.exclude(upstream_name="")
+        if self.tokens:
+            logs = logs.filter(outcome=Outcome.OK, input_tokens__isnull=True, output_tokens__isnull=True) \
+                .exclude(upstream_name="")
+        return self._plain(self._texts(logs))
+
+    def _where_outcome(self) -> Q:
+        """The outcome and fault filters, at the chosen upstream when there is one (see ``apply``)."""
+        wanted = Q()
+        if self.outcome == FAILED:
+            wanted &= ~Q(outcome=Outcome.OK)
+        elif self.outcome:
+            wanted &= Q(outcome=self.outcome)
+        if self.fault:
+            wanted &= Q(outcome__in=outcomes_of(self.fault))
+        if self.error:
+            wanted &= Q(error_type="" if self.error == NONE else self.error)
+        if not self.upstream:
+            return wanted
+        if self.upstream == NONE:
+            return wanted & Q(upstream_name="")
+        here = Q(upstream_name=self.upstream) & wanted
+        if self.error or self.outcome not in {"", *UPSTREAM_FAILURES} or self.fault not in {"", Fault.UPSTREAM}:
+            return here
+        return here | Q(failed_over__contains=f",{self.upstream},")
+
+    def _plain(self, logs: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
+        """The filters that compare one field: transport, model (as asked or sent), key, session, kind, time."""
         if self.transport:
             logs = logs.filter(transport=self.transport)
         if self.model:
-            logs = logs.filter(Q(model=self.model) | Q(upstream_model=self.model))
+            model = "" if self.model == NONE else self.model
+            logs = logs.filter(Q(model=model) | Q(upstream_model=model)) if model else logs.filter(model="")
         if self.key:
-            logs = logs.filter(key_name=self.key)
+            logs = logs.filter(key_name="" if self.key == NONE else self.key)
         if self.session:
             logs = logs.filter(session_id=self.session)
         if self.kind:
             logs = logs.filter(request_kind=self.kind)
+        return logs
+
+    def _texts(self, logs: QuerySet[RequestLog]) -> QuerySet[RequestLog]:
         if self.start:
             logs = logs.filter(started__gte=self.start)
         if self.end:
@@ -144,13 +186,26 @@ class LogFilter:
 
     def matches(self, row: RequestLogDict) -> bool:
         """Whether ``apply`` would keep ``row``: the live tail's test for each finished request (filter by filter)."""
-        return (self._outcome_matches(row) and self._status_matches(row) and self._upstream_matches(row)
+        return (self._outcome_matches(row) and self._status_matches(row) and self._flags_match(row)
                 and self._plain_matches(row) and self._time_matches(row) and self._text_matches(row))
 
     def _outcome_matches(self, row: RequestLogDict) -> bool:
-        if self.outcome == FAILED:
-            return bool(row["outcome"] != Outcome.OK)
-        return not self.outcome or row["outcome"] == self.outcome
+        """The outcome, fault and error, at the chosen upstream (``_where_outcome``'s rule)."""
+        if self.upstream == NONE:
+            return row["upstream_name"] == "" and self._own_outcome_matches(row)
+        if not self.upstream or row["upstream_name"] == self.upstream:
+            return self._own_outcome_matches(row)
+        moved = f",{self.upstream}," in row.get("failed_over", "")
+        return moved and not self.error and self.outcome in {"", *UPSTREAM_FAILURES} \
+            and self.fault in {"", Fault.UPSTREAM}
+
+    def _own_outcome_matches(self, row: RequestLogDict) -> bool:
+        outcome = row["outcome"]
+        if (self.outcome == FAILED and outcome == Outcome.OK) or self.outcome not in {"", FAILED, outcome}:
+            return False
+        fault = FAULT_OF_OUTCOME.get(Outcome(outcome)) if outcome in Outcome.values else None
+        return (not self.fault or fault == self.fault) and \
+            (not self.error or row["error_type"] == ("" if self.error == NONE else self.error))
 
     def _status_matches(self, row: RequestLogDict) -> bool:
         if not self.status:
@@ -158,18 +213,19 @@ class LogFilter:
         low, high = self._status_range()
         return row["status"] is not None and low <= row["status"] <= high
 
-    def _upstream_matches(self, row: RequestLogDict) -> bool:
-        """The upstream that answered or one tried that failed; ``failover``: only requests that failed over."""
-        if self.upstream and row["upstream_name"] != self.upstream \
-                and f",{self.upstream}," not in row.get("failed_over", ""):
-            return False
-        return not self.failover or bool(row.get("failed_over"))
+    def _flags_match(self, row: RequestLogDict) -> bool:
+        """Failed over, reached an upstream, answered without tokens."""
+        untokened = row["outcome"] == Outcome.OK and bool(row["upstream_name"]) \
+            and row["input_tokens"] is None and row["output_tokens"] is None
+        return ((not self.failover or bool(row.get("failed_over"))) and (not self.reached or bool(row["upstream_name"]))
+                and (not self.tokens or untokened))
 
     def _plain_matches(self, row: RequestLogDict) -> bool:
         """The filters that compare a field as it is: transport, model (as asked or sent), key, session, kind."""
-        return ((not self.transport or row.get("transport", Transport.HTTP) == self.transport)
-                and (not self.model or self.model in (row["model"], row["upstream_model"]))
-                and (not self.key or row["key_name"] == self.key)
+        model = "" if self.model == NONE else self.model
+        model_ok = not self.model or (model in (row["model"], row["upstream_model"]) if model else row["model"] == "")
+        return ((not self.transport or row.get("transport", Transport.HTTP) == self.transport) and model_ok
+                and (not self.key or row["key_name"] == ("" if self.key == NONE else self.key))
                 and (not self.session or row.get("session_id", "") == self.session)
                 and (not self.kind or row.get("request_kind", "") == self.kind))
 

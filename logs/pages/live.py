@@ -59,6 +59,8 @@ class LogTailConsumer(AsyncJsonWebsocketConsumer):
         for row in rows:
             if self.filters.matches(row):
                 await self.send_json({"type": "request", "request": row, "html": render_row(row)})
+        # Whatever the filters: the page's summary counts every row, and reloads on this.
+        await self.send_json({"type": "written", "count": len(rows)})
 
     async def _rejoin(self) -> None:
         while True:

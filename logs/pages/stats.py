@@ -1,4 +1,7 @@
-"""The request log's overview: traffic, failures, time to first byte and tokens over a window.
+"""The request log's figures over a window: its rows exactly, totals by whose the failures were, bars, latency.
+
+Every figure carries the list link (``Scope.link``) of the rows it counts, and equals
+them: the overview (overview.py) and the usage per key (usage.py) are built on these.
 
 Counts and sums are database aggregations (the same SQL on SQLite and PostgreSQL);
 percentiles are taken in Python from a bounded sample of the newest rows, since neither
@@ -9,21 +12,25 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
 
-from django.db.models import Count, Max, Q, QuerySet, Sum
-from django.db.models.functions import TruncMinute
+from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models.functions import TruncHour, TruncMinute
+from django.urls import reverse
 from django.utils.timezone import now as wall_now
 
-from logs.models import Outcome, RequestLog
+from logs.models import Fault, Outcome, RequestLog, outcomes_of
 
 # At most this many time-to-first-byte values per window: exact for normal traffic, and a
 # busy day's percentiles still come from its newest rows in one bounded query.
 PERCENTILE_SAMPLE = 20_000
-TOP_KEYS = 20
-TOP_ERRORS = 10
 FAILED = ~Q(outcome=Outcome.OK)
+REACHED = ~Q(upstream_name="")
+# Answered by an upstream, and no token counts on the row: the upstream reported none.
+UNTOKENED = Q(outcome=Outcome.OK) & REACHED & Q(input_tokens__isnull=True, output_tokens__isnull=True)
 
 
 @dataclass(frozen=True)
@@ -32,6 +39,7 @@ class Window:
     label: str
     span: timedelta
     bucket: timedelta  # one bar of the traffic chart
+    since: str  # the list's relative ``since`` for it (a bookmark of "the last hour")
 
     @property
     def minutes(self) -> float:
@@ -41,7 +49,7 @@ class Window:
         """Return where the window's chart begins: whole bars, the last one holding ``now``.
 
         Aligning on the bar size keeps the bars steady between two page loads; the numbers
-        use the exact window (``now - span``), as the list's ``since=1h`` filter does.
+        use the exact window (``now - span``).
         """
         size = self.bucket.total_seconds()
         current = datetime.fromtimestamp(now.timestamp() // size * size, tz=UTC)
@@ -49,22 +57,65 @@ class Window:
 
 
 WINDOWS = {
-    "hour": Window("hour", "Last hour", timedelta(hours=1), timedelta(minutes=1)),
-    "day": Window("day", "Last 24 hours", timedelta(days=1), timedelta(minutes=15)),
+    "hour": Window("hour", "Last hour", timedelta(hours=1), timedelta(minutes=1), "1h"),
+    "day": Window("day", "Last 24 hours", timedelta(days=1), timedelta(minutes=15), "24h"),
+    "week": Window("week", "Last 7 days", timedelta(days=7), timedelta(hours=6), "7d"),
+    "month": Window("month", "Last 30 days", timedelta(days=30), timedelta(days=1), "30d"),
 }
+
+
+def window_named(name: str | None) -> Window:
+    """Return the window a page's ``?window=`` names: the last hour unless it names another."""
+    return WINDOWS.get(name or "", WINDOWS["hour"])
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The rows of one window, exactly: ``since <= started < until``; its links list the same rows."""
+
+    window: Window
+    since: datetime
+    until: datetime
+
+    @classmethod
+    def of(cls, window: Window, now: datetime | None = None) -> Scope:
+        until = now or wall_now()
+        return cls(window, until - window.span, until)
+
+    def rows(self) -> QuerySet[RequestLog]:
+        return RequestLog.objects.filter(started__gte=self.since, started__lt=self.until)
+
+    def link(self, **params: str) -> str:
+        """Return the list page's URL of the rows a figure counts: its filters, within this window exactly."""
+        bounds = {"since": self.since.isoformat(), "until": self.until.isoformat()}
+        return f"{reverse('logs:list')}?{urlencode({**{k: v for k, v in params.items() if v}, **bounds})}"
+
+
+@dataclass(frozen=True)
+class FaultCount:
+    fault: str
+    label: str
+    count: int
+    link: str
 
 
 @dataclass(frozen=True)
 class Totals:
     window: Window
     requests: int
-    failed: int
+    reached: int  # requests that reached an upstream
+    failed: int  # any failure, whosever
+    faults: list[FaultCount]  # failures by whose they are, upstream failures first
+    upstream_failed: int
+    failovers: int  # requests that moved from one upstream to another
     per_minute: float
-    error_rate: float | None  # None: no requests, so no rate
+    error_rate: float | None  # upstream failures over requests that reached one (None: none did)
     p50_ttfb: float | None
     p95_ttfb: float | None
     input_tokens: int
     output_tokens: int
+    untokened: int  # answered requests whose upstream reported no tokens
+    links: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -72,51 +123,6 @@ class Bucket:
     start: datetime
     requests: int
     failed: int
-
-
-@dataclass(frozen=True)
-class UpstreamStats:
-    name: str
-    requests: int
-    failed: int
-    error_rate: float
-    p50_ttfb: float | None
-    p95_ttfb: float | None
-
-
-@dataclass(frozen=True)
-class KeyStats:
-    name: str
-    requests: int
-    input_tokens: int
-    output_tokens: int
-    reasoning_tokens: int
-
-    @property
-    def tokens(self) -> int:
-        return self.input_tokens + self.output_tokens
-
-
-@dataclass(frozen=True)
-class ErrorStats:
-    outcome: str
-    error_type: str
-    upstream: str
-    count: int
-    last_seen: datetime
-    message: str  # the newest one
-
-
-@dataclass(frozen=True)
-class Overview:
-    totals: Totals
-    since: datetime
-    until: datetime
-    buckets: list[Bucket]
-    upstreams: list[UpstreamStats]
-    keys: list[KeyStats]
-    errors: list[ErrorStats]
-    sampled: bool  # percentiles came from the newest PERCENTILE_SAMPLE rows only
 
 
 def percentile(values: Sequence[float], p: float) -> float | None:
@@ -127,11 +133,7 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return values[rank - 1]
 
 
-def _in_window(window: Window, now: datetime) -> QuerySet[RequestLog]:
-    return RequestLog.objects.filter(started__gte=now - window.span, started__lte=now)
-
-
-def _ttfb_sample(logs: QuerySet[RequestLog]) -> tuple[dict[str, list[float]], bool]:
+def ttfb_sample(logs: QuerySet[RequestLog]) -> tuple[dict[str, list[float]], bool]:
     """Return the newest upstream TTFBs by upstream name (sorted), and whether the sample was cut."""
     rows = list(logs.filter(ttfb_ms__isnull=False).exclude(upstream_name="").order_by("-started")
                 .values_list("upstream_name", "ttfb_ms")[:PERCENTILE_SAMPLE])
@@ -144,96 +146,70 @@ def _ttfb_sample(logs: QuerySet[RequestLog]) -> tuple[dict[str, list[float]], bo
     return by_upstream, len(rows) == PERCENTILE_SAMPLE
 
 
-def _totals(window: Window, logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> Totals:
-    sums = logs.aggregate(requests=Count("pk"), failed=Count("pk", filter=FAILED),
-                          input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"))
+def _faults(scope: Scope, sums: dict[str, Any]) -> list[FaultCount]:
+    return [FaultCount(str(fault), str(fault.label), sums[f"fault_{fault}"], scope.link(fault=str(fault)))
+            for fault in Fault]
+
+
+# Each fault's count, in the totals' one aggregate query.
+FAULT_COUNTS = {f"fault_{fault}": Count("pk", filter=Q(outcome__in=outcomes_of(fault))) for fault in Fault}
+
+
+def totals_of(scope: Scope, logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> Totals:
+    sums = logs.aggregate(requests=Count("pk"), reached=Count("pk", filter=REACHED),
+                          failovers=Count("pk", filter=~Q(failed_over="")), untokened=Count("pk", filter=UNTOKENED),
+                          input_tokens=Sum("input_tokens"), output_tokens=Sum("output_tokens"), **FAULT_COUNTS)
+    faults = _faults(scope, sums)
+    upstream_failed = faults[0].count
     everything = sorted(v for values in ttfbs.values() for v in values)
-    requests = sums["requests"]
-    return Totals(window=window, requests=requests, failed=sums["failed"],
-                  per_minute=requests / window.minutes,
-                  error_rate=sums["failed"] / requests if requests else None,
+    requests, reached = sums["requests"], sums["reached"]
+    return Totals(window=scope.window, requests=requests, reached=reached,
+                  failed=sum(f.count for f in faults), faults=faults, upstream_failed=upstream_failed,
+                  failovers=sums["failovers"], per_minute=requests / scope.window.minutes,
+                  error_rate=upstream_failed / reached if reached else None,
                   p50_ttfb=percentile(everything, 50), p95_ttfb=percentile(everything, 95),
-                  input_tokens=sums["input_tokens"] or 0, output_tokens=sums["output_tokens"] or 0)
+                  input_tokens=sums["input_tokens"] or 0, output_tokens=sums["output_tokens"] or 0,
+                  untokened=sums["untokened"],
+                  links={"requests": scope.link(), "reached": scope.link(reached="1"),
+                         "failed": scope.link(outcome="failed"), "failovers": scope.link(failover="1"),
+                         "untokened": scope.link(tokens="none")})
 
 
 def totals(window: Window, now: datetime | None = None) -> Totals:
     """Return the headline numbers of ``window`` (the strip atop the list page)."""
-    logs = _in_window(window, now or wall_now())
-    return _totals(window, logs, _ttfb_sample(logs)[0])
+    scope = Scope.of(window, now)
+    logs = scope.rows()
+    return totals_of(scope, logs, ttfb_sample(logs)[0])
+
+
+def trunc_for(window: Window) -> Any:
+    """Minutes for bars under an hour, hours above: a month's chart reads 720 rows, not 43,200."""
+    return TruncMinute if window.bucket < timedelta(hours=1) else TruncHour
+
+
+def buckets_of(window: Window, logs: QuerySet[RequestLog], since: datetime,
+               value: Any = None) -> list[tuple[datetime, int, int]]:
+    """Return ``window``'s bars from ``since``: (start, count or ``value``'s sum, failures), oldest first.
+
+    Grouped per minute or hour in SQL (both databases), regrouped into the window's bars here.
+    """
+    counts = [[0, 0] for _ in range(int(window.span / window.bucket))]
+    measure = Sum(value) if value is not None else Count("pk")
+    grouped = (logs.annotate(at=trunc_for(window)("started")).values("at")
+               .annotate(measure=measure, failures=Count("pk", filter=FAILED)).order_by("at"))
+    for row in grouped:
+        index = min(max(int((row["at"] - since) / window.bucket), 0), len(counts) - 1)
+        counts[index][0] += row["measure"] or 0
+        counts[index][1] += row["failures"]
+    return [(since + window.bucket * i, amount, failed) for i, (amount, failed) in enumerate(counts)]
 
 
 def traffic(window: Window, now: datetime | None = None) -> list[Bucket]:
     """Return the bars of ``window``'s traffic chart, oldest first."""
     now = now or wall_now()
     since = window.chart_start(now)
-    # Per minute in SQL (TruncMinute works on both databases), regrouped into the window's
-    # bars here: at most 1440 rows for a day.
-    counts = [[0, 0] for _ in range(int(window.span / window.bucket))]
     logs = RequestLog.objects.filter(started__gte=since, started__lte=now)
-    minutes = (logs.annotate(minute=TruncMinute("started")).values("minute")
-               .annotate(requests=Count("pk"), failures=Count("pk", filter=FAILED)).order_by("minute"))
-    for row in minutes:
-        index = min(max(int((row["minute"] - since) / window.bucket), 0), len(counts) - 1)
-        counts[index][0] += row["requests"]
-        counts[index][1] += row["failures"]
-    return [Bucket(since + window.bucket * i, requests, failed) for i, (requests, failed) in enumerate(counts)]
-
-
-def _upstreams(logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> list[UpstreamStats]:
-    """Each upstream's requests and failures: as the one that answered, and as a failed try before another.
-
-    A request that failed over from A to B counts once for B (its outcome) and once, failed,
-    for A: A's error rate shows what its clients never saw.
-    """
-    counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for row in logs.exclude(upstream_name="").values("upstream_name").annotate(
-            requests=Count("pk"), failures=Count("pk", filter=FAILED)):
-        counts[row["upstream_name"]] = [row["requests"], row["failures"]]
-    for attempts in logs.exclude(failed_over="").values_list("attempts", flat=True):
-        for attempt in attempts or []:
-            name = attempt.get("upstream") if isinstance(attempt, dict) else None
-            if name:
-                counts[name][0] += 1
-                counts[name][1] += 1
-    ranked = sorted(counts.items(), key=lambda item: (-item[1][0], item[0]))
-    return [UpstreamStats(name=name, requests=requests, failed=failed, error_rate=failed / requests,
-                          p50_ttfb=percentile(ttfbs.get(name, []), 50),
-                          p95_ttfb=percentile(ttfbs.get(name, []), 95)) for name, (requests, failed) in ranked]
-
-
-def _keys(logs: QuerySet[RequestLog]) -> list[KeyStats]:
-    rows = (logs.values("key_name").annotate(requests=Count("pk"), input_tokens=Sum("input_tokens"),
-                                             output_tokens=Sum("output_tokens"),
-                                             reasoning_tokens=Sum("reasoning_tokens")))
-    stats = [KeyStats(name=r["key_name"], requests=r["requests"], input_tokens=r["input_tokens"] or 0,
-                      output_tokens=r["output_tokens"] or 0, reasoning_tokens=r["reasoning_tokens"] or 0)
-             for r in rows]
-    return sorted(stats, key=lambda k: (-k.tokens, -k.requests, k.name))[:TOP_KEYS]
-
-
-def _errors(logs: QuerySet[RequestLog]) -> list[ErrorStats]:
-    failed = logs.filter(FAILED)
-    groups = (failed.values("outcome", "error_type", "upstream_name")
-              .annotate(count=Count("pk"), last_seen=Max("started")).order_by("-count", "-last_seen")[:TOP_ERRORS])
-    errors = []
-    for group in groups:
-        newest = (failed.filter(outcome=group["outcome"], error_type=group["error_type"],
-                                upstream_name=group["upstream_name"])
-                  .order_by("-started").values_list("error_message", flat=True).first())
-        errors.append(ErrorStats(outcome=group["outcome"], error_type=group["error_type"],
-                                 upstream=group["upstream_name"], count=group["count"],
-                                 last_seen=group["last_seen"], message=newest or ""))
-    return errors
-
-
-def overview(window: Window, now: datetime | None = None) -> Overview:
-    """Return everything the overview page draws for ``window``."""
-    now = now or wall_now()
-    logs = _in_window(window, now)
-    ttfbs, sampled = _ttfb_sample(logs)
-    return Overview(totals=_totals(window, logs, ttfbs), since=now - window.span, until=now,
-                    buckets=traffic(window, now), upstreams=_upstreams(logs, ttfbs), keys=_keys(logs),
-                    errors=_errors(logs), sampled=sampled)
+    return [Bucket(start, requests, failed) for start, requests, failed in buckets_of(window, logs, since)]
 
 
 @dataclass(frozen=True)

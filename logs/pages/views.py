@@ -5,6 +5,7 @@ Staff only (issue 5): anonymous visitors go to the admin login, others get 403.
 from __future__ import annotations
 
 import csv
+import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from functools import wraps
@@ -14,12 +15,12 @@ from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils.timezone import now as wall_now
 
-from logs.models import Recording, RequestLog, Transport
-from logs.pages import charts, stats
+from logs.models import Fault, Recording, RequestLog, Transport
+from logs.pages import charts, overview, stats, usage
 from logs.pages.curl import as_curl
 from logs.pages.filters import OUTCOME_CHOICES, LogFilter
 from logs.recording.fixtures import Recorded
@@ -27,11 +28,12 @@ from state.models import StoredResponse
 from upstreams.models import ClientKey, Upstream
 
 PER_PAGE = 50
+SUMMARY_WINDOWS = ("hour", "day")  # the list's summary: the last hour and day
 CSV_FIELDS = ["started", "finished", "request_id", "key_name", "client_ip", "endpoint", "model", "upstream_name",
               "upstream_model", "mode", "transport", "stream", "status", "upstream_status", "outcome", "error_type",
               "error_message", "connected_ms", "ttfb_ms", "duration_ms", "input_tokens", "output_tokens",
               "reasoning_tokens", "cached_tokens", "tool_calls", "request_bytes", "response_bytes", "request_kind",
-              "session_id", "notes"]
+              "session_id", "notes", "presented_key", "failed_over", "attempts"]
 # Spreadsheets run a cell that starts with one of these as a formula; request ids and error
 # messages come from clients and upstreams, so such cells are quoted (OWASP "CSV injection").
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -39,7 +41,8 @@ FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 KINDS = ["turn", "compaction", "prewarm"]  # Codex's request kinds (logs/audit/client.py), offered as a filter
 LIST_COLUMNS = ["started", "request_id", "key_name", "endpoint", "transport", "model", "upstream_model",
                 "upstream_name", "mode", "status", "outcome", "error_type", "error_message", "ttfb_ms", "duration_ms",
-                "input_tokens", "output_tokens", "request_kind", "session_id"]
+                "input_tokens", "output_tokens", "request_kind", "session_id", "failed_over", "attempts",
+                "presented_key"]
 
 
 def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
@@ -56,7 +59,7 @@ def staff_required(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpR
     return wrapper
 
 
-def _choices(filters: LogFilter) -> dict[str, list[str]]:
+def _choices(filters: LogFilter) -> dict[str, list[Any]]:
     """Return the values the filter form offers: configured upstreams and keys, recent models."""
     day_ago = wall_now() - timedelta(days=1)
     recent = RequestLog.objects.filter(started__gte=day_ago).exclude(model="")
@@ -64,7 +67,7 @@ def _choices(filters: LogFilter) -> dict[str, list[str]]:
     upstreams = sorted(set(Upstream.objects.values_list("name", flat=True)) | {filters.upstream} - {""})
     keys = sorted(set(ClientKey.objects.values_list("name", flat=True)) | {filters.key} - {""})
     return {"models": models, "upstreams": upstreams, "keys": keys, "transports": list(Transport.values),
-            "kinds": KINDS}
+            "kinds": KINDS, "faults": Fault.choices}
 
 
 @staff_required
@@ -72,12 +75,22 @@ def log_list(request: HttpRequest) -> HttpResponse:
     filters = LogFilter.from_query(request.GET)
     logs = filters.apply(RequestLog.objects.only(*LIST_COLUMNS))
     page = Paginator(logs, PER_PAGE).get_page(request.GET.get("page"))
-    summary = [stats.totals(window) for window in stats.WINDOWS.values()]
+    summary = _summary()
     sparkline = charts.traffic(stats.traffic(stats.WINDOWS["hour"]), width=300, height=44, compact_axis=True)
     return render(request, "logs/list.html", {
         "page": page, "filters": filters, "summary": summary, "sparkline": sparkline,
         "outcomes": OUTCOME_CHOICES, "choices": _choices(filters), "section": "list",
     })
+
+
+def _summary() -> list[stats.Totals]:
+    return [stats.totals(stats.WINDOWS[name]) for name in SUMMARY_WINDOWS]
+
+
+@staff_required
+def log_summary(request: HttpRequest) -> HttpResponse:
+    """The list's summary table alone: the live tail reloads it as rows arrive, so its counts stay current."""
+    return render(request, "logs/_summary.html", {"summary": _summary()})
 
 
 @staff_required
@@ -121,16 +134,34 @@ def log_recording(request: HttpRequest, request_id: str) -> HttpResponse:
 
 @staff_required
 def log_stats(request: HttpRequest) -> HttpResponse:
-    window = stats.WINDOWS.get(request.GET.get("window", ""), stats.WINDOWS["hour"])
-    overview = stats.overview(window)
+    """The overview of a window; ``?format=json``: the same figures for scripts, each with its rows' link."""
+    window = stats.window_named(request.GET.get("window"))
+    view = overview.overview(window)
+    if request.GET.get("format") == "json":
+        return JsonResponse(overview.as_json(view), json_dumps_params={"ensure_ascii": False})
     return render(request, "logs/stats.html", {
-        "overview": overview, "window": window, "windows": stats.WINDOWS.values(),
-        "traffic": charts.traffic(overview.buckets), "ttfb": charts.ttfb(overview.upstreams),
-        "tokens": charts.tokens(overview.keys), "section": "stats",
+        "overview": view, "window": window, "windows": stats.WINDOWS.values(),
+        "traffic": charts.traffic(view.buckets), "ttfb": charts.ttfb(view.upstreams),
+        "tokens": charts.tokens(view.keys), "section": "stats",
         "traffic_legend": charts.legend(("bar-ok", "succeeded"), ("bar-failed", "failed")),
         "ttfb_legend": charts.legend(("bar-p50", "p50"), ("bar-p95", "p95")),
         "tokens_legend": charts.legend(("bar-input", "input"), ("bar-output", "output")),
-        "since_param": "1h" if window.name == "hour" else "24h", "sample_size": stats.PERCENTILE_SAMPLE,
+        "sample_size": stats.PERCENTILE_SAMPLE,
+    })
+
+
+@staff_required
+def log_key(request: HttpRequest, name: str) -> HttpResponse:
+    """One client key's use: its figures over the last hour, day, 7 and 30 days, its tokens over time, its models."""
+    window = stats.window_named(request.GET.get("window") or "day")
+    page = usage.key_page(name, window, wall_now())
+    if not page.windows[-1].requests and not ClientKey.objects.filter(name=name).exists():
+        raise Http404("No key of this name, and no request from one in the last 30 days.")
+    bars = [stats.Bucket(bar.start, bar.tokens, bar.failed) for bar in page.buckets]
+    return render(request, "logs/key.html", {
+        "page": page, "window": window, "windows": stats.WINDOWS.values(), "section": "stats",
+        "chart": charts.traffic(bars, unit="tokens"),
+        "key": ClientKey.objects.filter(name=name).first(),
     })
 
 
@@ -148,6 +179,8 @@ def _cell(value: object) -> object:
         return value.isoformat(timespec="milliseconds")
     if isinstance(value, float):
         return round(value, 1)
+    if isinstance(value, list):  # the attempts: each failed try's upstream, address, error code, status and time
+        return json.dumps(value, ensure_ascii=False)
     return "" if value is None else value
 
 

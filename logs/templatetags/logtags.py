@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
+from datetime import timedelta
 
 from django import template
 
@@ -63,3 +65,26 @@ def pretty_body(text: str) -> str:
         return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
     except ValueError:
         return text
+
+
+@register.filter
+def zip_windows(values: Iterable[object], windows: Iterable[object]) -> list[tuple[object, object]]:
+    """Pair each of a key's figures with the window it is of (both in the windows' order)."""
+    return list(zip(values, windows, strict=False))
+
+
+@register.filter
+def bar_size(span: timedelta) -> str:
+    """Name a chart bar's span: ``minute``, ``15 minutes``, ``6 hours``, ``day``."""
+    minutes = int(span.total_seconds() // 60)
+    for size, unit in ((1440, "day"), (60, "hour"), (1, "minute")):
+        if minutes % size == 0:
+            count = minutes // size
+            return unit if count == 1 else f"{count} {unit}s"
+    return f"{span.total_seconds():g} seconds"
+
+
+@register.filter
+def names(failed_over: str) -> str:
+    """Return a row's ``failed_over`` (``,a,b,``) as ``a, b``."""
+    return ", ".join(name for name in failed_over.split(",") if name)

@@ -36,6 +36,42 @@ def test_it_streams_chat_to_the_openai_sdk(gateway: Gateway, scripted: MockUpstr
     assert row.ttfb_ms is not None and row.duration_ms >= row.ttfb_ms
 
 
+@pytest.mark.parametrize("asked", [None, {}, {"include_usage": False}], ids=["no-options", "empty", "usage-false"])
+def test_a_stream_whose_client_did_not_ask_for_usage_still_has_its_tokens_on_the_row(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str,
+        asked: dict[str, bool] | None) -> None:
+    """The gateway asks the upstream for usage, records it, and takes the usage chunk out of the client's stream."""
+    scripted.script({"chunks": E1})
+    body = {**CHAT, "stream": True} | ({"stream_options": asked} if asked is not None else {})
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json=body,
+                      headers={"authorization": f"Bearer {active_key}"}, timeout=10) as response:
+        data = [line[5:].strip() for line in response.iter_lines() if line.startswith("data:")]
+        request_id = response.headers["x-request-id"]
+    chunks = [json.loads(item) for item in data[:-1]]
+    assert data[-1] == "[DONE]"
+    assert "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks) == "Hello world! 你好世界！"
+    assert all(c["choices"] for c in chunks) and not any(c.get("usage") for c in chunks)  # no usage chunk
+    [seen] = scripted.requests()
+    assert seen["body"]["stream_options"] == {"include_usage": True}
+    row = wait_for_log(request_id)
+    assert (row.outcome, row.input_tokens, row.output_tokens) == ("ok", 5, 7)
+
+
+def test_an_upstream_that_refuses_stream_options_is_not_sent_them_and_its_row_says_no_tokens(
+        gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
+    """``send_stream_options`` off (the probe turns it off for a server that refuses them): nothing is added."""
+    Upstream.objects.filter(pk=chat_upstream.pk).update(send_stream_options=False)
+    scripted.script({"chunks": E1})
+    with httpx.stream("POST", f"{gateway.url}/v1/chat/completions", json={**CHAT, "stream": True},
+                      headers={"authorization": f"Bearer {active_key}"}, timeout=10) as response:
+        response.read()
+        request_id = response.headers["x-request-id"]
+    [seen] = scripted.requests()
+    assert "stream_options" not in seen["body"]
+    row = wait_for_log(request_id)
+    assert (row.outcome, row.input_tokens, row.output_tokens, row.tokens_reported) == ("ok", None, None, False)
+
+
 def test_it_answers_non_streaming_chat_to_the_openai_sdk(gateway: Gateway, scripted: MockUpstream,
                                                          chat_upstream: Upstream, active_key: str) -> None:
     scripted.script({"chunks": E1})

@@ -1,8 +1,6 @@
 """Failover before the first byte, and the cool-down of upstreams that keep failing."""
 from __future__ import annotations
 
-import re
-
 import httpx
 import pytest
 from django.test import Client
@@ -125,11 +123,33 @@ def test_every_failed_attempt_is_on_the_row_its_page_its_filters_and_its_upstrea
         "dead", f"127.0.0.1:{dead}", "upstream_unavailable", 502)
     assert attempt["ms"] >= 0
 
-    page = admin_client.get(f"/logs/{row.request_id}/").content.decode()
-    assert "Failover" in page and f"127.0.0.1:{dead}" in page and "upstream_unavailable" in page
-    for query in ("upstream=dead", "upstream=backup", "failover=1"):
+    page = " ".join(admin_client.get(f"/logs/{row.request_id}/").content.decode().split())
+    assert "failed over from <b>dead</b> (upstream_unavailable, 502) to <b>backup</b>, which answered" in page
+    assert f"127.0.0.1:{dead}" in page and "upstream_unavailable" in page
+    for query in ("upstream=dead", "upstream=backup", "failover=1", "upstream=dead&outcome=upstream_error"):
         assert row.request_id in admin_client.get(f"/logs/?{query}").content.decode(), query
-    stats = " ".join(admin_client.get("/logs/stats/").content.decode().split())
-    # The upstream that never answered: one request, one failure, where it used to have no line at all.
-    assert re.search(r'>dead</a></td> <td class="num">1</td><td class="num">1</td><td class="num">100', stats)
-    assert re.search(r'>backup</a></td> <td class="num">1</td><td class="num">0</td>', stats)
+    assert row.request_id not in admin_client.get("/logs/?upstream=backup&outcome=upstream_error").content.decode()
+    overview = admin_client.get("/logs/stats/?format=json").json()
+    # The upstream that never answered: one request, one failure, one failover away from it.
+    upstreams = {u["name"]: (u["requests"], u["failed"], u["failovers"]) for u in overview["upstreams"]}
+    assert upstreams == {"dead": (1, 1, 1), "backup": (1, 0, 0)}
+    assert (overview["totals"]["failovers"], overview["totals"]["upstream_failed"]) == (1, 0)
+
+
+def test_a_request_whose_only_upstream_failed_is_counted_once_and_is_no_failover(
+        gateway: Gateway, active_key: str, admin_client: Client) -> None:
+    dead = free_port()
+    Upstream.objects.create(name="ghost", base_url=f"http://127.0.0.1:{dead}/v1")
+    answer = httpx.post(f"{gateway.url}/v1/responses", json={"model": "m", "input": "hi"}, timeout=30,
+                        headers={"authorization": f"Bearer {active_key}"})
+    assert answer.status_code == 502
+    row = wait_for_log(answer.headers["x-request-id"])
+    assert (row.upstream_name, row.failed_over, [a["upstream"] for a in row.attempts]) == ("ghost", "", ["ghost"])
+    overview = admin_client.get("/logs/stats/?format=json").json()
+    assert [(u["name"], u["requests"], u["failed"], u["failovers"]) for u in overview["upstreams"]] == [
+        ("ghost", 1, 1, 0)]
+    assert (overview["totals"]["failovers"], overview["totals"]["upstream_failed"]) == (0, 1)
+    assert row.request_id not in admin_client.get("/logs/?failover=1").content.decode()
+    page = " ".join(admin_client.get(f"/logs/{row.request_id}/").content.decode().split())
+    assert "ghost could not be reached; no other upstream took the request." in page
+    assert "failed over" not in page

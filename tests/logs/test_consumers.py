@@ -82,7 +82,9 @@ def test_a_staff_socket_gets_each_finished_request_as_one_json_message() -> None
         assert connected
         await broadcast([row("req_live_1", input_tokens=3, output_tokens=4)])
         message = await socket.receive_json_from(timeout=2)
+        written = await socket.receive_json_from(timeout=2)
         await socket.disconnect()
+        assert written == {"type": "written", "count": 1}  # the page's summary reloads on it
         return message
 
     message = run(scenario)
@@ -102,6 +104,8 @@ def test_a_socket_sends_only_the_rows_its_page_filters_match() -> None:
         await broadcast([row("req_fine"), row("req_other_upstream", outcome="upstream_error", upstream_name="b"),
                          row("req_broken", outcome="upstream_error", status=502, error_type="upstream_unavailable")])
         received = [(await socket.receive_json_from(timeout=2))["request"]["request_id"]]
+        # The other two are not sent; that rows were written is, whatever the filters (the summary counts all).
+        assert await socket.receive_json_from(timeout=2) == {"type": "written", "count": 3}
         assert await socket.receive_nothing(timeout=0.2)
         await socket.disconnect()
         return received

@@ -1,4 +1,4 @@
-"""The overview: traffic, failures, time to first byte and tokens, from known rows (SQLite and PostgreSQL)."""
+"""The overview: traffic, failures by whose they are, latency and tokens, from known rows (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
@@ -9,7 +9,9 @@ from django.test import Client
 
 from logs.models import RequestLog
 from logs.pages import charts
-from logs.pages.stats import WINDOWS, Bucket, KeyStats, overview, percentile, totals
+from logs.pages.overview import overview
+from logs.pages.stats import WINDOWS, Bucket, percentile, totals
+from logs.pages.usage import KeyUsage
 
 NOW = datetime(2025, 6, 1, 12, 0, 30, tzinfo=UTC)
 HOUR, DAY = WINDOWS["hour"], WINDOWS["day"]
@@ -55,7 +57,10 @@ def test_hour_totals_count_requests_failures_rate_and_tokens(known: None) -> Non
     t = totals(HOUR, NOW)
     assert (t.requests, t.failed, t.input_tokens, t.output_tokens) == (13, 2, 2000, 300)
     assert t.per_minute == pytest.approx(13 / 60)
-    assert t.error_rate == pytest.approx(2 / 13)
+    # The headline rate is the upstreams': one upstream failure of the 12 requests that reached one
+    # (the unknown model is the client's mistake, counted apart).
+    assert (t.reached, t.upstream_failed, t.error_rate) == (12, 1, pytest.approx(1 / 12))
+    assert {f.fault: f.count for f in t.faults} == {"upstream": 1, "refused": 1, "disconnected": 0, "gateway": 0}
     # Every upstream's TTFBs together: 10..100, 40 and 500 (the rejection reached no upstream).
     assert (t.p50_ttfb, t.p95_ttfb) == (50.0, 500.0)
 
@@ -81,8 +86,10 @@ def test_ttfb_percentiles_are_per_upstream(known: None) -> None:
 
 @pytest.mark.django_db
 def test_tokens_per_key_biggest_first(known: None) -> None:
-    assert overview(HOUR, NOW).keys == [KeyStats("bob", 2, 1000, 200, 0), KeyStats("alice", 10, 1000, 100, 0),
-                                        KeyStats("", 1, 0, 0, 0)]
+    keys = overview(HOUR, NOW).keys
+    assert [(k.name, k.requests, k.failed, k.upstream_failed, k.refused, k.input_tokens, k.output_tokens)
+            for k in keys] == [("bob", 2, 1, 1, 0, 1000, 200), ("alice", 10, 0, 0, 0, 1000, 100),
+                               ("", 1, 1, 0, 1, 0, 0)]
 
 
 @pytest.mark.django_db
@@ -90,8 +97,10 @@ def test_failures_are_grouped_by_kind_with_the_newest_message(known: None) -> No
     log(15, 1, upstream_name="b", outcome="upstream_error", status=502, error_type="upstream_unavailable",
         error_message="Could not connect, again.")
     errors = overview(HOUR, NOW).errors
-    assert [(e.outcome, e.error_type, e.upstream, e.count) for e in errors] == [
-        ("upstream_error", "upstream_unavailable", "b", 2), ("rejected", "model_not_found", "", 1)]
+    assert [(e.fault, e.error_type, e.upstream, e.key, e.model, e.count) for e in errors] == [
+        ("upstream", "upstream_unavailable", "b", "alice", "m", 1),
+        ("upstream", "upstream_unavailable", "b", "bob", "m", 1),
+        ("refused", "model_not_found", "", "", "m", 1)]  # as many each: the newest first
     assert errors[0].message == "Could not connect, again."
     assert errors[0].last_seen == NOW - timedelta(minutes=1)
 
@@ -122,7 +131,7 @@ def test_the_traffic_chart_draws_a_bar_per_bucket_with_failures_in_red() -> None
 
 
 def test_chart_labels_are_escaped() -> None:
-    svg = str(charts.tokens([KeyStats("<script>alert(1)</script>", 1, 5, 5, 0)]))
+    svg = str(charts.tokens([KeyUsage("<script>alert(1)</script>", "", 1, 0, 0, 0, 0, 5, 5, 0, "", "")]))
     assert "<script>" not in svg and "&lt;script&gt;" in svg
 
 
@@ -135,4 +144,4 @@ def test_the_overview_page_draws_both_windows(admin_client: Client) -> None:
         html = admin_client.get(f"/logs/stats/?window={window}").content.decode()
         assert html.count("<svg") == 3  # traffic, TTFB, tokens
         assert "upstream_unavailable" in html and "100.0%" in html
-        assert "?outcome=failed&amp;since=" in html
+        assert "fault=upstream&amp;since=" in html

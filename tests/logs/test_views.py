@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import html
 import io
+import re
 import subprocess
 from datetime import timedelta
 from typing import Any
@@ -171,8 +172,13 @@ def test_the_list_costs_the_same_few_queries_for_any_number_of_rows(
 
 def test_the_summary_answers_what_failed_in_the_last_hour(staff: Client, traffic: list[RequestLog]) -> None:
     html = staff.get("/logs/").content.decode()
-    assert 'href="?outcome=failed&amp;since=1h">4 failed</a>' in html
-    assert 'href="?outcome=failed&amp;since=24h">5 failed</a>' in html
+    summary = html[html.index('id="summary"'):html.index("</table>", html.index('id="summary"'))]
+    hour, day = summary.split('data-window="hour"')[1].split('data-window="day"')
+    # The upstreams' failures, of the requests that reached one: the timeout and the 429 of 5;
+    # the unknown model (refused), the client that left and the gateway's own error counted apart.
+    assert re.search(r'data-figure="upstream_failed"><a [^>]*>2</a> \(40\.0%\)', hour)
+    assert re.search(r'data-figure="upstream_failed"><a [^>]*>2</a> \(33\.3%\)', day)
+    assert '<td data-figure="refused">1</td>' in hour and '<td data-figure="disconnected">1</td>' in hour
     assert "upstream_timeout" in html  # why, right in the row
 
 

@@ -51,14 +51,25 @@ def test_new_client_key_is_shown_once_and_stored_hashed(staff: Client) -> None:
     assert secret not in again
 
 
-def test_request_log_is_read_only_with_filters(staff: Client) -> None:
-    RequestLog.objects.create(request_id="req_1", endpoint="responses", outcome="ok", model="m")
+def test_the_admins_request_log_leads_to_the_request_log_pages(staff: Client) -> None:
+    """One request log: the admin lists the entry, and its list and rows open /logs/ (no second viewer)."""
+    row = RequestLog.objects.create(request_id="req_1/with-slash", endpoint="responses", outcome="ok", model="m")
+    index = staff.get("/admin/").content.decode()
+    assert 'href="/admin/logs/requestlog/"' in index and "Request logs" in index
     listing = staff.get("/admin/logs/requestlog/?outcome__exact=ok&q=req_1")
-    assert listing.status_code == 200 and "req_1" in listing.content.decode()
-    assert staff.get("/admin/logs/requestlog/add/").status_code == 403
-    row = RequestLog.objects.get()
+    assert (listing.status_code, listing["Location"]) == (302, "/logs/")
     page = staff.get(f"/admin/logs/requestlog/{row.pk}/change/")
-    assert page.status_code == 200 and b'type="submit" value="Save"' not in page.content
+    assert (page.status_code, page["Location"]) == (302, "/logs/req_1/with-slash/")
+    assert staff.get(page["Location"]).status_code == 200
+    assert staff.get("/admin/logs/requestlog/999999/change/").status_code == 404
+    assert staff.get("/admin/logs/requestlog/add/").status_code == 403
+
+
+def test_the_admins_request_log_is_still_for_staff_only(client: Client) -> None:
+    row = RequestLog.objects.create(request_id="req_2", endpoint="responses", outcome="ok")
+    for path in ("/admin/logs/requestlog/", f"/admin/logs/requestlog/{row.pk}/change/"):
+        answer = client.get(path)
+        assert answer.status_code == 302 and answer["Location"].startswith("/admin/login/"), path
 
 
 def run_test_connection(staff: Client, upstream: Upstream) -> list[tuple[str, str]]:

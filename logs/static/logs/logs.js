@@ -11,6 +11,29 @@
   var socket = null;
   var retry = 1000;
   var timer = null;
+  // The summary atop the page is reloaded as rows arrive, at most once per SUMMARY_EVERY ms:
+  // its figures come from the server (logs/_summary.html), so they are the overview's.
+  var summary = document.querySelector("[data-summary-url]");
+  var SUMMARY_EVERY = 2000;
+  var summaryDue = null;
+
+  function refreshSummary() {
+    summaryDue = null;
+    fetch(summary.dataset.summaryUrl, {credentials: "same-origin"}).then(function (response) {
+      return response.ok ? response.text() : null;
+    }).then(function (html) {
+      var table = summary.querySelector("table.numbers");
+      if (!html || !table) return;
+      var template = document.createElement("template");
+      template.innerHTML = html.trim();
+      var fresh = template.content.querySelector("table.numbers");
+      if (fresh) table.replaceWith(fresh);
+    }).catch(function () { /* the next row tries again */ });
+  }
+
+  function summaryChanged() {
+    if (summary && summaryDue === null) summaryDue = setTimeout(refreshSummary, SUMMARY_EVERY);
+  }
 
   function show(text, state) {
     status.textContent = text;
@@ -38,6 +61,7 @@
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
       if (message.type === "request") prepend(message.html);
+      else if (message.type === "written") summaryChanged();
     };
     socket.onclose = function () {
       socket = null;
