@@ -19,6 +19,7 @@ from playwright.sync_api import Browser, Page, sync_playwright
 from logs.models import RequestLog
 from tests.servers import PASSWORD, Gateway
 from tests.test_browser import ARGS, CHROMIUM, SHOTS, pytestmark  # noqa: F401  (the chromium skipif)
+from upstreams.models import ClientKey, Upstream
 
 Scheme = Literal["light", "dark"]
 SESSION = "019a6c3e-5b7d-7f10-8a42-3c1d9e0b7a55"
@@ -150,3 +151,29 @@ def test_the_lists_key_columns_are_in_view_at_1280_beside_the_widest_cells(
     scroll_width, client_width = tab.eval_on_selector(".table-wrap", "el => [el.scrollWidth, el.clientWidth]")
     assert scroll_width <= client_width
     assert tab.locator(f"{newest} td.num").last.inner_text() == "186.7k"  # the Tokens cell itself, not cut
+
+
+@pytest.fixture
+def upstream_rows(wide_rows: None) -> None:
+    """Upstreams with the longest base URLs and model lists staff type, and keys: the admin lists' widest cells."""
+    for n, name in enumerate(("openrouter-eu-west-fallback", "deepseek-primary-us-east", "local-vllm")):
+        Upstream.objects.create(name=name, base_url=f"https://{name}.inference.example.internal:8443/api/v1",
+                                models="qwen3-coder-480b-a35b-instruct-fp8-long-context, deepseek-chat, "
+                                       "deepseek-reasoner, gpt-oss-120b, llama-4-maverick-17b-128e", priority=n)
+    for name in ("ci-runner-eu", "alice", "bob"):
+        ClientKey.objects.create_key(name)
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_the_admin_lists_show_their_key_columns_at_1280(
+        gateway: Gateway, scheme: Scheme, upstream_rows: None, open_page: Callable[[int, Scheme], Page]) -> None:
+    tab = open_page(1280, scheme)
+    for path, columns in (("/admin/upstreams/upstream/", ("health", "last_error", "base_url", "models")),
+                          ("/admin/upstreams/clientkey/", ("requests_day", "tokens_day", "last_used"))):
+        tab.goto(gateway.url + path)
+        tab.screenshot(path=SHOTS / f"layout-admin-{path.split('/')[-2]}-1280-{scheme}.png", full_page=True)
+        scroll_width, inner_width = page_width(tab)
+        assert scroll_width <= inner_width, f"{path} is {scroll_width} px wide"
+        for column in columns:
+            cells = horizontal_extent(tab, f"th.column-{column}, td.field-{column}")
+            assert len(cells) > 1 and all(0 <= left and right <= 1280 for left, right in cells), (column, cells)

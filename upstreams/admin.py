@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Q, QuerySet
-from django.http import HttpRequest
-from django.urls import reverse
+from django.core.exceptions import PermissionDenied
+from django.db.models import Count, Q, QuerySet, Sum
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.http import urlencode
 from django.utils.timezone import now
@@ -91,13 +93,34 @@ class ModelProfileAdmin(admin.ModelAdmin):
 @admin.register(Upstream)
 class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
-    # What staff scan for first, left; the long URL and model lists last (they wrap, at 1280 px too).
-    list_display = ["name", "enabled", "cooling_down", "masked_key", "supports_responses", "repaired", "priority",
-                    "base_url", "models"]
+    # What staff scan for first, left; the long URL and model lists last (they wrap, at 1280 px too:
+    # static/upstreams/admin-lists.css). No filter panel: it took the room of those two columns.
+    list_display = ["name", "enabled", "cooling_down", "mode", "priority", "base_url", "models"]
     list_editable = ["enabled", "priority"]
-    list_filter = ["enabled", "supports_responses"]
     search_fields = ["name", "base_url", "models"]
     actions = ["test_connection", "test_and_apply", "record_next_exchanges"]
+    # A "Test connection" button on the upstream's own page (templates/admin/upstreams/upstream/).
+    change_form_template = "admin/upstreams/upstream/change_form.html"
+
+    def get_urls(self) -> list[URLPattern]:
+        test = path("<int:pk>/test/", self.admin_site.admin_view(self.test_view), name="upstreams_upstream_test")
+        return [test, *super().get_urls()]
+
+    def test_view(self, request: HttpRequest, pk: int) -> HttpResponseRedirect:
+        """Run the connection test from the upstream's page (POST) and come back to it with the findings.
+
+        ``apply``: set what the findings recommend too, as the list's second action does.
+        """
+        upstream = get_object_or_404(Upstream, pk=pk)
+        if request.method != "POST" or not self.has_change_permission(request, upstream):
+            raise PermissionDenied
+        chosen = Upstream.objects.filter(pk=pk)
+        if request.POST.get("apply"):
+            self.test_and_apply(request, chosen)
+        else:
+            self.test_connection(request, chosen)
+        return HttpResponseRedirect(reverse("admin:upstreams_upstream_change", args=[pk]))
+
     def get_fieldsets(self, request: HttpRequest, obj: Upstream | None = None) -> Any:
         """A new upstream's form starts with the presets."""
         if obj is not None:
@@ -138,6 +161,17 @@ class UpstreamAdmin(admin.ModelAdmin):
         """Endpoints skipped after repeated failures (shared cache: what every worker sees)."""
         left = cooldown.status(obj)
         return ", ".join(f"{endpoint} ({seconds}s)" for endpoint, seconds in left.items()) or "—"
+
+    class Media:
+        css = {"all": ["upstreams/admin-lists.css"]}
+
+    @admin.display(description="Mode", ordering="supports_responses")
+    def mode(self, obj: Upstream) -> str:
+        """Bridged, or passed through (with what the tool repair rewrites for this server)."""
+        if not obj.supports_responses:
+            return "bridge"
+        repaired = self.repaired(obj)
+        return "passthrough" if repaired == "—" else f"passthrough, repaired: {repaired}"
 
     @admin.display(description="Tool repair")
     def repaired(self, obj: Upstream) -> str:
@@ -208,8 +242,11 @@ class ClientKeyForm(forms.ModelForm):
 @admin.register(ClientKey)
 class ClientKeyAdmin(admin.ModelAdmin):
     form = ClientKeyForm
-    list_display = ["name", "active", "requests_day", "requests_total", "last_used", "prefix", "rate_limit",
-                    "created"]
+    list_display = ["name", "active", "requests_day", "tokens_day", "requests_total", "last_used", "prefix",
+                    "rate_limit", "created"]
+
+    class Media:
+        css = {"all": ["upstreams/admin-lists.css"]}
     list_filter = ["active"]
     search_fields = ["name", "prefix"]
     readonly_fields = ["prefix", "created", "last_used"]
@@ -217,9 +254,20 @@ class ClientKeyAdmin(admin.ModelAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
         # One grouped query for the page; the (client_key, -started) index serves the 24-hour count.
         day_ago = now() - timedelta(days=1)
+        recent = Q(requestlog__started__gte=day_ago)
         return super().get_queryset(request).annotate(
-            request_count=Count("requestlog"),
-            request_count_day=Count("requestlog", filter=Q(requestlog__started__gte=day_ago)))
+            request_count=Count("requestlog"), request_count_day=Count("requestlog", filter=recent),
+            input_day=Sum("requestlog__input_tokens", filter=recent),
+            output_day=Sum("requestlog__output_tokens", filter=recent))
+
+    @admin.display(description="Tokens (24 h)", ordering="output_day")
+    def tokens_day(self, obj: ClientKey) -> str:
+        """Input and output tokens of the last day, linked to the key's use over time (/logs/keys/<name>/)."""
+        tokens_in, tokens_out = obj.input_day or 0, obj.output_day or 0  # type: ignore[attr-defined]
+        if not tokens_in and not tokens_out:
+            return "—"
+        return format_html('<a href="{}">{} in · {} out</a>', reverse("logs:key", args=[obj.name]),
+                           f"{tokens_in:,}", f"{tokens_out:,}")
 
     @admin.display(description="Requests (24 h)", ordering="request_count_day")
     def requests_day(self, obj: ClientKey) -> str:

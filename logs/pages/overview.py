@@ -60,7 +60,7 @@ class Overview:
     sampled: bool  # percentiles came from the newest PERCENTILE_SAMPLE rows only
 
 
-def _upstreams(scope: Scope, logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> list[UpstreamStats]:
+def upstream_stats(scope: Scope, logs: QuerySet[RequestLog], ttfbs: dict[str, list[float]]) -> list[UpstreamStats]:
     """Each upstream's requests and upstream failures there: once per upstream a request reached.
 
     The upstream a row names counts it with the row's outcome; each upstream it failed over
@@ -111,7 +111,7 @@ def overview(window: Window, now: datetime | None = None) -> Overview:
     logs = scope.rows()
     ttfbs, sampled = ttfb_sample(logs)
     return Overview(totals=totals_of(scope, logs, ttfbs), since=scope.since, until=scope.until,
-                    buckets=traffic(window, scope.until), upstreams=_upstreams(scope, logs, ttfbs),
+                    buckets=traffic(window, scope.until), upstreams=upstream_stats(scope, logs, ttfbs),
                     keys=per_key(scope, logs)[:TOP_KEYS], errors=_errors(scope, logs), sampled=sampled)
 
 

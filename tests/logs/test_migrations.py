@@ -93,3 +93,27 @@ def test_it_has_a_migration_for_every_model_change() -> None:
     out = io.StringIO()
     call_command("makemigrations", "--check", "--dry-run", stdout=out, stderr=out)
     assert "No changes detected" in out.getvalue()
+
+
+def test_it_recounts_old_rows_so_only_a_move_to_another_upstream_is_a_failover() -> None:
+    """Before 0008 a row's own failed try was in ``failed_over``: its only upstream failing read as a failover."""
+    before = [("logs", "0007_request_kind_session_notes")]
+    dead = {"upstream": "ghost", "at": "127.0.0.1:9", "code": "upstream_unavailable", "status": 502, "ms": 1.0}
+    moved = {**dead, "upstream": "primary"}
+    try:
+        executor = migrate(before)
+        OldRequestLog = executor.loader.project_state(before).apps.get_model("logs", "RequestLog")
+        common = {"started": STARTED, "endpoint": "responses", "outcome": "upstream_error"}
+        OldRequestLog.objects.create(request_id="req_only_ghost", upstream_name="ghost", attempts=[dead],
+                                     failed_over=",ghost,", **common)
+        OldRequestLog.objects.create(request_id="req_moved", upstream_name="ghost", attempts=[moved, dead],
+                                     failed_over=",primary,ghost,", **common)
+        OldRequestLog.objects.create(request_id="req_plain", upstream_name="llama", **common)
+
+        migrate(leaves())
+
+        assert dict(RequestLog.objects.values_list("request_id", "failed_over")) == {
+            "req_only_ghost": "", "req_moved": ",primary,", "req_plain": ""}
+        assert RequestLog.objects.get(request_id="req_moved").attempts == [moved, dead]  # the story stays whole
+    finally:
+        migrate(leaves())

@@ -162,6 +162,71 @@ def test_the_list_is_newest_first_in_pages_that_keep_the_filters(staff: Client) 
     assert 'id="live-toggle"' not in last  # live rows go on top of the first page only
 
 
+@pytest.fixture
+def moves(traffic: list[RequestLog]) -> list[RequestLog]:
+    """The mixed hour, a request that failed over from deepseek, and a bad key."""
+    tried = [{"upstream": "deepseek", "at": "127.0.0.1:9", "code": "upstream_unavailable", "status": 502, "ms": 1.0}]
+    return [*traffic,
+            log("req_moved", 7, attempts=tried, failed_over=",deepseek,", input_tokens=None, output_tokens=None),
+            log("req_bad_key", 8, key_name="", presented_key="sk-wrong-abc", upstream_name="", upstream_model="",
+                mode="", outcome="rejected", status=401, error_type="invalid_api_key")]
+
+
+MOVES = [
+    pytest.param("failover=1", {"req_moved"}, id="failover"),
+    pytest.param("upstream=deepseek", {"req_429", "req_moved"}, id="upstream-reached"),
+    pytest.param("upstream=deepseek&outcome=upstream_error", {"req_429", "req_moved"}, id="failed-there"),
+    pytest.param("upstream=deepseek&outcome=ok", set(), id="ok-there"),
+    pytest.param("upstream=deepseek&outcome=upstream_error&error=rate_limit_exceeded", {"req_429"},
+                 id="its-own-error-only"),
+    pytest.param("fault=upstream", {"req_timeout", "req_429"}, id="fault-upstream"),
+    pytest.param("fault=refused", {"req_unknown_model", "req_bad_key"}, id="fault-refused"),
+    pytest.param("fault=disconnected", {"req_gone"}, id="fault-disconnected"),
+    pytest.param("key=-", {"req_bad_key"}, id="no-key"),
+    pytest.param("upstream=-", {"req_unknown_model", "req_bad_key"}, id="no-upstream"),
+    pytest.param("reached=1&since=1h", {"req_ok_alice", "req_timeout", "req_429", "req_alias", "req_gone",
+                                        "req_moved"}, id="reached"),
+    pytest.param("tokens=none", {"req_moved"}, id="tokens-not-reported"),
+    pytest.param("error=-&outcome=failed", {"req_gone"}, id="failed-without-error-code"),
+]
+
+
+@pytest.mark.parametrize(("query", "expected"), MOVES)
+def test_failover_fault_and_none_filters_list_and_tail_the_same_rows(staff: Client, moves: list[RequestLog],
+                                                                     query: str, expected: set[str]) -> None:
+    assert ids(staff.get(f"/logs/?{query}").content.decode(), moves) == expected
+    filters = LogFilter.from_query(dict(pair.split("=") for pair in query.split("&")))
+    assert {row.request_id for row in moves if filters.matches(row.to_dict())} == expected
+
+
+def test_a_failed_over_row_is_marked_and_a_bad_key_shows_its_start(staff: Client, moves: list[RequestLog]) -> None:
+    page = " ".join(staff.get("/logs/").content.decode().split())
+    assert 'title="failed over from deepseek to llama">failover</span>' in page
+    assert "sk-wrong-abc…" in page
+    detail = " ".join(staff.get("/logs/req_moved/").content.decode().split())
+    assert "failed over from <b>deepseek</b> (upstream_unavailable, 502) to <b>llama</b>, which answered" in detail
+    assert 'id="tokens-not-reported">not reported' in detail
+
+
+def test_a_500_from_the_only_upstream_reads_as_one_story(staff: Client) -> None:
+    tried = [{"upstream": "llama", "at": "127.0.0.1:9", "code": "upstream_error", "status": 500, "ms": 3.0}]
+    log("req_500", 1, outcome="upstream_error", status=500, upstream_status=500, attempts=tried,
+        error_type="upstream_error", connected_ms=2.0, ttfb_ms=3.0)
+    detail = " ".join(staff.get("/logs/req_500/").content.decode().split())
+    assert "llama answered with an error, 500; no other upstream took the request." in detail
+    assert "No upstream answered" not in detail and "failed over" not in detail
+
+
+def test_a_connection_that_never_opened_is_not_drawn_as_waiting_for_the_first_byte(staff: Client) -> None:
+    tried = [{"upstream": "llama", "at": "127.0.0.1:9", "code": "upstream_unavailable", "status": 502, "ms": 1.0}]
+    log("req_refused_conn", 1, outcome="upstream_error", status=502, upstream_status=None, attempts=tried,
+        error_type="upstream_unavailable", connected_ms=None, ttfb_ms=1.5, duration_ms=1.6)
+    detail = " ".join(staff.get("/logs/req_refused_conn/").content.decode().split())
+    timeline = detail[detail.index("<svg"):detail.index("</svg>")]
+    assert "no upstream answered" in timeline and "until the first byte: " not in timeline
+    assert "llama could not be reached; no other upstream took the request." in detail
+
+
 def test_the_list_costs_the_same_few_queries_for_any_number_of_rows(
         staff: Client, traffic: list[RequestLog], django_assert_max_num_queries: Any) -> None:
     for n in range(40):

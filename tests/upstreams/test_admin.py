@@ -142,15 +142,15 @@ def test_a_new_upstreams_key_field_says_what_it_is_not_what_it_keeps(admin_clien
 
 
 def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None) -> None:
-    """At 1280 px the right-hand columns were off-screen: enabled, key, cool-down and counts now come first."""
+    """At 1280 px the right-hand columns were off-screen: enabled, health, cool-down and counts now come first."""
     Upstream.objects.create(name="up", base_url="http://127.0.0.1:9/v1", models="a b c")
     ClientKey.objects.create_key("alice")
 
     def columns(path: str) -> list[str]:
         return list(dict.fromkeys(re.findall(r"column-([a-z_]+)", admin_client.get(path).content.decode())))
 
-    assert columns("/admin/upstreams/upstream/")[:4] == ["name", "enabled", "cooling_down", "masked_key"]
-    assert columns("/admin/upstreams/clientkey/")[:4] == ["name", "active", "requests_day", "requests_total"]
+    assert columns("/admin/upstreams/upstream/")[:5] == ["name", "enabled", "health", "last_error", "mode"]
+    assert columns("/admin/upstreams/clientkey/")[:4] == ["name", "active", "requests_day", "tokens_day"]
 
 
 def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None) -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
 
 import pytest
 from django.core.management import call_command
@@ -143,3 +144,23 @@ def test_a_server_that_refuses_images_keeps_them_off_the_catalog(scripted: MockU
     assert not found["images"].ok and "image input is not supported" in found["images"].detail
     assert applied(upstream, report)["accepts_images"] is False
     assert scripted.requests()[-1]["body"]["messages"][0]["content"][1]["type"] == "image_url"
+
+
+@pytest.fixture
+def demo_mock() -> Iterator[MockUpstream]:
+    server = MockUpstream("demo")
+    yield server
+    server.stop()
+
+
+def test_the_demos_findings_are_right(demo_mock: MockUpstream, transactional_db: None) -> None:
+    """`make run`'s demo stands for a Chat-only server that calls tools: nothing to fix, nothing to switch on."""
+    demo = Upstream.objects.create(name="demo", base_url=demo_mock.base_url,
+                                   models="demo-text, demo-tools, demo-tools5")
+    report = probe_capabilities(demo)
+    found = {f.check: f for f in report.findings}
+    assert report.model == "demo-text"
+    assert found["tool calls"].ok and str(found["tool calls"]) == "tool calls: called the tool"
+    assert not found["/v1/responses"].ok and found["/v1/responses"].advice == ""  # bridged, as it is set
+    assert "supports responses” on" not in " ".join(map(str, report.findings))
+    assert applied(demo, report).get("supports_responses", False) is False

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -93,6 +95,36 @@ def test_the_demo_upstream_serves_only_demo_models(serve_env: dict[str, str], se
     other = httpx.post(f"{base}/responses", json={"model": "qwen3-coder", "input": "hi"}, headers=headers, timeout=30)
     assert demo.status_code == 200 and "Hello" in demo.text
     assert other.status_code == 404 and other.json()["error"]["code"] == "model_not_found"
+
+
+def test_demo_errors_fails_every_time_and_never_cools_down_the_other_demo_models(
+        serve_env: dict[str, str], served: list[Served]) -> None:
+    server = Served(serve_env)
+    served.append(server)
+    server.banner()
+    headers = {"authorization": f"Bearer {server.key()}"}
+    base = f"http://127.0.0.1:{server.port}/v1"
+
+    def ask(model: str, prompt: str = "hi") -> httpx.Response:
+        return httpx.post(f"{base}/responses", json={"model": model, "input": prompt}, headers=headers, timeout=30)
+
+    failures = [ask("demo-errors") for _ in range(6)]  # past any cool-down threshold
+    assert [r.status_code for r in failures] == [429] * 6
+    assert all(r.headers["retry-after"] == "3" for r in failures)
+    assert ask("demo-errors", "please fail with a 500").status_code == 500
+    too_long = ask("demo-errors", "show me a 400")
+    assert too_long.status_code == 400 and too_long.json()["error"]["code"] == "context_length_exceeded"
+    with httpx.stream("POST", f"{base}/responses", json={"model": "demo-errors", "input": "cut", "stream": True},
+                      headers=headers, timeout=30) as stream:
+        events = [line for line in stream.iter_lines() if line.startswith("event:")]
+    assert events[-1] == "event: response.failed"
+    # The other demo models are served by an upstream of their own: not cooled down, answered at once.
+    text = ask("demo-text")
+    assert text.status_code == 200 and "Hello" in text.text
+    database = sqlite3.connect(serve_env["DATABASE_URL"].removeprefix("sqlite:///"))
+    with closing(database):
+        upstreams = dict(database.execute("SELECT name, models FROM upstreams_upstream WHERE name LIKE 'demo%'"))
+    assert upstreams == {"demo": "demo-text, demo-tools, demo-tools5", "demo-errors": "demo-errors"}
 
 
 def test_a_configured_upstream_is_probed_at_start_and_the_demo_is_disabled(

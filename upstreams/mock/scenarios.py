@@ -87,6 +87,23 @@ SCENARIOS: dict[str, list[Step]] = {
 # `make run`'s demo serves every scenario from one port: the model name picks it
 # (demo-tools, demo-tools5, demo-errors; anything else gets the E1 text).
 DEMO = "demo"
+_RATE_LIMITED = SCENARIOS["errors"][0]
+# demo-errors fails every time, the same way for the same prompt (README, "Two commands"): a 429
+# with its back-off headers, unless the prompt names another failure.
+DEMO_ERRORS: dict[str, Step] = {
+    "429": _RATE_LIMITED,
+    "500": SCENARIOS["errors"][2],
+    "400": {"status": 400, "body": {"error": {
+        "message": "This model's maximum context length is 32768 tokens; your messages resulted in 40000 tokens.",
+        "type": "invalid_request_error", "param": "messages", "code": "context_length_exceeded"}}},
+    "cut": {"chunks": [{"text": "This answer is cut"}], "done": False},  # a stream that stops mid-answer
+}
+
+
+def demo_error(prompt: str) -> Step:
+    """Return demo-errors' failure for a prompt: the first of 500, 400 or ``cut`` it names, else a 429."""
+    lowered = prompt.lower()
+    return next((step for word, step in DEMO_ERRORS.items() if word != "429" and word in lowered), _RATE_LIMITED)
 
 
 def expand_chunk(piece: dict[str, Any], model: str, created: int) -> dict[str, Any]:
@@ -273,3 +290,24 @@ def _tool_output(request: dict[str, Any]) -> str | None:
             and messages[-1].get("role") == "tool":
         return str(messages[-1].get("content") or "")
     return None
+
+
+def last_user_text(request: dict[str, Any]) -> str:
+    """The text of a Chat request's last user message (its parts joined), "" when it has none."""
+    for message in reversed(request.get("messages") or []):
+        if isinstance(message, dict) and message.get("role") == "user":
+            content = message.get("content")
+            if isinstance(content, list):
+                return " ".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+            return str(content or "")
+    return ""
+
+
+def required_call(request: dict[str, Any]) -> Step | None:
+    """A call of the request's first function tool when ``tool_choice`` requires one, as a real server makes."""
+    tools = [t for t in request.get("tools") or [] if isinstance(t, dict) and t.get("type") == "function"]
+    if request.get("tool_choice") != "required" or not tools:
+        return None
+    name = str((tools[0].get("function") or {}).get("name", "tool"))
+    return {"chunks": [{"tool": {"index": 0, "id": "call_demo_1", "name": name, "arguments": "{}"}},
+                       {"finish": "tool_calls"}]}

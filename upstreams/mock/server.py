@@ -21,8 +21,11 @@ from upstreams.mock.scenarios import (
     calls_of,
     codex_turn,
     completion_from_chunks,
+    demo_error,
     expand_chunk,
     functions_only_problem,
+    last_user_text,
+    required_call,
     responses_events,
 )
 
@@ -102,6 +105,9 @@ class MockUpstream:
         record = {"method": scope["method"], "path": path, "headers": headers, "body": request,
                   "disconnected_at": None}
         self.requests.append(record)
+        if self.demo and path.endswith("/responses"):  # the demo stands for a Chat-only server: it is bridged
+            return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
+                                                          "param": None, "code": "not_found"}})
         step = self.next_step(request)
         if path.endswith("/responses"):
             problem = functions_only_problem(request) if step.get("functions_only") and isinstance(request, dict) \
@@ -119,14 +125,24 @@ class MockUpstream:
     def next_step(self, request: Any) -> Step:
         steps, calls = self.steps, self.calls
         self.calls += 1
-        if self.demo:
-            model = str(request.get("model", "")) if isinstance(request, dict) else ""
-            name = next((n for n in ("tools5", "tools", "errors") if f"demo-{n}" in model), "text")
-            turn = codex_turn(name, request) if isinstance(request, dict) else None
-            if turn is not None:
-                return turn
-            steps, calls = SCENARIOS[name], self.demo_calls.get(name, 0)
-            self.demo_calls[name] = calls + 1
+        if self.demo and isinstance(request, dict):
+            return self.demo_step(request)
+        return steps[min(calls, len(steps) - 1)]
+
+    def demo_step(self, request: dict[str, Any]) -> Step:
+        """`make run`'s demo: the model picks the scenario; demo-errors fails every time, as its prompt says.
+
+        A request that requires a tool call gets one, as a real server's (the probe asks so).
+        """
+        model = str(request.get("model", ""))
+        name = next((n for n in ("tools5", "tools", "errors") if f"demo-{n}" in model), "text")
+        if name == "errors":
+            return demo_error(last_user_text(request))
+        turn = codex_turn(name, request) or required_call(request)
+        if turn is not None:
+            return turn
+        steps, calls = SCENARIOS[name], self.demo_calls.get(name, 0)
+        self.demo_calls[name] = calls + 1
         return steps[min(calls, len(steps) - 1)]
 
     async def play(self, step: Step, request: dict[str, Any], send: Any) -> None:

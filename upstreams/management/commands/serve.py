@@ -21,9 +21,11 @@ from upstreams.models import ClientKey, Upstream
 from upstreams.probe.reach import probe
 
 STATE_DIR = Path(settings.BASE_DIR) / ".gateway"  # git-ignored: local credentials of this checkout
-DEMO_UPSTREAM = "demo"
-DEMO_MODELS = "demo-*"
-DEMO_LINE = "Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5, demo-errors)"
+# The demo mock behind two upstreams: demo-errors' scripted failures cool down its own upstream
+# only, never the other demo models' (the gateway's cool-down is per upstream).
+DEMO_UPSTREAMS = {"demo": "demo-text, demo-tools, demo-tools5", "demo-errors": "demo-errors"}
+DEMO_LINE = ("Upstream    demo mock (scenarios by model: demo-text, demo-tools, demo-tools5; "
+             "demo-errors fails every time)")
 
 
 class Command(BaseCommand):
@@ -59,12 +61,13 @@ class Command(BaseCommand):
                 children.append(subprocess.Popen([*manage, "mockupstream", "--scenario", "demo", "--port",
                                                   str(demo_port)], stdout=subprocess.DEVNULL))
                 # Only the demo's own models: a real upstream that fails must not fail over to it.
-                Upstream.objects.update_or_create(name=DEMO_UPSTREAM, defaults={
-                    "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False, "enabled": True,
-                    "priority": -100, "models": DEMO_MODELS})
+                for name, models in DEMO_UPSTREAMS.items():
+                    Upstream.objects.update_or_create(name=name, defaults={
+                        "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False,
+                        "enabled": True, "priority": -100, "models": models})
                 _wait_for_port("127.0.0.1", demo_port, children[-1])
             else:
-                Upstream.objects.filter(name=DEMO_UPSTREAM).update(enabled=False)
+                Upstream.objects.filter(name__in=DEMO_UPSTREAMS).update(enabled=False)
                 upstream = sync_env_upstream()
                 assert upstream is not None
                 upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
