@@ -14,11 +14,12 @@ from django.apps import apps
 from django.core import serializers
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management import CommandError, call_command
-from django.db import connection
+from django.db import connection, connections
 from django.test import Client, override_settings
 from django.urls import Resolver404, resolve
 
 from logs.models import RequestLog
+from plumbing import dbthread
 from tests.servers import ROOT
 from upstreams.crypto import PREFIX, DecryptionError
 from upstreams.models import Upstream
@@ -55,7 +56,15 @@ def _routed(path: str) -> bool:
 
 
 def database_file_bytes() -> bytes:
-    """Return the SQLite database's bytes, with its write-ahead log, where committed rows land first."""
+    """Return the SQLite database's bytes, with its write-ahead log, where committed rows land first.
+
+    This process's SQLite connections are closed first: closing any other descriptor of the
+    file drops every POSIX lock the process holds on it, so a connection left open (a database
+    thread's, from an earlier test) would lose its locks, and the next process to open the
+    file (a gateway) would reset the WAL under it ("disk I/O error" in the tests after).
+    """
+    connections.close_all()
+    dbthread.close_connections()
     path = Path(connection.settings_dict["NAME"])
     return b"".join(p.read_bytes() for p in (path, Path(f"{path}-wal"), Path(f"{path}-journal")) if p.exists())
 
