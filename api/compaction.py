@@ -96,8 +96,8 @@ class Summary:
         events: list[UpstreamEvent] = []
         try:
             with client.mapped_errors(reply.upstream):
-                if reply.dialect.read_chunk is not None and reply.dialect.read_body is not None:
-                    async for batch in client.read_events(upstream, reply.dialect.read_chunk, reply.dialect.read_body):
+                if reply.dialect.read_body is not None:
+                    async for batch in client.read_events(upstream, reply.dialect.reader(), reply.dialect.read_body):
                         events += batch
                 else:  # a Responses upstream: its Response object
                     events = _response_events(await upstream.aread(), sse=client.is_event_stream(upstream))

@@ -205,9 +205,9 @@ import os
 from upstreams.models import ClientKey, Upstream
 mock = os.environ["BENCH_MOCK_URL"]
 Upstream.objects.create(name="bench-chat", base_url=mock + "/v1", models=os.environ["BENCH_CHAT_MODEL"],
-                        supports_responses=False)
+                        api="chat")
 Upstream.objects.create(name="bench-responses", base_url=mock + "/v1", models=os.environ["BENCH_RESPONSES_MODEL"],
-                        supports_responses=True)
+                        api="responses")
 _, secret = ClientKey.objects.create_key("bench", rate_limit=os.environ["BENCH_RATE_LIMIT"])
 print("BENCH_KEY=" + secret)
 """

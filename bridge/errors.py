@@ -189,8 +189,9 @@ def is_openai_error(raw: bytes) -> bool:
         data = json.loads(raw)
     except ValueError:
         return False
+    # Anthropic's {"type": "error", "error": {"type", "message"}} has no param or code: not as clients parse it.
     return isinstance(data, dict) and isinstance(data.get("error"), dict) \
-        and isinstance(data["error"].get("message"), str)
+        and isinstance(data["error"].get("message"), str) and data.get("type") != "error"
 
 
 def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
@@ -209,7 +210,7 @@ def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
     if isinstance(data, dict) and isinstance(data.get("error"), dict):
         detail = data["error"]
         message = detail.get("message")
-        code = detail.get("code")
+        code = _code(data)
         return {
             "error": {
                 "message": message if isinstance(message, str) else json.dumps(message),
@@ -226,6 +227,11 @@ def normalize_error_body(raw: bytes, status: int) -> ErrorBody:
                 break
     message = text[:2000] or f"upstream answered HTTP {status}"
     return {"error": {"message": message, "type": error_type, "param": None, "code": None}}
+
+
+def _code(data: dict[str, Any]) -> Any:
+    """An error body's code; Anthropic's bodies have none, and their type (overloaded_error...) is the one to act on."""
+    return data["error"].get("type") if data.get("type") == "error" else data["error"].get("code")
 
 
 class UpstreamStatusError(UpstreamError):

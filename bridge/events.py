@@ -29,6 +29,17 @@ class ReasoningDelta:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReasoningSealed:
+    """The reasoning just streamed ends here, with what the next turn must send back (``encrypted_content``).
+
+    Anthropic's thinking blocks end with a signature, and a redacted block is nothing but
+    opaque data: each becomes one reasoning item (an empty one for redacted thinking).
+    """
+
+    encrypted_content: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ToolCallDelta:
     """A fragment of the tool call at upstream position `index`.
 
@@ -79,8 +90,8 @@ class Compacted:
     encrypted_content: str
 
 
-UpstreamEvent: TypeAlias = (TextDelta | ReasoningDelta | ToolCallDelta | Finished | UsageReported | UpstreamFailed
-                            | Compacted)
+UpstreamEvent: TypeAlias = (TextDelta | ReasoningDelta | ReasoningSealed | ToolCallDelta | Finished | UsageReported
+                            | UpstreamFailed | Compacted)
 
 
 ToolKind: TypeAlias = Literal["function", "custom", "local_shell"]

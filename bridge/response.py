@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from bridge.events import ToolTarget, UsageReported
@@ -49,7 +50,8 @@ def settings_of(request: dict[str, Any], offered: set[ToolTarget], unsent: froze
         "truncation": request["truncation"] if request.get("truncation") in TRUNCATION_MODES else "disabled",
         "parallel_tool_calls": _bool(request.get("parallel_tool_calls"), default=True),
         "text": _text(request.get("text")),
-        **{key: request[key] if is_number(request.get(key)) else default for key, default in SAMPLING_DEFAULTS.items()},
+        **{key: request[key] if is_number(request.get(key)) and key not in unsent else default
+           for key, default in SAMPLING_DEFAULTS.items()},
         "reasoning": {key: _str_or_none(reasoning.get(key)) for key in ("effort", "summary")},
         "max_output_tokens": request["max_output_tokens"] if is_int(request.get("max_output_tokens")) else None,
         # How many alternatives each token's log probability comes with (asked of the upstream
@@ -105,11 +107,18 @@ def message_item(item_id: str, status: str, text: str, logprobs: list[dict[str, 
     return {"id": item_id, "type": "message", "role": "assistant", "status": status, "content": content}
 
 
-def reasoning_item(item_id: str, status: str | None, text: str) -> dict[str, Any]:
-    """A reasoning item: as announced (no status, no text yet), or closed with its text as summary and content."""
+def reasoning_item(item_id: str, status: str | None, text: str, encrypted_content: str | None = None) -> dict[str, Any]:
+    """A reasoning item: as announced (no status, no text yet), or closed with its text as summary and content.
+
+    ``encrypted_content``: what the upstream needs back next turn (a Claude thinking block), opaque to the client.
+    """
     item: dict[str, Any] = {"id": item_id, "type": "reasoning", "summary": []}
     if status is None:
         return item
+    if encrypted_content is not None:
+        item["encrypted_content"] = encrypted_content
+    if not text:  # redacted thinking: nothing to show
+        return {**item, "status": status}
     item["summary"] = [{"type": "summary_text", "text": text}]
     return {**item, "content": [{"type": "reasoning_text", "text": text}], "status": status}
 
@@ -303,3 +312,47 @@ def _str_or_none(value: Any) -> str | None:
 
 def _bool(value: Any, *, default: bool) -> bool:
     return value if isinstance(value, bool) else default
+
+
+@dataclass(slots=True)
+class OpenText:
+    """A message or reasoning item being streamed (bridge/stream.py), and its item as it stands."""
+
+    id: str
+    output_index: int
+    chunks: list[str] = field(default_factory=list)
+    logprobs: list[dict[str, Any]] | None = None  # a message's tokens, when the client asked for them
+    encrypted_content: str | None = None  # a reasoning item's, for the next turn (ReasoningSealed)
+
+    def ref(self) -> dict[str, Any]:
+        return {"item_id": self.id, "output_index": self.output_index}
+
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+    def message_item(self, status: str) -> dict[str, Any]:
+        return message_item(self.id, status, self.text(), self.logprobs)
+
+    def reasoning_item(self, status: str | None) -> dict[str, Any]:
+        return reasoning_item(self.id, status, self.text() if status is not None else "", self.encrypted_content)
+
+
+@dataclass(slots=True)
+class OpenCall:
+    """One upstream tool call being streamed, keyed by its upstream index."""
+
+    index: int
+    call_id: str | None = None
+    name: str | None = None
+    arguments: list[str] = field(default_factory=list)
+    target: ToolTarget | None = None
+    id: str | None = None  # item id, once announced
+    output_index: int | None = None
+
+    def ref(self) -> dict[str, Any]:
+        return {"item_id": self.id, "output_index": self.output_index}
+
+    def function_item(self, arguments: str, status: str) -> dict[str, Any]:
+        target = self.target
+        return function_item(self.id, self.call_id, target.name if target else self.name,
+                             target.namespace if target else None, arguments, status)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import enum
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from bridge import wire
@@ -17,6 +16,7 @@ from bridge.events import (
     Compacted,
     Finished,
     ReasoningDelta,
+    ReasoningSealed,
     TextDelta,
     ToolCallDelta,
     ToolMap,
@@ -26,13 +26,12 @@ from bridge.events import (
     UsageReported,
 )
 from bridge.response import (
+    OpenCall,
+    OpenText,
     compaction_item,
     custom_call_item,
     custom_input,
-    function_item,
-    message_item,
     output_text,
-    reasoning_item,
     settings_of,
     shell_action,
     shell_call_item,
@@ -50,7 +49,8 @@ from bridge.response import (
 #     message    output_item.added, content_part.added, output_text.delta*, output_text.done,
 #                content_part.done, output_item.done
 #     reasoning  output_item.added, reasoning_summary_part.added, reasoning_summary_text.delta*,
-#                reasoning_summary_text.done, reasoning_summary_part.done, output_item.done
+#                reasoning_summary_text.done, reasoning_summary_part.done, output_item.done (a sealed
+#                one, ReasoningSealed, carries encrypted_content; a redacted one is added and done only)
 #     function   output_item.added, function_call_arguments.delta*, function_call_arguments.done,
 #                output_item.done
 #     custom     output_item.added, custom_tool_call_input.delta, .done, output_item.done (at finish)
@@ -100,38 +100,6 @@ def _uuid_id(prefix: str) -> str:
     return f"{prefix}{uuid.uuid4().hex}"
 
 
-@dataclass(slots=True)
-class _Text:
-    """An open message or reasoning item."""
-
-    id: str
-    output_index: int
-    chunks: list[str] = field(default_factory=list)
-    logprobs: list[dict[str, Any]] | None = None  # a message's tokens, when the client asked for them
-
-    def ref(self) -> dict[str, Any]:
-        return {"item_id": self.id, "output_index": self.output_index}
-
-    def text(self) -> str:
-        return "".join(self.chunks)
-
-
-@dataclass(slots=True)
-class _Call:
-    """One upstream tool call, keyed by its upstream index."""
-
-    index: int
-    call_id: str | None = None
-    name: str | None = None
-    arguments: list[str] = field(default_factory=list)
-    target: ToolTarget | None = None
-    id: str | None = None  # item id, once announced
-    output_index: int | None = None
-
-    def ref(self) -> dict[str, Any]:
-        return {"item_id": self.id, "output_index": self.output_index}
-
-
 class ResponseStream:
     """Turn one upstream answer (as UpstreamEvents) into one Responses stream.
 
@@ -161,9 +129,9 @@ class ResponseStream:
         self._sequence_number = 0
         self._next_output_index = 0
         self._output: dict[int, dict[str, Any]] = {}  # done items by output_index
-        self._message: _Text | None = None
-        self._reasoning: _Text | None = None
-        self._calls: dict[int, _Call] = {}
+        self._message: OpenText | None = None
+        self._reasoning: OpenText | None = None
+        self._calls: dict[int, OpenCall] = {}
         self._live_call: int | None = None  # the one call whose arguments stream as they come
         self._finish_reason: str | None = None
         self._finished = False
@@ -206,6 +174,8 @@ class ResponseStream:
             return self._on_text(event.text, event.logprobs)
         if isinstance(event, ReasoningDelta):
             return self._on_reasoning(event.text)
+        if isinstance(event, ReasoningSealed):
+            return self._on_reasoning_sealed(event.encrypted_content)
         if isinstance(event, ToolCallDelta):
             return self._on_tool_call(event)
         if isinstance(event, Finished):
@@ -329,9 +299,9 @@ class ResponseStream:
             return []
         events = self._close_reasoning("completed")
         if self._message is None:
-            self._message = _Text(id=self._new_id("msg_"), output_index=self._take_output_index(),
+            self._message = OpenText(id=self._new_id("msg_"), output_index=self._take_output_index(),
                                   logprobs=[] if self._logprobs else None)
-            events += [self._item_added(self._message_item(self._message, "in_progress"), self._message.output_index)]
+            events += [self._item_added(self._message.message_item("in_progress"), self._message.output_index)]
             events += [self._content_part_added(self._message)]
         self._message.chunks.append(text)
         given = list(logprobs) if self._message.logprobs is not None else []
@@ -349,18 +319,29 @@ class ResponseStream:
     def _on_reasoning(self, text: str) -> list[dict[str, Any]]:
         if not text:
             return []
-        events = self._close_message("completed")
-        if self._reasoning is None:
-            self._reasoning = _Text(id=self._new_id("rs_"), output_index=self._take_output_index())
-            events += [self._item_added(self._reasoning_item(self._reasoning, None), self._reasoning.output_index)]
+        events = self._open_reasoning() if self._reasoning is None else []
+        assert self._reasoning is not None
+        if not self._reasoning.chunks:
             events += [wire.summary_part_added(self._next(), self._reasoning.ref())]
         self._reasoning.chunks.append(text)
         return [*events, wire.summary_text_delta(self._next(), self._reasoning.ref(), text)]
 
+    def _on_reasoning_sealed(self, encrypted_content: str) -> list[dict[str, Any]]:
+        """End the open reasoning item with ``encrypted_content``; with none open, one with no text (redacted)."""
+        events = self._open_reasoning() if self._reasoning is None else []
+        assert self._reasoning is not None
+        self._reasoning.encrypted_content = encrypted_content
+        return events + self._close_reasoning("completed")
+
+    def _open_reasoning(self) -> list[dict[str, Any]]:
+        events = self._close_message("completed")
+        self._reasoning = OpenText(id=self._new_id("rs_"), output_index=self._take_output_index())
+        return [*events, self._item_added(self._reasoning.reasoning_item(None), self._reasoning.output_index)]
+
     def _on_tool_call(self, delta: ToolCallDelta) -> list[dict[str, Any]]:
         # A new call ends the open text item; a late fragment of a known call does not.
         events = self._close_text("completed") if delta.index not in self._calls else []
-        call = self._calls.setdefault(delta.index, _Call(index=delta.index))
+        call = self._calls.setdefault(delta.index, OpenCall(index=delta.index))
         # id and name are set once: servers that repeat them on every fragment must not
         # produce "read_fileread_file".
         if delta.call_id and call.call_id is None:
@@ -383,16 +364,16 @@ class ResponseStream:
             pending = "".join(call.arguments)  # fragments that came before the name
         return [*events, wire.arguments_delta(self._next(), call.ref(), pending)] if pending else events
 
-    def _in_item_order(self) -> list[_Call]:
+    def _in_item_order(self) -> list[OpenCall]:
         """The calls in the order they close: the announced (live) one first, then those waiting, by index."""
         return sorted(self._calls.values(), key=lambda call: (call.output_index is None, call.output_index or 0,
                                                               call.index))
 
-    def _announce_function(self, call: _Call) -> dict[str, Any]:
+    def _announce_function(self, call: OpenCall) -> dict[str, Any]:
         index = self._announce(call, "fc_")
-        return self._item_added(self._function_item(call, "", "in_progress"), index)
+        return self._item_added(call.function_item("", "in_progress"), index)
 
-    def _announce(self, call: _Call, prefix: str) -> int:
+    def _announce(self, call: OpenCall, prefix: str) -> int:
         """Give a call its item id, output_index and (if the upstream sent none) call_id."""
         call.id = self._new_id(prefix)
         call.output_index = self._take_output_index()
@@ -408,18 +389,18 @@ class ResponseStream:
         if message is None:
             return []
         events = [self._output_text_done(message), self._content_part_done(message)]
-        return [*events, self._item_done(self._message_item(message, status), message.output_index)]
+        return [*events, self._item_done(message.message_item(status), message.output_index)]
 
     def _close_reasoning(self, status: str) -> list[dict[str, Any]]:
         reasoning, self._reasoning = self._reasoning, None
         if reasoning is None:
             return []
-        item = self._reasoning_item(reasoning, status)
+        item = reasoning.reasoning_item(status)
         events = [wire.summary_text_done(self._next(), reasoning.ref(), reasoning.text()),
-                  wire.summary_part_done(self._next(), reasoning.ref(), reasoning.text())]
+                  wire.summary_part_done(self._next(), reasoning.ref(), reasoning.text())] if reasoning.chunks else []
         return [*events, self._item_done(item, reasoning.output_index)]
 
-    def _close_call(self, call: _Call, status: str) -> list[dict[str, Any]]:
+    def _close_call(self, call: OpenCall, status: str) -> list[dict[str, Any]]:
         """Return the events that finish one call, announcing it first if it waited for finish()."""
         arguments = "".join(call.arguments) or "{}"
         target = call.target
@@ -434,16 +415,16 @@ class ResponseStream:
         events = [self._announce_function(call), wire.arguments_delta(self._next(), call.ref(), arguments)] \
             if call.output_index is None else []
         assert call.output_index is not None
-        item = self._function_item(call, arguments, status)
+        item = call.function_item(arguments, status)
         done = wire.arguments_done(self._next(), call.ref(), call.target.name if call.target else call.name, arguments)
         return [*events, done, self._item_done(item, call.output_index)]
 
-    def _close_shell(self, call: _Call, action: dict[str, Any], status: str) -> list[dict[str, Any]]:
+    def _close_shell(self, call: OpenCall, action: dict[str, Any], status: str) -> list[dict[str, Any]]:
         index = self._announce(call, "lsh_")
         added = self._item_added(shell_call_item(call.id, call.call_id, action, "in_progress"), index)
         return [added, self._item_done(shell_call_item(call.id, call.call_id, action, status), index)]
 
-    def _close_custom(self, call: _Call, target: ToolTarget, text: str, status: str) -> list[dict[str, Any]]:
+    def _close_custom(self, call: OpenCall, target: ToolTarget, text: str, status: str) -> list[dict[str, Any]]:
         index = self._announce(call, "ctc_")
         return [
             self._item_added(custom_call_item(call.id, call.call_id, target, "", "in_progress"), index),
@@ -455,19 +436,6 @@ class ResponseStream:
     def _take_output_index(self) -> int:
         index, self._next_output_index = self._next_output_index, self._next_output_index + 1
         return index
-
-    # -- items: the in-progress and done forms of messages, reasoning and function calls -
-
-    def _message_item(self, message: _Text, status: str) -> dict[str, Any]:
-        return message_item(message.id, status, message.text(), message.logprobs)
-
-    def _reasoning_item(self, reasoning: _Text, status: str | None) -> dict[str, Any]:
-        return reasoning_item(reasoning.id, status, reasoning.text() if status is not None else "")
-
-    def _function_item(self, call: _Call, arguments: str, status: str) -> dict[str, Any]:
-        target = call.target
-        return function_item(call.id, call.call_id, target.name if target else call.name,
-                             target.namespace if target else None, arguments, status)
 
     # -- events: numbered here, built by bridge/wire.py -----------------------------------
 
@@ -489,12 +457,12 @@ class ResponseStream:
         self._output[output_index] = item
         return wire.item_done(self._next(), output_index, item)
 
-    def _content_part_added(self, message: _Text) -> dict[str, Any]:
+    def _content_part_added(self, message: OpenText) -> dict[str, Any]:
         part = output_text("", [] if message.logprobs is not None else None)
         return wire.content_part_added(self._next(), message.ref(), part)
 
-    def _output_text_done(self, message: _Text) -> dict[str, Any]:
+    def _output_text_done(self, message: OpenText) -> dict[str, Any]:
         return wire.output_text_done(self._next(), message.ref(), message.text(), message.logprobs or [])
 
-    def _content_part_done(self, message: _Text) -> dict[str, Any]:
+    def _content_part_done(self, message: OpenText) -> dict[str, Any]:
         return wire.content_part_done(self._next(), message.ref(), output_text(message.text(), message.logprobs))

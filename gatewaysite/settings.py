@@ -126,7 +126,12 @@ GATEWAY_ROUTING_TTL = env.float("GATEWAY_ROUTING_TTL", default=1.0)
 if GATEWAY_ROUTING_TTL < 0:
     raise ImproperlyConfigured(f"GATEWAY_ROUTING_TTL must be >= 0 seconds, got {GATEWAY_ROUTING_TTL}")
 UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
-UPSTREAM_SUPPORTS_RESPONSES = env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)
+# What the bootstrap upstream speaks: chat, responses or anthropic. UPSTREAM_SUPPORTS_RESPONSES=true,
+# the older switch, still means responses when UPSTREAM_API is not set.
+UPSTREAM_API = env.str("UPSTREAM_API", default="responses" if env.bool("UPSTREAM_SUPPORTS_RESPONSES", default=False)
+                       else "chat")
+if UPSTREAM_API not in ("chat", "responses", "anthropic"):
+    raise ImproperlyConfigured(f"UPSTREAM_API must be chat, responses or anthropic, got {UPSTREAM_API!r}")
 UPSTREAM_API_KEY = env.str("UPSTREAM_API_KEY", default="")
 REDIS_URL = env.str("REDIS_URL", default="")
 GATEWAY_REDIS_TIMEOUT = env.float("GATEWAY_REDIS_TIMEOUT", default=0.1)  # seconds, for each cache call

@@ -152,7 +152,7 @@ def chat_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
 
 @pytest.fixture
 def responses_upstream(transactional_db: None, scripted: MockUpstream) -> Upstream:
-    return Upstream.objects.create(name="responses-mock", base_url=scripted.url, supports_responses=True,
+    return Upstream.objects.create(name="responses-mock", base_url=scripted.url, api="responses",
                                    api_key="sk-upstream-SECRET-456")
 
 

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.codex
 def upstreams(scripted: MockUpstream) -> None:
     Upstream.objects.create(name="local", base_url=scripted.base_url, models="qwen3-coder qwen3-8b",
                             model_map="fast=qwen3-8b", send_reasoning_effort=True)
-    Upstream.objects.create(name="vllm", base_url=scripted.url, models="gpt-oss", supports_responses=True,
+    Upstream.objects.create(name="vllm", base_url=scripted.url, models="gpt-oss", api="responses",
                             accepts_images=True, priority=-1)
     Upstream.objects.create(name="off", base_url=scripted.base_url, models="hidden", enabled=False)
     ModelProfile.objects.create(pattern="qwen3-*", context_window=40960, verbosity=True)

@@ -182,7 +182,7 @@ def test_codex_waits_through_a_pause_longer_than_its_idle_timeout(codex: Codex, 
     if kind == "bridged":
         Upstream.objects.create(name="chat-mock", base_url=scripted.base_url)
     else:
-        Upstream.objects.create(name="responses-mock", base_url=scripted.url, supports_responses=True)
+        Upstream.objects.create(name="responses-mock", base_url=scripted.url, api="responses")
     scripted.script({"chunks": [{"text": "Thinking... "}, {"text": "done."}, {"finish": "stop"}], "pause": [0, 8]})
     silent = start_gateway(GATEWAY_STREAM_HEARTBEAT="0")
     codex.configure(silent, idle_ms=3000)

@@ -17,7 +17,7 @@ from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
 from upstreams import cooldown, presets
-from upstreams.models import ClientKey, ModelProfile, Upstream
+from upstreams.models import ClientKey, ModelProfile, Upstream, UpstreamApi
 from upstreams.probe.capabilities import Report, applied, probe_capabilities
 from upstreams.probe.reach import probe
 
@@ -129,7 +129,7 @@ class UpstreamAdmin(admin.ModelAdmin):
         return [(None, {"fields": ["preset", *first]}), *self.fieldsets[1:]]
 
     fieldsets = [
-        (None, {"fields": ["name", "base_url", "supports_responses", "keeps_state", "api_key", "clear_api_key",
+        (None, {"fields": ["name", "base_url", "api", "keeps_state", "api_key", "clear_api_key",
                            "models", "model_map", "enabled", "priority"]}),
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
         ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images", "compaction_model"]}),
@@ -141,6 +141,9 @@ class UpstreamAdmin(admin.ModelAdmin):
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",
                        "send_stream_options", "send_reasoning_effort"],
+        }),
+        ("Anthropic Messages (bridge; reasoning effort is the switch above)", {
+            "fields": ["max_output_tokens", "prompt_caching"],
         }),
     ]
 
@@ -165,18 +168,18 @@ class UpstreamAdmin(admin.ModelAdmin):
     class Media:
         css = {"all": ["upstreams/admin-lists.css"]}
 
-    @admin.display(description="Mode", ordering="supports_responses")
+    @admin.display(description="Mode", ordering="api")
     def mode(self, obj: Upstream) -> str:
         """Bridged, or passed through (with what the tool repair rewrites for this server)."""
-        if not obj.supports_responses:
-            return "bridge"
+        if obj.api != UpstreamApi.RESPONSES:
+            return "bridge (Messages)" if obj.api == UpstreamApi.ANTHROPIC else "bridge"
         repaired = self.repaired(obj)
         return "passthrough" if repaired == "—" else f"passthrough, repaired: {repaired}"
 
     @admin.display(description="Tool repair")
     def repaired(self, obj: Upstream) -> str:
         """What the passthrough rewrites for this server (bridge/dialects/repaired.py), or — when nothing."""
-        if not obj.supports_responses:
+        if obj.api != UpstreamApi.RESPONSES:
             return "—"
         refused = [label for label, taken in (("custom", obj.accepts_custom_tools),
                                               ("namespace", obj.accepts_namespace_tools),

@@ -25,7 +25,7 @@ def sync_env_upstream() -> Upstream | None:
         name=DEFAULT_UPSTREAM,
         defaults={
             "base_url": settings.UPSTREAM_BASE_URL,
-            "supports_responses": settings.UPSTREAM_SUPPORTS_RESPONSES,
+            "api": settings.UPSTREAM_API,
             "api_key": settings.UPSTREAM_API_KEY,
             "enabled": True,
         },

@@ -71,7 +71,7 @@ def context_window(model: ServedModel, profile: ModelProfile | None) -> int | No
 def codex_entry(model: ServedModel, profile: ModelProfile | None, priority: int) -> dict[str, Any]:
     """Return Codex's catalog entry for ``model`` (``priority``: its place in the list, lower first)."""
     upstream, said = model.upstream, profile or ModelProfile()  # no profile: every field blank
-    how = "passed through to" if upstream.supports_responses else "bridged to"
+    how = "passed through to" if upstream.api == "responses" else "bridged to"
     levels = _reasoning_levels(upstream, said)
     entry: dict[str, Any] = {
         "slug": model.name,

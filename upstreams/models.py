@@ -30,6 +30,14 @@ class MaxTokensField(models.TextChoices):
     MAX_COMPLETION_TOKENS = "max_completion_tokens", "max_completion_tokens (OpenAI)"
 
 
+class UpstreamApi(models.TextChoices):
+    """The API an upstream's server speaks: the dialect table's protocol (bridge/dialects/__init__.py)."""
+
+    CHAT = "chat", "Chat Completions"
+    RESPONSES = "responses", "Responses"
+    ANTHROPIC = "anthropic", "Anthropic Messages"
+
+
 GLOB_CHARS = "*?["
 
 
@@ -50,9 +58,10 @@ class Upstream(models.Model):
         max_length=500,
         help_text="e.g. http://127.0.0.1:8080/v1 or https://api.deepseek.com; no path means /v1.",
     )
-    supports_responses = models.BooleanField(
-        default=False,
-        help_text="Speaks POST /responses itself: pass /v1/responses through instead of bridging it to Chat.",
+    api = models.CharField(
+        "API", max_length=16, choices=UpstreamApi.choices, default=UpstreamApi.CHAT,
+        help_text="What the server speaks. Chat Completions and Anthropic Messages: /v1/responses is bridged to it; "
+                  "Responses: passed through.",
     )
     keeps_state = models.BooleanField(
         default=False,
@@ -93,8 +102,17 @@ class Upstream(models.Model):
         default=True, help_text="Ask for usage with stream_options.include_usage (turn off for servers that reject it)."
     )
     send_reasoning_effort = models.BooleanField(
-        default=False, help_text="Forward reasoning.effort as reasoning_effort."
+        default=False, help_text="Forward reasoning.effort: as reasoning_effort (Chat), as extended thinking with "
+                                 "a budget per level (Anthropic)."
     )
+    # Anthropic Messages, used when bridging to an Anthropic upstream.
+    max_output_tokens = models.PositiveIntegerField(
+        null=True, blank=True, verbose_name="max output tokens",
+        help_text="Anthropic upstream: max_tokens when the client sets no cap (Messages requires one); empty: the "
+                  "model's known limit (Claude), else 16384.")
+    prompt_caching = models.BooleanField(
+        default=True, help_text="Anthropic upstream: mark the stable prefix (tools, system, the conversation so far) "
+                                "for the prompt cache, so each turn reads the last one's prefix.")
     compaction_model = models.CharField(
         max_length=200, blank=True,
         help_text="The model (the upstream's own name) that summarizes a conversation when a client compacts it "
@@ -179,13 +197,14 @@ class Upstream(models.Model):
             send_stream_options=self.send_stream_options, send_reasoning_effort=self.send_reasoning_effort,
             accepts_custom_tools=self.accepts_custom_tools, accepts_namespace_tools=self.accepts_namespace_tools,
             accepts_hosted_tools=self.accepts_hosted_tools,
-            accepts_encrypted_reasoning=self.accepts_encrypted_reasoning)
+            accepts_encrypted_reasoning=self.accepts_encrypted_reasoning,
+            max_output_tokens=self.max_output_tokens, prompt_caching=self.prompt_caching)
 
     @property
     def protocol(self) -> Protocol:
         """What the upstream speaks, for the dialect table: Chat only, Responses, or Responses repaired."""
-        if not self.supports_responses:
-            return "chat"
+        if self.api != UpstreamApi.RESPONSES:
+            return "anthropic" if self.api == UpstreamApi.ANTHROPIC else "chat"
         return "responses-repaired" if self.options(None).repairs else "responses"
 
     @property
@@ -197,6 +216,9 @@ class Upstream(models.Model):
         """
         parts = urlsplit(self.base_url.strip())
         path = parts.path.rstrip("/") or "/v1"
+        if self.api == UpstreamApi.ANTHROPIC and not path.endswith("/v1"):
+            # Anthropic-compatible providers document the base without /v1 (…/anthropic); Messages is under /v1.
+            path += "/v1"
         return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
 
     def url(self, endpoint: str) -> str:

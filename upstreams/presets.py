@@ -10,25 +10,42 @@ from typing import Any
 
 # The fields each preset sets; the others keep the form's values.
 PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
-    "llama.cpp": ("llama.cpp (llama-server)", {"base_url": "http://127.0.0.1:8080/v1", "supports_responses": False,
+    "llama.cpp": ("llama.cpp (llama-server)", {"base_url": "http://127.0.0.1:8080/v1", "api": "chat",
                                                "accepts_developer_role": False, "max_tokens_field": "max_tokens",
                                                "send_stream_options": True}),
     "vllm": ("vLLM (on port 8001: 8000 is the gateway's)", {
-        "base_url": "http://127.0.0.1:8001/v1", "supports_responses": False, "max_tokens_field": "max_tokens",
+        "base_url": "http://127.0.0.1:8001/v1", "api": "chat", "max_tokens_field": "max_tokens",
         "send_stream_options": True}),
-    "ollama": ("Ollama", {"base_url": "http://127.0.0.1:11434/v1", "supports_responses": False,
+    "ollama": ("Ollama", {"base_url": "http://127.0.0.1:11434/v1", "api": "chat",
                           "accepts_developer_role": False, "max_tokens_field": "max_tokens",
                           "send_stream_options": True}),
-    "sglang": ("SGLang", {"base_url": "http://127.0.0.1:30000/v1", "supports_responses": False,
+    "sglang": ("SGLang", {"base_url": "http://127.0.0.1:30000/v1", "api": "chat",
                           "max_tokens_field": "max_tokens", "send_stream_options": True}),
-    "lmstudio": ("LM Studio", {"base_url": "http://127.0.0.1:1234/v1", "supports_responses": False,
+    "lmstudio": ("LM Studio", {"base_url": "http://127.0.0.1:1234/v1", "api": "chat",
                                "max_tokens_field": "max_tokens", "send_stream_options": True}),
-    "deepseek": ("DeepSeek (hosted)", {"base_url": "https://api.deepseek.com/v1", "supports_responses": False,
+    "deepseek": ("DeepSeek (hosted)", {"base_url": "https://api.deepseek.com/v1", "api": "chat",
                                        "models": "deepseek-chat deepseek-reasoner", "max_tokens_field": "max_tokens",
                                        "send_stream_options": True}),
     "openai": ("OpenAI (hosted; Responses passed through)", {
-        "base_url": "https://api.openai.com/v1", "supports_responses": True, "accepts_developer_role": True,
+        "base_url": "https://api.openai.com/v1", "api": "responses", "accepts_developer_role": True,
         "max_tokens_field": "max_completion_tokens", "send_reasoning_effort": True}),
+    # Anthropic Messages: Claude, and the Anthropic-compatible endpoints of other providers (their
+    # documented base URLs; /v1/messages is added).
+    "anthropic": ("Anthropic (Claude, Messages API)", {
+        "base_url": "https://api.anthropic.com", "api": "anthropic", "models": "claude-*",
+        "send_reasoning_effort": True, "prompt_caching": True}),
+    "deepseek-anthropic": ("DeepSeek (Anthropic-compatible)", {
+        "base_url": "https://api.deepseek.com/anthropic", "api": "anthropic",
+        "models": "deepseek-chat deepseek-reasoner", "send_reasoning_effort": False}),
+    "moonshot-anthropic": ("Moonshot Kimi (Anthropic-compatible)", {
+        "base_url": "https://api.moonshot.ai/anthropic", "api": "anthropic", "models": "kimi-*",
+        "send_reasoning_effort": False}),
+    "minimax-anthropic": ("MiniMax (Anthropic-compatible)", {
+        "base_url": "https://api.minimax.io/anthropic", "api": "anthropic", "models": "MiniMax-*",
+        "send_reasoning_effort": True}),
+    "zhipu-anthropic": ("Zhipu GLM / Z.ai (Anthropic-compatible)", {
+        "base_url": "https://api.z.ai/api/anthropic", "api": "anthropic", "models": "glm-*",
+        "send_reasoning_effort": False}),
 }
 
 

@@ -11,6 +11,8 @@ import httpx
 import orjson
 
 from api.pipeline.silence import SILENCE
+from bridge.dialects import protocol_headers
+from bridge.dialects.anthropic.answer import RATELIMIT_PREFIX, ratelimit_headers
 from bridge.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -84,15 +86,13 @@ def mapped_errors(upstream: Upstream | None = None) -> Iterator[None]:
 
 
 async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, request_id: str,
-               method: str = "POST", query: str = "") -> httpx.Response:
+               method: str = "POST", query: str = "", extra: Mapping[str, str] | None = None) -> httpx.Response:
     """Send ``body`` (POST; none for a GET or DELETE) and return the response with its body still unread.
 
     The answer is handed to the shutdown, which closes what is still open when the grace is over.
     """
     headers = {"content-type": "application/json", "accept": "text/event-stream, application/json",
-               "x-request-id": request_id}
-    if upstream.api_key:
-        headers["authorization"] = f"Bearer {upstream.api_key}"
+               "x-request-id": request_id, **protocol_headers(upstream.protocol, upstream.api_key), **(extra or {})}
     # httpx's read timeout is the wait for the answer to start; SILENCE keeps the one between chunks.
     timeout = httpx.Timeout(connect=upstream.connect_timeout, read=upstream.first_byte_timeout,
                             write=upstream.connect_timeout, pool=upstream.connect_timeout)
@@ -109,8 +109,14 @@ async def send(upstream: Upstream, endpoint: str, body: dict[str, Any] | None, r
 
 def backoff_headers(headers: Mapping[str, str]) -> dict[str, str]:
     """Return the headers of an answer that tell a client when to come back (docs/responses-bridge.md §6, E3)."""
-    return {k: v for k, v in headers.items()
-            if k.lower() in BACKOFF_HEADERS or k.lower().startswith(BACKOFF_PREFIX)}
+    kept, anthropic = {}, {}
+    for name, value in headers.items():
+        lower = name.lower()
+        if lower in BACKOFF_HEADERS or lower.startswith(BACKOFF_PREFIX):
+            kept[name] = value
+        elif lower.startswith(RATELIMIT_PREFIX):
+            anthropic[lower] = value
+    return kept | ratelimit_headers(anthropic) if anthropic else kept
 
 
 async def status_error(response: httpx.Response, secret: str = "") -> UpstreamStatusError:

@@ -110,7 +110,7 @@ async def ask_state_keepers(request: ApiRequest, endpoint: str) -> HttpResponseB
     asked in priority order; the first that does not answer 404 is relayed as it answered.
     None: no such upstream, or none knows the id.
     """
-    keepers = [u for u in request.upstreams if u.keeps_state and u.supports_responses]
+    keepers = [u for u in request.upstreams if u.keeps_state and u.api == "responses"]
     query = request.META.get("QUERY_STRING", "")
     body = request.json if request.method == "POST" and isinstance(getattr(request, "json", None), dict) else None
     for upstream in sorted(keepers, key=lambda u: (-u.priority, u.name)):

@@ -148,11 +148,12 @@ async def connect(request: ApiRequest, body: dict[str, Any], routes: list[Route]
         exchange.route(upstream, target, bridged=dialect.translates)
         options = upstream.options(target)
         sent = dialect.to_request(body, options)
+        exchange.notes += sent.notes
         exchange.recorder = await recorder.start(upstream, dialect, options, asked if asked is not None else body,
                                                  body, sent)
         asked_at = time.perf_counter()
         try:
-            response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange)
+            response = await open_upstream(upstream, dialect.endpoint, sent.body, exchange, sent.headers)
         except orjson.JSONEncodeError:  # nested too deep to be written: the client's to fix, not a 500
             raise nesting_error(asked if asked is not None else body) from None
         except UpstreamError as exc:
@@ -189,9 +190,10 @@ def _refusal(dialect: Dialect, body: dict[str, Any]) -> InvalidRequestError | No
     return None
 
 
-async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange) -> httpx.Response:
+async def open_upstream(upstream: Upstream, endpoint: str, body: dict[str, Any], exchange: Exchange,
+                        headers: dict[str, str] | None = None) -> httpx.Response:
     """Send the request and return the answer, or raise the upstream's error with its back-off headers."""
-    response = await client.send(upstream, endpoint, body, exchange.request_id)
+    response = await client.send(upstream, endpoint, body, exchange.request_id, extra=headers)
     if exchange.recorder is not None:
         exchange.recorder.watch(response)
     exchange.mark_connected()

@@ -347,7 +347,7 @@ def pipeline_for(reply: Reply, asked: dict[str, Any], keeper: Keeper | None, pro
     routed request); ``opening``: the events a background response was opened with.
     """
     dialect = reply.dialect
-    if dialect.read_chunk is None or dialect.read_body is None:
+    if dialect.read_body is None:
         return Relay(reply, keeper, progress, ending, opening)
     sent = reply.sent
     queued = opening[-1]["response"] if opening else None
@@ -356,5 +356,5 @@ def pipeline_for(reply: Reply, asked: dict[str, Any], keeper: Keeper | None, pro
                              response_id=queued["id"] if queued else None)
     if opening:
         machine.queued_as(opening)
-    source = client.read_events(reply.response, dialect.read_chunk, dialect.read_body)
+    source = client.read_events(reply.response, dialect.reader(), dialect.read_body)
     return Translation(machine, source, reply.response, keeper, progress, ending)

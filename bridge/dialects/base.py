@@ -7,7 +7,8 @@ from typing import Any, Literal, TypeAlias
 
 from bridge.events import ToolMap, UpstreamEvent
 
-Wire: TypeAlias = Literal["chat", "responses"]
+Wire: TypeAlias = Literal["chat", "responses", "anthropic"]
+ChunkReader: TypeAlias = Callable[[Any], list[UpstreamEvent]]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -26,6 +27,10 @@ class UpstreamOptions:
     accepts_namespace_tools: bool = True
     accepts_hosted_tools: bool = True  # web_search, file_search, mcp...
     accepts_encrypted_reasoning: bool = True  # reasoning items with encrypted_content in the history
+    # An Anthropic upstream: the output cap sent when the client sets none (Messages requires one;
+    # None: the model's known limit), and whether the prompt's stable prefix is marked for its cache.
+    max_output_tokens: int | None = None
+    prompt_caching: bool = True
 
     @property
     def repairs(self) -> bool:
@@ -49,6 +54,10 @@ class UpstreamRequest:
     # The gateway asked a Chat stream for usage the client did not ask for: its usage chunk is
     # the gateway's, taken out of what the client is sent (bridge/tap.py).
     usage_added: bool = False
+    # Headers the request needs beyond the dialect's own (an Anthropic beta a feature asked for).
+    headers: dict[str, str] = field(default_factory=dict)
+    # What was left out that the request does not show, for the audit row's notes.
+    notes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -57,18 +66,28 @@ class Dialect:
 
     A dialect that translates reads the answer into UpstreamEvents (``read_chunk`` for
     each streamed chunk, ``read_body`` for a whole JSON answer) for ResponseStream; one
-    that does not is relayed byte for byte, and ``wire`` says what those bytes are.
+    that does not is relayed byte for byte, and ``wire`` says what those bytes are. A
+    protocol whose chunks refer to earlier ones (Anthropic's content blocks by index) gives
+    ``new_reader`` instead of ``read_chunk``: a fresh reader per answer.
     """
 
     name: str
     endpoint: str  # the upstream path, under its base URL
     wire: Wire  # what the upstream answers in
     to_request: Callable[[dict[str, Any], UpstreamOptions], UpstreamRequest]
-    read_chunk: Callable[[Any], list[UpstreamEvent]] | None = None
-    read_body: Callable[[Any], list[UpstreamEvent]] | None = None
+    read_chunk: ChunkReader | None = None
+    read_body: ChunkReader | None = None
+    new_reader: Callable[[], ChunkReader] | None = None
     # Raises InvalidRequestError for what the client asked that this dialect cannot honour.
     check: Callable[[dict[str, Any]], None] = lambda body: None
 
     @property
     def translates(self) -> bool:
-        return self.read_chunk is not None
+        return self.read_body is not None
+
+    def reader(self) -> ChunkReader:
+        """Return the reader of one streamed answer's chunks (a new one for a stateful protocol)."""
+        if self.new_reader is not None:
+            return self.new_reader()
+        assert self.read_chunk is not None, f"{self.name} does not translate"
+        return self.read_chunk

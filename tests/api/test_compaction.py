@@ -138,7 +138,7 @@ def test_another_servers_item_is_left_out_for_a_bridged_upstream_and_the_row_say
 
 def test_an_upstream_that_keeps_state_gets_the_trigger_and_its_own_items_untouched(
         gateway: Gateway, scripted: MockUpstream, active_key: str) -> None:
-    Upstream.objects.create(name="openai", base_url=scripted.url, supports_responses=True, keeps_state=True)
+    Upstream.objects.create(name="openai", base_url=scripted.url, api="responses", keeps_state=True)
     scripted.script({"chunks": [{"text": "ok"}, {"finish": "stop"}]})
     openais = {"type": "compaction", "id": "cmp_1", "encrypted_content": "gAAAAABo-openai-opaque"}
     response = post(gateway, active_key, {"model": "gpt-x", "stream": True, "input": [openais, *HISTORY, TRIGGER]})
@@ -195,7 +195,7 @@ def test_compact_starts_from_a_stored_response_or_from_the_input(
 
 def test_compact_is_passed_to_an_upstream_that_keeps_state(gateway: Gateway, scripted: MockUpstream,
                                                           active_key: str) -> None:
-    Upstream.objects.create(name="openai", base_url=scripted.url, supports_responses=True, keeps_state=True)
+    Upstream.objects.create(name="openai", base_url=scripted.url, api="responses", keeps_state=True)
     answer = {"id": "resp_c", "object": "response.compaction", "created_at": 1, "usage": {
         "input_tokens": 5, "output_tokens": 1, "total_tokens": 6, "input_tokens_details": {"cached_tokens": 0},
         "output_tokens_details": {"reasoning_tokens": 0}},

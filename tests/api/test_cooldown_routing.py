@@ -37,7 +37,7 @@ def mixed_upstreams(transactional_db: None, clean_cache: None) -> dict[str, Upst
     """A Responses-speaking upstream ranked first, then two Chat-only ones, all serving every model."""
     return {
         "responses": Upstream.objects.create(name="speaks-responses", base_url="http://127.0.0.1:9",
-                                             supports_responses=True, priority=30),
+                                             api="responses", priority=30),
         "chat-high": Upstream.objects.create(name="chat-high", base_url="http://127.0.0.1:9/v1", priority=20),
         "chat-low": Upstream.objects.create(name="chat-low", base_url="http://127.0.0.1:9/v1", priority=10),
     }
@@ -117,7 +117,7 @@ def test_it_bridges_past_a_chat_upstream_cooling_down_on_chat_completions_in_a_r
         start_gateway: Callable[..., Gateway], scripted: MockUpstream, active_key: str) -> None:
     """After chat-high's chat/completions failed, a Responses request that fails over skips it for chat-low."""
     gateway = start_gateway(GATEWAY_COOLDOWN_AFTER="1")
-    Upstream.objects.create(name="speaks-responses", base_url=scripted.url, supports_responses=True,
+    Upstream.objects.create(name="speaks-responses", base_url=scripted.url, api="responses",
                             models="codex-*", api_key="sk-responses")
     Upstream.objects.create(name="chat-high", base_url=scripted.base_url, priority=20, api_key="sk-chat-high")
     Upstream.objects.create(name="chat-low", base_url=scripted.base_url, priority=10, api_key="sk-chat-low")

@@ -46,7 +46,7 @@ def test_a_429_or_5xx_fails_over_but_a_400_does_not(gateway: Gateway, scripted: 
 
 def test_a_bridged_upstream_can_back_up_a_passthrough_one(gateway: Gateway, scripted: MockUpstream,
                                                           active_key: str) -> None:
-    Upstream.objects.create(name="responses-dead", base_url="http://127.0.0.1:9", supports_responses=True,
+    Upstream.objects.create(name="responses-dead", base_url="http://127.0.0.1:9", api="responses",
                             priority=10)
     Upstream.objects.create(name="chat-backup", base_url=scripted.base_url)
     scripted.script(OK)

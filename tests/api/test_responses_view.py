@@ -70,7 +70,7 @@ def test_a_request_the_bridge_cannot_honour_goes_to_an_upstream_that_can(gateway
     refused = httpx.post(f"{gateway.url}/v1/responses", json=body, headers=headers)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "input[0].content[0]"
     assert scripted.requests() == []
-    Upstream.objects.create(name="responses-second", base_url=scripted.url, supports_responses=True)
+    Upstream.objects.create(name="responses-second", base_url=scripted.url, api="responses")
     scripted.script({"chunks": [{"text": "read it"}, {"finish": "stop"}]})
     answered = httpx.post(f"{gateway.url}/v1/responses", json=body, headers=headers)
     assert answered.status_code == 200, answered.text

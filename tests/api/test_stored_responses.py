@@ -245,7 +245,7 @@ def test_staff_see_the_stored_response_and_what_it_continued(gateway: Gateway, s
 def test_an_upstream_that_keeps_state_gets_the_state_fields_untouched(gateway: Gateway, scripted: MockUpstream,
                                                                      active_key: str) -> None:
     """With its switch on (OpenAI, Azure), the upstream's own ids are continued by the upstream itself."""
-    Upstream.objects.create(name="stateful", base_url=scripted.url, supports_responses=True, keeps_state=True,
+    Upstream.objects.create(name="stateful", base_url=scripted.url, api="responses", keeps_state=True,
                             priority=10)
     Upstream.objects.create(name="stateless", base_url=scripted.base_url, priority=0)  # never a failover target
     scripted.script({"status": 500, "body": "down"})
@@ -280,6 +280,6 @@ def test_a_response_the_gateway_holds_is_answered_without_asking_the_upstream(
         gateway: Gateway, scripted: MockUpstream, chat_upstream: Upstream, active_key: str) -> None:
     scripted.script(answer("ok"))
     final = streamed(gateway, active_key, {"input": "hi"})
-    Upstream.objects.create(name="keeper", base_url=scripted.url, supports_responses=True, keeps_state=True)
+    Upstream.objects.create(name="keeper", base_url=scripted.url, api="responses", keeps_state=True)
     assert get(gateway, active_key, f"/v1/responses/{final['id']}").json() == final
     assert len(scripted.requests()) == 1

@@ -44,7 +44,7 @@ def turn(gateway: Gateway, key: str, items: list[dict]) -> tuple[httpx.Response,
 
 def test_the_probe_finds_what_the_server_refuses_and_the_passthrough_repairs_it_over_two_turns(
         gateway: Gateway, scripted: MockUpstream, active_key: str) -> None:
-    upstream = Upstream.objects.create(name="vllm", base_url=scripted.url, supports_responses=True,
+    upstream = Upstream.objects.create(name="vllm", base_url=scripted.url, api="responses",
                                        models="qwen3-coder")
     scripted.script(ANSWERS)
     before, _ = turn(gateway, active_key, [USER])

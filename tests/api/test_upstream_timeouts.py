@@ -29,7 +29,7 @@ def route(request: pytest.FixtureRequest, scripted: MockUpstream) -> tuple[str, 
     """Where the request goes: (endpoint, its model's upstream protocol), the upstream made with short limits."""
     responses = request.param == "relayed-responses"
     Upstream.objects.create(name="mock", base_url=scripted.url if responses else scripted.base_url,
-                            supports_responses=responses, first_byte_timeout=30, read_timeout=1)
+                            api="responses" if responses else "chat", first_byte_timeout=30, read_timeout=1)
     return ("chat/completions" if request.param == "relayed-chat" else "responses"), request.param
 
 

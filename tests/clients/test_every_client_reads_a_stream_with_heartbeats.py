@@ -48,7 +48,7 @@ def upstream(request: pytest.FixtureRequest, scripted: MockUpstream) -> Iterator
     if request.param == "bridged":
         yield Upstream.objects.create(name="chat-mock", base_url=scripted.base_url)
     else:
-        yield Upstream.objects.create(name="responses-mock", base_url=scripted.url, supports_responses=True)
+        yield Upstream.objects.create(name="responses-mock", base_url=scripted.url, api="responses")
 
 
 def heartbeats_sent(count: int) -> list[RequestLog]:

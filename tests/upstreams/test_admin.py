@@ -15,7 +15,8 @@ from upstreams.models import ClientKey, Upstream
 
 pytestmark = pytest.mark.django_db
 
-UPSTREAM_FORM = {"name": "ds", "base_url": "http://127.0.0.1:9/v1", "models": "deepseek-*", "model_map": "",
+UPSTREAM_FORM = {"name": "ds", "base_url": "http://127.0.0.1:9/v1", "api": "chat", "models": "deepseek-*",
+                 "model_map": "",
                  "priority": "0", "enabled": "on", "connect_timeout": "10", "first_byte_timeout": "900",
                  "read_timeout": "300", "max_tokens_field": "max_tokens", "send_stream_options": "on"}
 
@@ -158,14 +159,14 @@ def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None
             "preset": "vllm"}
     assert staff.post("/admin/upstreams/upstream/add/", vllm).status_code == 302
     saved = Upstream.objects.get(name="vllm")
-    assert (saved.base_url, saved.supports_responses, saved.send_stream_options) == (
-        "http://127.0.0.1:8001/v1", False, True)
+    assert (saved.base_url, saved.api, saved.send_stream_options) == (
+        "http://127.0.0.1:8001/v1", "chat", True)
     openai_form = {**UPSTREAM_FORM, "name": "openai", "base_url": "https://proxy.example/v1", "preset": "openai"}
     assert staff.post("/admin/upstreams/upstream/add/", openai_form).status_code == 302
     openai = Upstream.objects.get(name="openai")
     assert openai.base_url == "https://proxy.example/v1"  # a base URL given is kept
-    assert (openai.supports_responses, openai.max_tokens_field, openai.accepts_developer_role) == (
-        True, "max_completion_tokens", True)
+    assert (openai.api, openai.max_tokens_field, openai.accepts_developer_role) == (
+        "responses", "max_completion_tokens", True)
     neither = staff.post("/admin/upstreams/upstream/add/", {**UPSTREAM_FORM, "name": "none", "base_url": ""})
     assert neither.status_code == 200 and "or choose a preset" in neither.content.decode()
     assert 'name="preset"' not in staff.get(f"/admin/upstreams/upstream/{saved.pk}/change/").content.decode()

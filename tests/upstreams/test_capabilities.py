@@ -83,18 +83,18 @@ def test_a_server_that_reads_reasoning_effort_gets_it_on_apply(scripted: MockUps
 
 
 def test_a_server_that_ignores_reasoning_effort_is_not_sent_it(scripted: MockUpstream, upstream: Upstream) -> None:
-    Upstream.objects.filter(pk=upstream.pk).update(send_reasoning_effort=True, supports_responses=True)
+    Upstream.objects.filter(pk=upstream.pk).update(send_reasoning_effort=True, api="responses")
     upstream.refresh_from_db()
     scripted.script(TEXT, TEXT, CALL, TEXT, TEXT, UNNUMBERED)
     report = probe_capabilities(upstream)
     found = {f.check: (f.ok, str(f)) for f in report.findings}
     assert found["reasoning_effort"][0] is False and "ignored: a made-up level is taken" in found["reasoning_effort"][1]
     # The mock takes anything, an image too.
-    assert report.settings == {"send_reasoning_effort": False, "supports_responses": False, "accepts_images": True}
-    assert applied(upstream, report) == {"send_reasoning_effort": False, "supports_responses": False,
+    assert report.settings == {"send_reasoning_effort": False, "api": "chat", "accepts_images": True}
+    assert applied(upstream, report) == {"send_reasoning_effort": False, "api": "chat",
                                          "accepts_images": True}
     upstream.refresh_from_db()
-    assert (upstream.send_reasoning_effort, upstream.supports_responses) == (False, False)
+    assert (upstream.send_reasoning_effort, upstream.api) == (False, "chat")
     assert applied(upstream, report) == {}  # already so
 
 
@@ -163,4 +163,4 @@ def test_the_demos_findings_are_right(demo_mock: MockUpstream, transactional_db:
     assert found["tool calls"].ok and str(found["tool calls"]) == "tool calls: called the tool"
     assert not found["/v1/responses"].ok and found["/v1/responses"].advice == ""  # bridged, as it is set
     assert "supports responses” on" not in " ".join(map(str, report.findings))
-    assert applied(demo, report).get("supports_responses", False) is False
+    assert applied(demo, report).get("api", "chat") == "chat"

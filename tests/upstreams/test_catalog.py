@@ -10,7 +10,7 @@ from upstreams.catalog import INSTRUCTIONS, ServedModel
 from upstreams.models import ModelProfile, Upstream
 
 CHAT = Upstream(pk=1, name="local", base_url="http://127.0.0.1:8080/v1", models="qwen3 qwen3-*")
-RESPONSES = Upstream(pk=2, name="vllm", base_url="http://10.0.0.2/v1", supports_responses=True, models="gpt-oss",
+RESPONSES = Upstream(pk=2, name="vllm", base_url="http://10.0.0.2/v1", api="responses", models="gpt-oss",
                      send_reasoning_effort=True, accepts_images=True)
 
 

@@ -48,15 +48,14 @@ def test_mockupstream_serves_the_seed_scenarios(scenario: str) -> None:
 
 
 @pytest.mark.django_db
-@override_settings(UPSTREAM_BASE_URL="http://127.0.0.1:7000", UPSTREAM_SUPPORTS_RESPONSES=True,
+@override_settings(UPSTREAM_BASE_URL="http://127.0.0.1:7000", UPSTREAM_API="responses",
                    UPSTREAM_API_KEY="sk-env-key")
 def test_env_upstream_is_synced_idempotently_keeping_admin_edits() -> None:
     sync_env_upstream()
     Upstream.objects.filter(name="default").update(priority=7)
     sync_env_upstream()
     upstream = Upstream.objects.get()
-    assert (upstream.name, upstream.api_base, upstream.supports_responses) == ("default", "http://127.0.0.1:7000/v1",
-                                                                             True)
+    assert (upstream.name, upstream.api_base, upstream.api) == ("default", "http://127.0.0.1:7000/v1", "responses")
     assert (upstream.api_key, upstream.priority, upstream.is_catch_all) == ("sk-env-key", 7, True)
 
 

@@ -12,6 +12,7 @@ import json
 import time
 from typing import Any
 
+from upstreams.mock import anthropic
 from upstreams.mock.scenarios import (
     DEMO,
     DEMO_MODELS,
@@ -44,6 +45,7 @@ class MockUpstream:
         self.release = asyncio.Event()
         self.lists_models = True  # false: GET /models answers 404, as some servers do
         self.listings = 0  # GET /models answered (GET /_mock/listings)
+        self.cache = anthropic.PromptCache()  # what POST /v1/messages has written to its prompt cache
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -108,7 +110,10 @@ class MockUpstream:
         if self.demo and path.endswith("/responses"):  # the demo stands for a Chat-only server: it is bridged
             return await _send_json(send, 404, {"error": {"message": "Not found", "type": "invalid_request_error",
                                                           "param": None, "code": "not_found"}})
-        step = self.next_step(request)
+        if path.endswith("/messages"):
+            step = self._messages_step(request, headers)
+        else:
+            step = self.next_step(request)
         if path.endswith("/responses"):
             problem = functions_only_problem(request) if step.get("functions_only") and isinstance(request, dict) \
                 else None
@@ -121,6 +126,19 @@ class MockUpstream:
             play.cancel()
         else:
             watch.cancel()
+
+    def _messages_step(self, request: Any, headers: dict[str, str]) -> Step:
+        """An Anthropic Messages answer: the refusal the real API would give, else the next step as Messages."""
+        problem = anthropic.problem(request, headers)
+        if problem:
+            return {"status": 400, "body": anthropic.error_body("invalid_request_error", problem)}
+        step = self.next_step(request)
+        if "body" in step or "raw" in step:
+            return step
+        played = anthropic.events(step, request, self.cache.account(request))
+        if not request.get("stream"):
+            return {"status": step.get("status", 200), "body": anthropic.message(played)}
+        return {**step, "raw": anthropic.sse(played)}
 
     def next_step(self, request: Any) -> Step:
         steps, calls = self.steps, self.calls

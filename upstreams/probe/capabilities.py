@@ -240,9 +240,9 @@ def _responses_check(asker: _Asker, report: Report) -> bool:
     upstream = asker.upstream
     answer = asker.client.post(upstream.url("responses"), json={
         "model": asker.model, "input": "Say hi.", "stream": True, "max_output_tokens": MAX_TOKENS})
-    bridge = {"supports_responses": False}
+    bridge = {"api": "chat"}
     if answer.status_code >= 400:
-        advice = "turn “supports responses” off (bridge)" if upstream.supports_responses else ""
+        advice = "set its API to Chat Completions (bridge)" if upstream.api == "responses" else ""
         report.findings.append(Finding("/v1/responses", False, f"not served ({asker.why(answer)})", advice, bridge))
         return False
     events = [e for e in decode_values(answer.content) if isinstance(e, dict)]
@@ -250,11 +250,11 @@ def _responses_check(asker: _Asker, report: Report) -> bool:
     if problems:
         report.findings.append(Finding(
             "/v1/responses", False, f"served, but its stream has {'; '.join(problems)}",
-            "keep bridging (“supports responses” off): this server's /v1/responses breaks the OpenAI SDK's "
+            "keep bridging (API: Chat Completions): this server's /v1/responses breaks the OpenAI SDK's "
             "accumulator", bridge))
         return False
     report.findings.append(Finding("/v1/responses", True, f"a well-formed stream ({len(events)} events)",
-                               "passthrough works (“supports responses” on); bridging works too"))
+                               "passthrough works (API: Responses); bridging works too"))
     return True
 
 

@@ -20,7 +20,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     All system/developer text becomes one leading system message: strict chat templates
     reject two. Raises InvalidRequestError for a missing model, input or tools list.
     """
-    model, items, declared = _required(body)
+    model, items, declared = required(body)
     namer = ToolNamer()
     tools = [tool for raw in declared if isinstance(raw, dict) for tool in chat_tools(raw, namer)]
     history = ChatHistory(options, namer)
@@ -41,7 +41,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent)
 
 
-def _required(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[Any]]:
+def required(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[Any]]:
     """Return the model, the input items and the declared tools, or raise naming what is malformed."""
     model = body.get("model")
     if not isinstance(model, str) or not model:

@@ -63,7 +63,7 @@ class Command(BaseCommand):
                 # Only the demo's own models: a real upstream that fails must not fail over to it.
                 for name, models in DEMO_UPSTREAMS.items():
                     Upstream.objects.update_or_create(name=name, defaults={
-                        "base_url": f"http://127.0.0.1:{demo_port}/v1", "supports_responses": False,
+                        "base_url": f"http://127.0.0.1:{demo_port}/v1", "api": "chat",
                         "enabled": True, "priority": -100, "models": models})
                 _wait_for_port("127.0.0.1", demo_port, children[-1])
             else:
