@@ -9,6 +9,9 @@
                                 output_item.added, content_part.added, N output_text.delta,
                                 output_text.done, content_part.done, output_item.done,
                                 completed); not stream: the final response object
+    POST /v1/messages           stream: Anthropic Messages (message_start, a text block of N
+                                text_delta, message_delta with the stop reason and usage,
+                                message_stop); not stream: the message
     GET  /healthz               200
     GET  /_stats                connections accepted and requests served so far (the harness
                                 reads it to show how well a gateway reuses its upstream connections)
@@ -35,6 +38,7 @@ IDLE_TIMEOUT = 120.0  # a keep-alive connection with no new request for this lon
 READ_TIMEOUT = 30.0  # to read one request body
 MAX_REQUESTS_PER_CONNECTION = 1_000_000
 MAX_CACHED_ANSWERS = 64
+KINDS = {"/v1/chat/completions": "chat", "/v1/responses": "responses", "/v1/messages": "anthropic"}
 WORDS = ("lorem", "ipsum", "dolor", "sit", "amet", "consectetur", "adipiscing", "elit")
 
 
@@ -78,7 +82,8 @@ class Answers:
         answer = self._cache.get(key)
         if answer is None:
             build = {"chat": self._chat_stream, "chat-json": self._chat_json,
-                     "responses": self._responses_stream, "responses-json": self._responses_json}[kind]
+                     "responses": self._responses_stream, "responses-json": self._responses_json,
+                     "anthropic": self._messages_stream, "anthropic-json": self._messages_json}[kind]
             answer = build(model, usage)
             if len(self._cache) >= MAX_CACHED_ANSWERS:
                 self._cache.clear()
@@ -146,6 +151,27 @@ class Answers:
     def _responses_json(self, model: str, usage: bool) -> bytes:
         return orjson.dumps(self._response(model, "completed", [self._item("completed")]))
 
+    def _message(self, model: str, content: list[dict[str, Any]], stop: str | None) -> dict[str, Any]:
+        return {"id": "msg_bench", "type": "message", "role": "assistant", "model": model, "content": content,
+                "stop_reason": stop, "stop_sequence": None,
+                "usage": {"input_tokens": 12, "cache_read_input_tokens": 0, "cache_creation_input_tokens": 0,
+                          "output_tokens": len(self.texts) if stop else 1}}
+
+    def _messages_stream(self, model: str, usage: bool) -> tuple[bytes, list[bytes], bytes]:
+        head = (_sse({"type": "message_start", "message": self._message(model, [], None)}, "message_start")
+                + _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                       "content_block_start"))
+        deltas = [_sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": t}},
+                       "content_block_delta") for t in self.texts]
+        tail = (_sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+                + _sse({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                        "usage": {"output_tokens": len(self.texts)}}, "message_delta")
+                + _sse({"type": "message_stop"}, "message_stop"))
+        return head, deltas, tail + b"0\r\n\r\n"
+
+    def _messages_json(self, model: str, usage: bool) -> bytes:
+        return orjson.dumps(self._message(model, [{"type": "text", "text": "".join(self.texts)}], "end_turn"))
+
 
 class MockServer:
     """One connection handler per client; requests on a connection are served in order (keep-alive)."""
@@ -186,7 +212,7 @@ class MockServer:
             stats = {"connections": self.connections, "requests": self.requests} if path == "/_stats" else \
                 {"status": "ok"}
             await self._send_json(writer, 200, stats, keep_alive=keep_alive)
-        elif method != "POST" or path not in ("/v1/chat/completions", "/v1/responses"):
+        elif method != "POST" or path not in KINDS:
             await self._send_json(writer, 404, {"error": {"message": f"no route {method} {path}"}},
                                   keep_alive=keep_alive)
         else:
@@ -202,7 +228,7 @@ class MockServer:
             await self._send_json(writer, 400, {"error": {"message": "send a JSON object"}}, keep_alive=keep_alive)
             return
         self.requests += 1
-        kind = "chat" if path == "/v1/chat/completions" else "responses"
+        kind = KINDS[path]
         usage = bool((request.get("stream_options") or {}).get("include_usage"))
         if not request.get("stream"):
             payload = self.answers.get(kind + "-json", model, usage)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.servers import CHAT_MODEL, RESPONSES_MODEL, ROOT, Server
+from bench.servers import ANTHROPIC_MODEL, CHAT_MODEL, RESPONSES_MODEL, ROOT, Server
 
 DEFAULT_OUT = ROOT / "bench" / "results" / "latest.json"
 DEFAULT_LEVELS = (1, 50, 200, 500)
@@ -81,8 +81,10 @@ MODES = {mode.name: mode for mode in (
     Mode("bridge-json", "gateway", "/v1/responses", "responses-json", _responses_body(CHAT_MODEL, False)),
     Mode("bridge-stored", "gateway", "/v1/responses", "responses", _responses_body(CHAT_MODEL, True, store=True)),
     Mode("direct-responses", "mock", "/v1/responses", "responses", _responses_body(RESPONSES_MODEL, True)),
+    # /v1/responses bridged to Anthropic Messages (bridge/dialects/anthropic/): against "bridge", the Chat bridge.
+    Mode("anthropic", "gateway", "/v1/responses", "responses", _responses_body(ANTHROPIC_MODEL, True)),
 )}
-DEFAULT_MODES = ("direct", "floor", "chat", "responses", "bridge", "bridge-json", "bridge-stored")
+DEFAULT_MODES = ("direct", "floor", "chat", "responses", "bridge", "bridge-json", "bridge-stored", "anthropic")
 CURRENT = "current"  # compare mode's label for this tree
 COMPARE_MODES = ("bridge",)
 COMPARE_LEVELS = (1, 50)

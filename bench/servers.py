@@ -31,6 +31,7 @@ SETUP_TIMEOUT = 300.0
 # The bench's models: one served by a Chat-only upstream (bridged), one by a Responses-speaking one.
 CHAT_MODEL = "bench-chat"
 RESPONSES_MODEL = "bench-responses"
+ANTHROPIC_MODEL = "bench-claude"
 # High enough never to trigger, so the rate limiter runs (one cache INCR per request) but never refuses.
 BENCH_RATE_LIMIT = "100000/m"
 
@@ -204,10 +205,17 @@ SETUP_CODE = """
 import os
 from upstreams.models import ClientKey, Upstream
 mock = os.environ["BENCH_MOCK_URL"]
+# A tree from before the API choice (compare mode) has the supports_responses switch instead.
+fields = {field.name for field in Upstream._meta.get_fields()}
+def speaks(api):
+    return {"api": api} if "api" in fields else {"supports_responses": api == "responses"}
 Upstream.objects.create(name="bench-chat", base_url=mock + "/v1", models=os.environ["BENCH_CHAT_MODEL"],
-                        api="chat")
+                        **speaks("chat"))
 Upstream.objects.create(name="bench-responses", base_url=mock + "/v1", models=os.environ["BENCH_RESPONSES_MODEL"],
-                        api="responses")
+                        **speaks("responses"))
+if "api" in fields:
+    Upstream.objects.create(name="bench-anthropic", base_url=mock, models=os.environ["BENCH_ANTHROPIC_MODEL"],
+                            api="anthropic", prompt_caching=False)
 _, secret = ClientKey.objects.create_key("bench", rate_limit=os.environ["BENCH_RATE_LIMIT"])
 print("BENCH_KEY=" + secret)
 """
@@ -222,7 +230,8 @@ def setup_database(env: dict[str, str], mock_url: str, tree: Path = ROOT) -> str
     _run([*manage, "migrate", "--noinput", "-v", "0"], env, tree)
     out = _run([*manage, "shell", "-c", SETUP_CODE],
                {**env, "BENCH_MOCK_URL": mock_url, "BENCH_CHAT_MODEL": CHAT_MODEL,
-                "BENCH_RESPONSES_MODEL": RESPONSES_MODEL, "BENCH_RATE_LIMIT": BENCH_RATE_LIMIT}, tree)
+                "BENCH_RESPONSES_MODEL": RESPONSES_MODEL, "BENCH_ANTHROPIC_MODEL": ANTHROPIC_MODEL,
+                "BENCH_RATE_LIMIT": BENCH_RATE_LIMIT}, tree)
     for line in out.splitlines():
         if line.startswith("BENCH_KEY="):
             return line.removeprefix("BENCH_KEY=").strip()

@@ -84,3 +84,16 @@ def test_the_compaction_bench_compacts_a_long_history_in_several_calls(tmp_path:
     result = json.loads(out.read_text())
     assert result["history_bytes"] >= 200 * 1024 and result["upstream_calls"] >= 2
     assert result["sealed_bytes"] > result["summary_bytes"]
+
+
+def test_the_cache_bench_reads_each_turns_predecessor_from_the_cache(tmp_path: Path) -> None:
+    """With breakpoints, every turn after the first reads the whole request before it; without, nothing."""
+    out = tmp_path / "cache.json"
+    done = subprocess.run([sys.executable, "-m", "bench.codex.cache", "--turns", "4", "--out", str(out)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    turns = result["breakpoints"]["turns"]
+    totals = [t["input_tokens"] + t["cache_read_input_tokens"] + t["cache_creation_input_tokens"] for t in turns]
+    assert [t["cache_read_input_tokens"] for t in turns] == [0, *totals[:-1]]
+    assert result["none"]["cached_share"] == 0 and 0 < result["breakpoints"]["cached_share"] < 1

@@ -221,3 +221,34 @@ def test_codex_applies_a_patch_the_bridged_model_sends_and_the_file_appears(
     tool_message = second["messages"][call_at + 1]
     assert (tool_message["role"], tool_message["tool_call_id"]) == ("tool", "call_patch_1")
     assert "hello.txt" in tool_message["content"]
+
+
+def test_codex_runs_a_tool_turn_with_thinking_on_an_anthropic_upstream(codex: Codex, gateway: Gateway,
+                                                                       scripted: MockUpstream,
+                                                                       active_key: str) -> None:
+    """Codex's own requests, bridged to Messages: the strict mock takes turn 2 only with the signed thinking first."""
+    Upstream.objects.create(name="claude-mock", base_url=scripted.url, api="anthropic", api_key="sk-ant-SECRET",
+                            send_reasoning_effort=True)
+    scripted.script(
+        {"chunks": [{"reasoning": "I should write the proof file."},
+                    {"tool": {"index": 0, "id": "toolu_exec_1", "name": "exec_command", "arguments": ""}},
+                    {"tool": {"index": 0, "arguments": PROOF_ARGS[:12]}},
+                    {"tool": {"index": 0, "arguments": PROOF_ARGS[12:]}}, {"finish": "tool_calls"}]},
+        {"chunks": [{"text": "Proof written."}, {"finish": "stop"}]},
+    )
+    result, events = run_codex(codex, gateway, active_key, "make proof")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (codex.work / "proof.txt").read_text().strip() == "gateway-ok"
+    assert messages(events)[-1] == "Proof written."
+    first, second = scripted.requests()
+    assert first["path"] == second["path"] == "/v1/messages"
+    assert first["headers"]["x-api-key"] == "sk-ant-SECRET"
+    turn = second["body"]["messages"]
+    at = next(i for i, m in enumerate(turn) if any(b["type"] == "tool_use" for b in m["content"]))
+    assert [b["type"] for b in turn[at]["content"]][-2:] == ["thinking", "tool_use"]
+    assert turn[at]["content"][-2]["thinking"] == "I should write the proof file."
+    result_block = turn[at + 1]["content"][0]
+    assert (result_block["type"], result_block["tool_use_id"]) == ("tool_result", "toolu_exec_1")
+    rows = wait_for_logs(2)
+    assert [(r.mode, r.outcome, r.upstream_name) for r in rows] == [("bridge", "ok", "claude-mock")] * 2

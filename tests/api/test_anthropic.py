@@ -235,3 +235,46 @@ def test_what_messages_cannot_take_is_refused_naming_the_field(
     assert response.status_code == 400
     assert response.json()["error"]["param"] == "presence_penalty"
     assert scripted.requests() == []
+
+
+def test_a_conversation_moves_from_claude_to_a_chat_upstream_and_back(gateway: Gateway, scripted: MockUpstream,
+                                                                      active_key: str) -> None:
+    """Claude answers turn 1 with thinking; overloaded on turn 2, which a Chat upstream answers; Claude takes turn 3.
+
+    The Chat upstream is never sent the thinking block (the row says it was left out); Claude
+    gets it back in its place, before its tool_use, with the Chat upstream's answer after.
+    """
+    Upstream.objects.create(name="claude", base_url=scripted.url, api="anthropic", models="claude-*", priority=10)
+    Upstream.objects.create(name="chat", base_url=scripted.base_url, models="claude-*")
+    overloaded = {"status": 529, "body": {"type": "error", "error": {"type": "overloaded_error", "message": "busy"}}}
+    scripted.script(THINK_AND_CALL, overloaded, {"chunks": [{"text": "From Chat."}, {"finish": "stop"}]}, TEXT)
+    _, events = ask(gateway, active_key, [USER])
+    turn_one = events[-1]["response"]["output"]
+    items = [USER, *turn_one, {"type": "function_call_output", "call_id": "toolu_01", "output": "a.txt"}]
+
+    second, events = ask(gateway, active_key, items)
+    assert second.status_code == 200 and events[-1]["response"]["output"][0]["content"][0]["text"] == "From Chat."
+    chat_request = sent(scripted)
+    assert chat_request["path"] == "/v1/chat/completions"
+    assert "cgw-anthropic-thinking" not in json.dumps(chat_request["body"])
+    row = wait_for_log(second.headers["x-request-id"])
+    assert (row.upstream_name, row.failed_over, row.outcome) == ("chat", ",claude,", "ok")
+    assert "encrypted content of 1 reasoning item(s) left out" in row.notes
+
+    items += [*events[-1]["response"]["output"], {"role": "user", "content": "thanks"}]
+    third, events = ask(gateway, active_key, items)
+    assert third.status_code == 200 and events[-1]["response"]["status"] == "completed"
+    messages = sent(scripted)["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant", "user"]
+    assert [b["type"] for b in messages[1]["content"]] == ["thinking", "tool_use"]
+    assert messages[3]["content"][0]["text"] == "From Chat."
+
+
+def test_a_chat_client_is_told_to_use_the_responses_api_for_now(gateway: Gateway, scripted: MockUpstream,
+                                                                active_key: str, claude: Upstream) -> None:
+    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {active_key}"},
+                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "unsupported_api" and "/v1/responses" in response.text
+    assert scripted.requests() == []
+    assert wait_for_log(response.headers["x-request-id"]).outcome == "rejected"

@@ -12,15 +12,33 @@ signatures, prompt-cache control, precise errors.
 """
 from __future__ import annotations
 
+from typing import Any
+
 from bridge.dialects.anthropic.answer import MessagesReader, read_message
 from bridge.dialects.anthropic.fields import check
 from bridge.dialects.anthropic.request import to_request
-from bridge.dialects.base import Dialect
+from bridge.dialects.base import Dialect, UpstreamOptions, UpstreamRequest
+from bridge.errors import InvalidRequestError
 
 VERSION = "2023-06-01"  # the anthropic-version every request carries
 
 DIALECT = Dialect(name="anthropic", endpoint="messages", wire="anthropic", to_request=to_request,
                   new_reader=MessagesReader, read_body=read_message, check=check)
+
+
+def _chat_refused(body: dict[str, Any]) -> None:
+    raise InvalidRequestError("This model is served by an Anthropic Messages upstream, which takes Responses "
+                              "requests only: send it to /v1/responses.", param="model", code="unsupported_api")
+
+
+def _never(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
+    raise AssertionError("refused by its check")  # pragma: no cover
+
+
+# A Chat Completions client on a Messages upstream: refused by name (the router tries another
+# upstream of the model first), until the Chat side of this dialect is built.
+CHAT_REFUSED = Dialect(name="anthropic-chat", endpoint="messages", wire="anthropic", to_request=_never,
+                       check=_chat_refused)
 
 
 def headers(api_key: str) -> dict[str, str]:

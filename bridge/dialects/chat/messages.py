@@ -40,6 +40,7 @@ class ChatHistory:
         self.call_ids: set[str] = set()
         self.assistant: dict[str, Any] | None = None  # the message calls may still join
         self.reasoning: list[str] = []
+        self.opaque_reasoning = 0  # reasoning items whose encrypted_content a Chat upstream cannot take
         self.started = False  # a user, assistant or tool item was seen
 
     def build(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -65,11 +66,13 @@ class ChatHistory:
             self.add_call(item, kind)
         elif kind in OUTPUT_TYPES:
             self.add_output(item)
-        elif kind == "reasoning" and self.options.replay_reasoning:
-            self.close_calls()
-            text = _reasoning_text(item)
-            if text:
-                self.reasoning.append(text)
+        elif kind == "reasoning":
+            self.opaque_reasoning += bool(item.get("encrypted_content"))
+            if self.options.replay_reasoning:
+                self.close_calls()
+                text = _reasoning_text(item)
+                if text:
+                    self.reasoning.append(text)
         # Anything else (web_search_call, compaction, item_reference, ...) has no Chat form.
 
     def add_message(self, item: dict[str, Any]) -> None:

@@ -38,7 +38,10 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     chat["stream"] = True
     if options.send_stream_options:
         chat["stream_options"] = {"include_usage": True}
-    return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent)
+    # Another server's sealed reasoning (OpenAI's, a Claude thinking block) has no Chat form: said on the row.
+    notes = (f"the encrypted content of {history.opaque_reasoning} reasoning item(s) left out: a Chat upstream "
+             "cannot read it",) if history.opaque_reasoning else ()
+    return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent, notes=notes)
 
 
 def required(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[Any]]:
