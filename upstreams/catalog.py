@@ -6,7 +6,8 @@ Without a catalog entry Codex treats a model as unknown: it warns "Model metadat
 found" on every run, sends no ``apply_patch`` tool (the model edits files with sed and
 heredocs) and does not know the context window. An entry says what the gateway knows:
 
-- ``context_window``: the model profile's, else what the upstream's server reports;
+- ``context_window``: the model profile's, else what the upstream's server reports (a Claude
+  model on an Anthropic upstream: its known 200,000 tokens);
 - ``apply_patch_tool_type: "freeform"``: the bridge turns Codex's freeform tool into a
   one-string function and the model's call back into a ``custom_tool_call``;
 - reasoning levels only where the upstream takes ``reasoning_effort`` (the probe finds out),
@@ -65,7 +66,18 @@ def profile_for(name: str, profiles: list[ModelProfile]) -> ModelProfile | None:
 
 
 def context_window(model: ServedModel, profile: ModelProfile | None) -> int | None:
-    return (profile.context_window if profile else None) or model.reported_window
+    return (profile.context_window if profile else None) or model.reported_window or _known_window(model)
+
+
+# Anthropic's /v1/models reports no context window; every Claude model has 200,000 tokens
+# (Anthropic's model overview; the 1M-token window of some is a beta, asked for by header).
+CLAUDE_CONTEXT_WINDOW = 200_000
+
+
+def _known_window(model: ServedModel) -> int | None:
+    upstream = model.upstream
+    claude = upstream.api == "anthropic" and upstream.upstream_model(model.name).startswith("claude-")
+    return CLAUDE_CONTEXT_WINDOW if claude else None
 
 
 def codex_entry(model: ServedModel, profile: ModelProfile | None, priority: int) -> dict[str, Any]:

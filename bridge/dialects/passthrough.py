@@ -6,12 +6,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from bridge.dialects.anthropic.thinking import without_thinking
 from bridge.dialects.base import Dialect, UpstreamOptions, UpstreamRequest
 
 
 def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
     """Return the client's body with the model under the upstream's own name (its model map)."""
     return UpstreamRequest(body={**body, "model": options.model or body["model"]})
+
+
+def to_responses_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
+    """Return the body renamed, without the Claude thinking blocks a conversation may carry from a Claude upstream."""
+    items = body.get("input")
+    if not isinstance(items, list):
+        return to_request(body, options)
+    kept, notes = without_thinking(items)
+    if not notes:
+        return to_request(body, options)
+    return UpstreamRequest(body={**body, "model": options.model or body["model"], "input": kept}, notes=notes)
 
 
 def to_chat_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
@@ -32,6 +44,8 @@ def to_chat_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamR
 
 
 CHAT = Dialect(name="chat-passthrough", endpoint="chat/completions", wire="chat", to_request=to_chat_request)
-RESPONSES = Dialect(name="responses-passthrough", endpoint="responses", wire="responses", to_request=to_request)
+RESPONSES = Dialect(name="responses-passthrough", endpoint="responses", wire="responses",
+                    to_request=to_responses_request)
 # POST /v1/responses/compact, to an upstream that keeps state and compacts itself (OpenAI, Azure).
-COMPACT = Dialect(name="compact-passthrough", endpoint="responses/compact", wire="responses", to_request=to_request)
+COMPACT = Dialect(name="compact-passthrough", endpoint="responses/compact", wire="responses",
+                  to_request=to_responses_request)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bridge.dialects.anthropic.thinking import without_thinking
 from bridge.dialects.base import Dialect, UpstreamOptions, UpstreamRequest
 from bridge.dialects.chat.tools import ToolNamer, chat_tools, tool_choice
 from bridge.errors import InvalidRequestError
@@ -44,7 +45,9 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     tools = [tool for raw in declared if isinstance(raw, dict) for tool in _tools(raw, namer, options)] \
         if isinstance(declared, list) else []
     items = body.get("input")
+    notes: tuple[str, ...] = ()
     if isinstance(items, list):
+        items, notes = without_thinking(items)
         items = [repaired for item in items if (repaired := _item(item, namer, options)) is not None]
     out: dict[str, Any] = {**body, "model": options.model or body.get("model"), "input": items, "stream": True}
     out.pop("tools", None)
@@ -56,7 +59,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
             out["tool_choice"] = _flat_choice(choice)
     if not options.accepts_encrypted_reasoning and isinstance(body.get("include"), list):
         out["include"] = [entry for entry in body["include"] if entry != REASONING_INCLUDE]
-    return UpstreamRequest(body=out, tools=namer.tools)
+    return UpstreamRequest(body=out, tools=namer.tools, notes=notes)
 
 
 def _tools(raw: dict[str, Any], namer: ToolNamer, options: UpstreamOptions) -> list[dict[str, Any]]:

@@ -164,3 +164,26 @@ def test_the_demos_findings_are_right(demo_mock: MockUpstream, transactional_db:
     assert not found["/v1/responses"].ok and found["/v1/responses"].advice == ""  # bridged, as it is set
     assert "supports responses” on" not in " ".join(map(str, report.findings))
     assert applied(demo, report).get("api", "chat") == "chat"
+
+
+def test_an_anthropic_server_is_asked_in_messages_and_its_thinking_sets_the_effort_switch(
+        scripted: MockUpstream, transactional_db: None) -> None:
+    claude = Upstream.objects.create(name="claude", base_url=scripted.url, api="anthropic", models="claude-x",
+                                     api_key="sk-ant-probe")
+    thinks = {"chunks": [{"reasoning": "The time is asked."}, {"text": "12:00"}, {"finish": "stop"}]}
+    scripted.script(TEXT, CALL, thinks)
+    report = probe_capabilities(claude)
+    found = {f.check: (f.ok, str(f)) for f in report.findings}
+    assert found["messages stream"][0] and found["tools"][0]
+    assert found["thinking"] == (True, "thinking: a signed thinking block came back → turn on send reasoning "
+                                       "effort (thinking)")
+    requests = scripted.requests()
+    assert {r["path"] for r in requests} == {"/v1/messages"} and requests[0]["headers"]["x-api-key"] == "sk-ant-probe"
+    assert applied(claude, report)["send_reasoning_effort"] is True
+
+    error = {"type": "invalid_request_error", "message": "thinking: Extra inputs are not permitted"}
+    refused = {"status": 400, "body": {"type": "error", "error": error}}
+    scripted.script(TEXT, CALL, refused)
+    found = {f.check: (f.ok, str(f)) for f in probe_capabilities(claude).findings}
+    assert found["thinking"][0] is False and "Extra inputs" in found["thinking"][1]
+    assert "keep send reasoning effort off" in found["thinking"][1]

@@ -74,3 +74,12 @@ def test_served_lists_named_models_aliases_and_reported_ones_best_upstream_first
 def test_the_catalog_numbers_its_entries_in_the_order_served() -> None:
     said = catalog.codex_catalog([ServedModel("a", CHAT), ServedModel("b", CHAT)], [])
     assert [(m["slug"], m["priority"]) for m in said["models"]] == [("a", 1), ("b", 2)]
+
+
+def test_a_claude_model_on_an_anthropic_upstream_has_its_known_window_and_thinking_levels() -> None:
+    claude = Upstream(name="claude", base_url="https://api.anthropic.com", api="anthropic", send_reasoning_effort=True,
+                      model_map="sonnet=claude-sonnet-4-5")
+    said = entry(ServedModel("sonnet", claude))
+    assert (said["context_window"], said["max_context_window"]) == (200_000, 200_000)
+    assert [level["effort"] for level in said["supported_reasoning_levels"]] == ["low", "medium", "high"]
+    assert "context_window" not in entry(ServedModel("kimi-k2", Upstream(name="k", base_url="x", api="anthropic")))

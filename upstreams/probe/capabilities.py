@@ -18,6 +18,8 @@ order, each a small real request (at most 16 tokens):
    one it refuses is rewritten for it (bridge/dialects/repaired.py), as the finding says;
 8. an image in a Chat message: taken, Codex's catalog offers image input for its models.
 
+An Anthropic Messages upstream gets its own checks instead of 2-8 (upstreams/probe/messages.py).
+
 Each check says what it saw and, where a setting follows from it, what to set; ``applied``
 sets those on the upstream (``manage.py probe NAME --apply``, the admin's second action).
 """
@@ -32,6 +34,7 @@ from bridge.sse import decode_values
 from plumbing.redact import redact_text
 from upstreams.models import Upstream
 from upstreams.probe.discovery import discover
+from upstreams.probe.messages import MessagesAsker, messages_findings
 from upstreams.probe.reach import failure_text
 
 MAX_TOKENS = 16
@@ -133,12 +136,27 @@ def probe_capabilities(upstream: Upstream) -> Report:
     if report.model is None:
         report.findings.append(Finding("chat", False, "no model to ask: none named, none listed"))
         return report
+    if upstream.api == "anthropic":
+        return _messages_checks(upstream, report)
     asker = _Asker(upstream, report.model)
     try:
         _chat_checks(asker, report)
         if _responses_check(asker, report):
             _tool_checks(asker, report)
         _image_check(asker, report)
+    except httpx.HTTPError as exc:
+        report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
+                                                                       [upstream.api_key])))
+    finally:
+        asker.client.close()
+    return report
+
+
+def _messages_checks(upstream: Upstream, report: Report) -> Report:
+    assert report.model is not None
+    asker = MessagesAsker(upstream, report.model, TIMEOUT)
+    try:
+        report.findings += [Finding(*found) for found in messages_findings(asker)]
     except httpx.HTTPError as exc:
         report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
                                                                        [upstream.api_key])))

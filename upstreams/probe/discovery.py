@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bridge.dialects import protocol_headers
 from upstreams.models import Upstream
 
 TIMEOUT = 10.0
@@ -66,7 +67,7 @@ def _server_root(upstream: Upstream) -> str:
 
 def discover(upstream: Upstream) -> list[ModelInfo]:
     """Ask the upstream for its models and fill in the context windows it reports elsewhere; [] if it lists none."""
-    headers = {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
+    headers = protocol_headers(upstream.protocol, upstream.api_key)
     with httpx.Client(timeout=TIMEOUT, trust_env=False, headers=headers) as client:
         try:
             listed = client.get(upstream.url("models"))

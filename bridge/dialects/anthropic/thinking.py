@@ -47,3 +47,15 @@ def unseal(encrypted_content: str) -> dict[str, Any] | None:
     if block.get("type") == "redacted_thinking" and isinstance(block.get("data"), str):
         return block
     return None
+
+
+def without_thinking(items: list[Any]) -> tuple[list[Any], tuple[str, ...]]:
+    """Return ``items`` without Claude's thinking blocks, and the note that says so, for an upstream that is not Claude.
+
+    Another server cannot read them (OpenAI's would refuse the request): they are left out,
+    never sent as garbage, and the audit row's notes say how many.
+    """
+    kept = [item for item in items if not (isinstance(item, dict) and item.get("type") == "reasoning"
+                                           and is_thinking(item.get("encrypted_content")))]
+    left = len(items) - len(kept)
+    return kept, ((f"{left} Claude thinking block(s) left out: this upstream cannot read them",) if left else ())

@@ -192,3 +192,17 @@ def test_rate_limit_headers_keep_their_names_and_gain_openais() -> None:
         "anthropic-ratelimit-requests-remaining": "0", "anthropic-ratelimit-tokens-reset": "2026-12-07T14:00:00Z",
         "anthropic-ratelimit-input-tokens-limit": "1000", "x-ratelimit-remaining-requests": "0",
         "x-ratelimit-reset-tokens": "2026-12-07T14:00:00Z"}
+
+
+@pytest.mark.parametrize("protocol", ["responses", "responses-repaired"])
+def test_a_responses_upstream_is_never_sent_a_claude_thinking_block(protocol: str) -> None:
+    """A conversation that moves from Claude to OpenAI (failover): the block is left out, the row's notes say so."""
+    openai_reasoning = {"type": "reasoning", "summary": [], "encrypted_content": "gAAAAB-openai"}
+    items = [USER, {"type": "reasoning", "summary": [], "encrypted_content": thinking.seal(SIGNED)},
+             openai_reasoning, {"role": "assistant", "content": "hello"}]
+    options = UpstreamOptions(accepts_custom_tools=protocol == "responses")
+    sent = dialect_for("responses", protocol).to_request({"model": "gpt-5", "input": items}, options)
+    assert sent.body["input"] == [USER, openai_reasoning, {"role": "assistant", "content": "hello"}]
+    assert sent.notes == ("1 Claude thinking block(s) left out: this upstream cannot read them",)
+    plain = dialect_for("responses", protocol).to_request({"model": "gpt-5", "input": [USER]}, options)
+    assert plain.notes == () and plain.body["input"] == [USER]
