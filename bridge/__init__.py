@@ -12,6 +12,7 @@ import-linter's layers contract (pyproject.toml) keeps it at the bottom.
     dialects/   one module per upstream protocol (chat: Responses -> Chat and back;
                 passthrough) and the table that picks one
     stream      ResponseStream: UpstreamEvents -> Responses events (the state machine)
+    chat_stream a translated answer said to a Chat client: Responses events -> Chat chunks
     response    the Response object: what it says about the request, and its items' shapes
     wire        every Responses stream event, each built in one place
     sse         server-sent events: encoding, incremental decoding

@@ -6,4 +6,5 @@
     plan        where a request goes: the upstreams serving its model, best first; failover until one replies
     relay       the one pipeline: an upstream's answer relayed or translated, kept, watched, ended
     foreground  the answer a waiting client gets, streamed or whole (and the warm-up, from no upstream)
+    chat        a translated answer said to a Chat Completions client (Chat chunks, or one completion)
 """

@@ -17,6 +17,7 @@ from django.http import HttpResponseBase
 from api.http.answers import Answer, JsonAnswer, StreamAnswer
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
+from api.pipeline.chat import answer_chat
 from api.pipeline.plan import Plan, Reply, Route, connect, prepare
 from api.pipeline.relay import Relay, Translation, pipeline_for
 from api.stored.keeper import Keeper
@@ -43,6 +44,8 @@ async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> Http
     reply = await connect(request, plan.routed, plan.routes, asked=body)
     if not reply.dialect.translates:
         return await relayed(request, reply, plan.keeper)
+    if reply.dialect.answers == "chat":
+        return await answer_chat(request, body, reply)
     if exchange.stream:
         answered = Answer(exchange, reply.response.status_code)
         pipeline = pipeline_for(reply, body, plan.keeper, exchange, answered.ending)

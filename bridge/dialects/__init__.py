@@ -33,7 +33,7 @@ DIALECTS: dict[tuple[str, Protocol], Dialect] = {
     ("chat/completions", "responses-repaired"): passthrough.CHAT,
     ("chat/completions", "chat"): passthrough.CHAT,
     ("responses", "anthropic"): anthropic.DIALECT,
-    ("chat/completions", "anthropic"): anthropic.CHAT_REFUSED,
+    ("chat/completions", "anthropic"): anthropic.CHAT_DIALECT,
 }
 
 

@@ -80,6 +80,9 @@ class Dialect:
     new_reader: Callable[[], ChunkReader] | None = None
     # Raises InvalidRequestError for what the client asked that this dialect cannot honour.
     check: Callable[[dict[str, Any]], None] = lambda body: None
+    # What a translated answer is said in to the client: Responses events, or Chat chunks
+    # (bridge/chat_stream.py) for a Chat client on an upstream that is translated.
+    answers: Literal["responses", "chat"] = "responses"
 
     @property
     def translates(self) -> bool:

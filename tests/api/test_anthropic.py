@@ -15,7 +15,7 @@ import pytest
 
 from bridge.dialects.anthropic import thinking
 from tests.bridge.helpers import assert_valid_stream
-from tests.conftest import wait_for_log
+from tests.conftest import wait_for_log, wait_for_logs
 from tests.servers import Gateway, MockUpstream
 from upstreams.models import Upstream
 
@@ -270,11 +270,64 @@ def test_a_conversation_moves_from_claude_to_a_chat_upstream_and_back(gateway: G
     assert messages[3]["content"][0]["text"] == "From Chat."
 
 
-def test_a_chat_client_is_told_to_use_the_responses_api_for_now(gateway: Gateway, scripted: MockUpstream,
-                                                                active_key: str, claude: Upstream) -> None:
-    response = httpx.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {active_key}"},
-                          json={"model": MODEL, "messages": [{"role": "user", "content": "hi"}]}, timeout=30)
-    assert response.status_code == 400
-    assert response.json()["error"]["code"] == "unsupported_api" and "/v1/responses" in response.text
-    assert scripted.requests() == []
-    assert wait_for_log(response.headers["x-request-id"]).outcome == "rejected"
+def chat(gateway: Gateway, key: str, messages: list[dict[str, Any]], **extra: Any) -> httpx.Response:
+    return httpx.post(f"{gateway.url}/v1/chat/completions", headers={"authorization": f"Bearer {key}"},
+                      json={"model": MODEL, "messages": messages, **extra}, timeout=30)
+
+
+CHAT_TOOLS = [{"type": "function", "function": {"name": "exec_command", "parameters": {
+    "type": "object", "properties": {"cmd": {"type": "string"}}, "required": ["cmd"]}}}]
+
+
+def test_a_chat_client_runs_a_tool_loop_on_claude_streamed_and_whole(gateway: Gateway, scripted: MockUpstream,
+                                                                     active_key: str, claude: Upstream) -> None:
+    scripted.script(THINK_AND_CALL, TEXT, THINK_AND_CALL, TEXT)
+    question = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "list the files"}]
+    streamed = chat(gateway, active_key, question, tools=CHAT_TOOLS, stream=True,
+                    stream_options={"include_usage": True})
+    assert streamed.status_code == 200 and streamed.text.endswith("data: [DONE]\n\n")
+    chunks = [json.loads(line[6:]) for line in streamed.text.splitlines() if line.startswith("data: {")]
+    assert chunks[0]["choices"][0]["delta"]["role"] == "assistant"
+    assert "".join(c["choices"][0]["delta"].get("reasoning_content", "") for c in chunks if c["choices"]) == \
+        "The user wants files. I will run ls."
+    calls = [call for c in chunks if c["choices"] for call in c["choices"][0]["delta"].get("tool_calls", [])]
+    assert (calls[0]["id"], calls[0]["function"]["name"]) == ("toolu_01", "exec_command")
+    assert json.loads("".join(call["function"]["arguments"] for call in calls)) == {"cmd": "ls -la"}
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][-1] == "tool_calls"
+    assert chunks[-1]["choices"] == [] and chunks[-1]["usage"]["prompt_tokens"] > 0
+    body = sent(scripted)["body"]
+    assert body["system"][0]["text"] == "Be brief." and body["tools"][0]["name"] == "exec_command"
+
+    call = {"id": "toolu_01", "type": "function", "function": {"name": "exec_command", "arguments": '{"cmd": "ls"}'}}
+    loop = [*question, {"role": "assistant", "content": None, "tool_calls": [call]},
+            {"role": "tool", "tool_call_id": "toolu_01", "content": "a.txt"}]
+    answered = chat(gateway, active_key, loop, tools=CHAT_TOOLS)
+    assert answered.status_code == 200, answered.text
+    said = answered.json()
+    assert (said["object"], said["choices"][0]["message"]["content"], said["choices"][0]["finish_reason"]) == (
+        "chat.completion", "Hello from Claude.", "stop")
+    messages = sent(scripted)["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[2]["content"][0]["type"] == "tool_result"
+
+    whole = chat(gateway, active_key, question, tools=CHAT_TOOLS)
+    message = whole.json()["choices"][0]["message"]
+    assert message["tool_calls"][0]["function"] == {"name": "exec_command", "arguments": '{"cmd": "ls -la"}'}
+    assert message["reasoning_content"] == "The user wants files. I will run ls."
+    rows = wait_for_logs(4)
+    assert {(row.endpoint, row.mode, row.outcome) for row in rows} == {("chat/completions", "bridge", "ok")}
+
+
+def test_a_chat_stream_that_breaks_ends_with_an_error_chunk_and_what_chat_cannot_say_is_refused(
+        gateway: Gateway, scripted: MockUpstream, active_key: str, claude: Upstream) -> None:
+    scripted.script({"anthropic": [
+        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": "Partial"}},
+        {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}]})
+    broken = chat(gateway, active_key, [{"role": "user", "content": "hi"}], stream=True)
+    last = json.loads([line for line in broken.text.splitlines() if line.startswith("data: {")][-1][6:])
+    assert last == {"error": {"message": "Overloaded", "type": "upstream_error", "param": None,
+                              "code": "overloaded_error"}}
+    assert "[DONE]" not in broken.text
+    refused = chat(gateway, active_key, [{"role": "user", "content": "hi"}], n=2)
+    assert refused.status_code == 400 and refused.json()["error"]["param"] == "n"

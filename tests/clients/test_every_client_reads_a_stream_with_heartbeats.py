@@ -42,11 +42,14 @@ def beating(start_gateway: Callable[..., Gateway], scripted: MockUpstream) -> Ga
     return start_gateway(GATEWAY_STREAM_HEARTBEAT=str(HEARTBEAT), GATEWAY_LOG_BODIES="true")
 
 
-@pytest.fixture(params=["bridged", "relayed"])
+@pytest.fixture(params=["bridged", "relayed", "anthropic"])
 def upstream(request: pytest.FixtureRequest, scripted: MockUpstream) -> Iterator[Upstream]:
-    """A Chat-only upstream (Responses requests are bridged) or a Responses one (they are relayed)."""
+    """A Chat-only upstream (Responses requests are bridged), a Responses one (they are relayed), or Claude's
+    Messages (both APIs translated: Chat clients get Chat chunks from bridge/chat_stream.py)."""
     if request.param == "bridged":
         yield Upstream.objects.create(name="chat-mock", base_url=scripted.base_url)
+    elif request.param == "anthropic":
+        yield Upstream.objects.create(name="claude-mock", base_url=scripted.url, api="anthropic")
     else:
         yield Upstream.objects.create(name="responses-mock", base_url=scripted.url, api="responses")
 

@@ -5,6 +5,7 @@ Claude, and the Anthropic-compatible endpoints of DeepSeek, Moonshot (Kimi), Min
 signatures, prompt-cache control, precise errors.
 
     request   the request: a Responses body -> a Messages body (max_tokens, thinking, tool_choice, cache breakpoints)
+    chat      a Chat Completions request -> a Messages body (a Chat client on Claude)
     messages  the input items as Messages messages: roles alternating, tool results next, thinking before tool_use
     answer    the answer: Messages stream events, or a whole message, -> UpstreamEvents (one reader per answer)
     thinking  a thinking block carried through the client as a reasoning item's encrypted_content
@@ -12,33 +13,19 @@ signatures, prompt-cache control, precise errors.
 """
 from __future__ import annotations
 
-from typing import Any
-
+from bridge.dialects.anthropic import chat
 from bridge.dialects.anthropic.answer import MessagesReader, read_message
 from bridge.dialects.anthropic.fields import check
 from bridge.dialects.anthropic.request import to_request
-from bridge.dialects.base import Dialect, UpstreamOptions, UpstreamRequest
-from bridge.errors import InvalidRequestError
+from bridge.dialects.base import Dialect
 
 VERSION = "2023-06-01"  # the anthropic-version every request carries
 
 DIALECT = Dialect(name="anthropic", endpoint="messages", wire="anthropic", to_request=to_request,
                   new_reader=MessagesReader, read_body=read_message, check=check)
-
-
-def _chat_refused(body: dict[str, Any]) -> None:
-    raise InvalidRequestError("This model is served by an Anthropic Messages upstream, which takes Responses "
-                              "requests only: send it to /v1/responses.", param="model", code="unsupported_api")
-
-
-def _never(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
-    raise AssertionError("refused by its check")  # pragma: no cover
-
-
-# A Chat Completions client on a Messages upstream: refused by name (the router tries another
-# upstream of the model first), until the Chat side of this dialect is built.
-CHAT_REFUSED = Dialect(name="anthropic-chat", endpoint="messages", wire="anthropic", to_request=_never,
-                       check=_chat_refused)
+# A Chat Completions client on Claude: its answer read the same way, said as Chat chunks.
+CHAT_DIALECT = Dialect(name="anthropic-chat", endpoint="messages", wire="anthropic", to_request=chat.to_request,
+                       new_reader=MessagesReader, read_body=read_message, check=chat.check, answers="chat")
 
 
 def headers(api_key: str) -> dict[str, str]:

@@ -206,3 +206,26 @@ def test_a_responses_upstream_is_never_sent_a_claude_thinking_block(protocol: st
     assert sent.notes == ("1 Claude thinking block(s) left out: this upstream cannot read them",)
     plain = dialect_for("responses", protocol).to_request({"model": "gpt-5", "input": [USER]}, options)
     assert plain.notes == () and plain.body["input"] == [USER]
+
+
+def test_a_chat_request_becomes_messages_without_thinking_while_a_tool_result_is_pending() -> None:
+    from bridge.dialects.anthropic import chat
+
+    call = {"id": "c.1", "type": "function", "function": {"name": "f", "arguments": '{"a": 1}'}}
+    body = {"model": "claude-opus-4-5", "max_completion_tokens": 4000, "stop": "END", "reasoning_effort": "low",
+            "user": "u9", "messages": [{"role": "developer", "content": "Rules."}, {"role": "user", "content": "go"},
+                                       {"role": "assistant", "content": None, "tool_calls": [call]},
+                                       {"role": "tool", "tool_call_id": "c.1", "content": "done"}],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+            "tool_choice": "auto", "temperature": 0.5}
+    sent = chat.to_request(body, UpstreamOptions(send_reasoning_effort=True, prompt_caching=False)).body
+    assert (sent["max_tokens"], sent["stop_sequences"], sent["metadata"], sent["temperature"]) == (
+        4000, ["END"], {"user_id": "u9"}, 0.5)
+    assert "thinking" not in sent and sent["system"] == [{"type": "text", "text": "Rules."}]
+    assert sent["messages"][1]["content"] == [{"type": "tool_use", "id": "c_1", "name": "f", "input": {"a": 1}}]
+    assert sent["messages"][2]["content"] == [{"type": "tool_result", "tool_use_id": "c_1", "content": "done"}]
+    fresh = chat.to_request({**body, "messages": body["messages"][:2]}, UpstreamOptions(send_reasoning_effort=True))
+    assert fresh.body["thinking"] == {"type": "enabled", "budget_tokens": 2000} and "temperature" not in fresh.body
+    with pytest.raises(InvalidRequestError) as refused:
+        chat.check({**body, "logprobs": True})
+    assert refused.value.param == "logprobs"
