@@ -113,7 +113,7 @@ async def replay(recorded: Recorded) -> Replay:
             sent_events = [value for value in decode_values(b"".join(recorded.reads)) if isinstance(value, dict)]
             if problems := responses_problems(sent_events):
                 findings.append(f"the upstream's own Responses stream has {'; '.join(problems)}: bridge it "
-                                "(“supports responses” off) and clients get a well-formed stream")
+                                "(API: Chat Completions) and clients get a well-formed stream")
     client_diff = _diff(_normalized(recorded.client_body), _normalized(replayed), "client (recorded)",
                         "client (today)")
     return Replay(sent.body, sent_diff, client_diff, replayed, findings)

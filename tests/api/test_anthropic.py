@@ -7,11 +7,13 @@ scenario is checked streamed (each event against the Open Responses models) and 
 """
 from __future__ import annotations
 
+import io
 import json
 from typing import Any
 
 import httpx
 import pytest
+from django.core.management import call_command
 
 from bridge.dialects.anthropic import thinking
 from tests.bridge.helpers import assert_valid_stream
@@ -331,3 +333,47 @@ def test_a_chat_stream_that_breaks_ends_with_an_error_chunk_and_what_chat_cannot
     assert "[DONE]" not in broken.text
     refused = chat(gateway, active_key, [{"role": "user", "content": "hi"}], n=2)
     assert refused.status_code == 400 and refused.json()["error"]["param"] == "n"
+
+
+def test_stored_responses_background_compaction_and_replay_work_on_claude(
+        gateway: Gateway, scripted: MockUpstream, active_key: str, claude: Upstream) -> None:
+    """The gateway's own features are the dialect's too: each goes through the one pipeline."""
+    from logs.models import Recording
+    from tests import waiting
+
+    headers = {"authorization": f"Bearer {active_key}"}
+    scripted.script(TEXT)
+    first = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=30,
+                       json={"model": MODEL, "input": "Remember: 42.", "store": True}).json()
+    second = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=30,
+                        json={"model": MODEL, "input": "What was it?", "previous_response_id": first["id"]})
+    assert second.status_code == 200, second.text
+    messages = sent(scripted)["body"]["messages"]
+    assert [m["role"] for m in messages] == ["user", "assistant", "user"]
+    assert messages[1]["content"][0]["text"] == "Hello from Claude."
+
+    queued = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=30,
+                        json={"model": MODEL, "input": "later", "background": True}).json()
+    assert queued["status"] == "queued"
+    done = waiting.until(lambda: (r := httpx.get(f"{gateway.url}/v1/responses/{queued['id']}", headers=headers,
+                                                 timeout=10).json())["status"] == "completed" and r,
+                         "the background response to complete", 20)
+    assert done["output"][0]["content"][0]["text"] == "Hello from Claude."
+
+    scripted.script({"chunks": [{"text": "Summary: the user wants 42."}, {"finish": "stop"}]})
+    compacted = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=30, json={
+        "model": MODEL, "stream": True, "store": False, "input": [USER, {"type": "compaction_trigger"}]})
+    events = [json.loads(line[6:]) for line in compacted.text.splitlines() if line.startswith("data: {")]
+    [item] = events[-1]["response"]["output"]
+    assert item["type"] == "compaction" and sent(scripted)["path"] == "/v1/messages"
+
+    Upstream.objects.filter(pk=claude.pk).update(record_next=1)
+    scripted.script(THINK_AND_CALL)
+    recorded = httpx.post(f"{gateway.url}/v1/responses", headers=headers, timeout=30,
+                          json={"model": MODEL, "input": [USER], "tools": TOOLS, "stream": True, "store": False})
+    request_id = recorded.headers["x-request-id"]
+    recording = waiting.until(lambda: Recording.objects.filter(request_id=request_id).first(), "the recording", 20)
+    assert recording.dialect == "anthropic"
+    out = io.StringIO()
+    call_command("replay", request_id, stdout=out)  # exits 1 on any difference
+    assert "no difference" in out.getvalue(), out.getvalue()
