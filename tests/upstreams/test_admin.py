@@ -106,6 +106,18 @@ def test_test_connection_falls_back_to_a_one_token_request(staff: Client, chat_u
     assert sent["headers"]["authorization"] == "Bearer sk-upstream-SECRET-123"
 
 
+def test_test_connection_asks_an_anthropic_upstream_in_messages_with_its_key_as_x_api_key(
+        staff: Client, scripted: MockUpstream, transactional_db: None) -> None:
+    claude = Upstream.objects.create(name="claude", base_url=scripted.url, api="anthropic", models="claude-x",
+                                     api_key="sk-ant-SECRET")
+    scripted.script({"chunks": [{"text": "p"}, {"finish": "length"}]}, models=False)
+    (level, text), *_ = run_test_connection(staff, claude)
+    assert level == "success" and text.endswith("a 1-token chat request to claude-x answered.")
+    asked = scripted.requests()[0]  # GET /models is not recorded: the first is the 1-token request
+    assert asked["path"] == "/v1/messages" and asked["body"]["max_tokens"] == 1
+    assert asked["headers"]["x-api-key"] == "sk-ant-SECRET" and "authorization" not in asked["headers"]
+
+
 @pytest.mark.django_db(transaction=True)
 def test_test_connection_reports_a_failure_without_the_key(staff: Client, chat_upstream: Upstream,
                                                            scripted: MockUpstream) -> None:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from bridge.dialects import protocol_headers
 from plumbing.redact import redact_text
 from upstreams.models import Upstream
 from upstreams.probe.discovery import read_models
@@ -57,9 +58,7 @@ def failure_text(response: httpx.Response | None, exc: Exception | None, secret:
 
 def probe(upstream: Upstream) -> ProbeResult:
     """Try the upstream the way the gateway would, with its key; never raise."""
-    headers = {"accept": "application/json"}
-    if upstream.api_key:
-        headers["authorization"] = f"Bearer {upstream.api_key}"
+    headers = {"accept": "application/json", **protocol_headers(upstream.protocol, upstream.api_key)}
     timeout = httpx.Timeout(upstream.connect_timeout, read=min(upstream.first_byte_timeout, MAX_READ_TIMEOUT))
     with httpx.Client(timeout=timeout, trust_env=False, follow_redirects=False) as client:
         response, error = None, None
@@ -80,12 +79,13 @@ def probe(upstream: Upstream) -> ProbeResult:
         if model is None:
             return ProbeResult(upstream.name, False, None,
                                f"{models_failed}; no model named in its settings to send a 1-token request to.")
+        anthropic = upstream.protocol == "anthropic"
         body = {"model": model, "messages": [{"role": "user", "content": "ping"}], "stream": False,
-                upstream.max_tokens_field: 1}
+                "max_tokens" if anthropic else upstream.max_tokens_field: 1}
         response, error = None, None
         started = time.perf_counter()
         try:
-            response = client.post(upstream.url("chat/completions"), json=body,
+            response = client.post(upstream.url("messages" if anthropic else "chat/completions"), json=body,
                                    headers={**headers, "content-type": "application/json"})
         except httpx.HTTPError as exc:
             error = exc
