@@ -45,12 +45,7 @@ async def answer_chat(request: ApiRequest, body: dict[str, Any], reply: Reply) -
     ending = Ending()
     translation = pipeline_for(reply, body, None, exchange, ending)
     assert isinstance(translation, Translation)
-    async for _ in translation.events():
-        pass
-    if translation.failed:
-        assert ending.error is not None
-        raise ending.error
-    return JsonAnswer.of(completion(translation.response, completion_id=completion_id, created=created))
+    return JsonAnswer.of(completion(await translation.whole(), completion_id=completion_id, created=created))
 
 
 async def _chunks(translation: Translation, said: ChatChunks) -> AsyncGenerator[bytes]:

@@ -55,12 +55,7 @@ async def respond(request: ApiRequest, body: dict[str, Any], plan: Plan) -> Http
     ending = Ending()
     translation = pipeline_for(reply, body, plan.keeper, exchange, ending)
     assert isinstance(translation, Translation)
-    async for _ in translation.events():
-        pass
-    if translation.failed:
-        assert ending.error is not None
-        raise ending.error
-    return JsonAnswer.of(translation.response)
+    return JsonAnswer.of(await translation.whole())
 
 
 async def warm_up(request: ApiRequest, body: dict[str, Any]) -> HttpResponseBase:

@@ -163,6 +163,15 @@ class Translation(Pipeline):
             if self.upstream is not None:
                 await self.upstream.aclose()
 
+    async def whole(self) -> dict[str, Any]:
+        """Read the answer to its end for a client that asked for one JSON object; raise its error if it failed."""
+        async for _ in self.events():
+            pass
+        if self.failed:
+            assert self.ending.error is not None
+            raise self.ending.error
+        return self.response
+
     def _fed(self, batch: list[UpstreamEvent]) -> Batch:
         out: Batch = []
         for event in batch:

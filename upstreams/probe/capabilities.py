@@ -25,6 +25,8 @@ sets those on the upstream (``manage.py probe NAME --apply``, the admin's second
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -137,32 +139,29 @@ def probe_capabilities(upstream: Upstream) -> Report:
         report.findings.append(Finding("chat", False, "no model to ask: none named, none listed"))
         return report
     if upstream.api == "anthropic":
-        return _messages_checks(upstream, report)
+        messages = MessagesAsker(upstream, report.model, TIMEOUT)
+        with _connection(report, upstream, messages.client):
+            report.findings += [Finding(*found) for found in messages_findings(messages)]
+        return report
     asker = _Asker(upstream, report.model)
-    try:
+    with _connection(report, upstream, asker.client):
         _chat_checks(asker, report)
         if _responses_check(asker, report):
             _tool_checks(asker, report)
         _image_check(asker, report)
-    except httpx.HTTPError as exc:
-        report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
-                                                                       [upstream.api_key])))
-    finally:
-        asker.client.close()
     return report
 
 
-def _messages_checks(upstream: Upstream, report: Report) -> Report:
-    assert report.model is not None
-    asker = MessagesAsker(upstream, report.model, TIMEOUT)
+@contextmanager
+def _connection(report: Report, upstream: Upstream, client: httpx.Client) -> Iterator[None]:
+    """Run checks on ``client``, closed after; a connection that fails is a finding, its key redacted."""
     try:
-        report.findings += [Finding(*found) for found in messages_findings(asker)]
+        yield
     except httpx.HTTPError as exc:
         report.findings.append(Finding("connection", False, redact_text(f"{type(exc).__name__}: {exc}",
                                                                        [upstream.api_key])))
     finally:
-        asker.client.close()
-    return report
+        client.close()
 
 
 def _chat_checks(asker: _Asker, report: Report) -> None:

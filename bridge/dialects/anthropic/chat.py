@@ -19,6 +19,7 @@ from bridge.dialects.anthropic.request import (
     THINKING_BUDGETS,
     mark_cache,
     max_tokens,
+    messages_tool_choice,
 )
 from bridge.dialects.base import UpstreamOptions, UpstreamRequest
 from bridge.errors import InvalidRequestError
@@ -77,7 +78,7 @@ def _tools(body: dict[str, Any]) -> dict[str, Any]:
     tools = [_tool(tool) for tool in declared if isinstance(tool, dict) and tool.get("type") == "function"]
     if not tools:
         return {}
-    choice = _tool_choice(body)
+    choice = messages_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
     return {"tools": tools} | ({"tool_choice": choice} if choice is not None else {})
 
 
@@ -112,19 +113,6 @@ def _tool(chat_tool: dict[str, Any]) -> dict[str, Any]:
             "input_schema": parameters if isinstance(parameters, dict) and parameters else {"type": "object",
                                                                                             "properties": {}}}
     return tool | ({"description": function["description"]} if function.get("description") else {})
-
-
-def _tool_choice(body: dict[str, Any]) -> dict[str, Any] | None:
-    chosen = body.get("tool_choice")
-    if isinstance(chosen, dict) and isinstance(chosen.get("function"), dict):
-        choice: dict[str, Any] = {"type": "tool", "name": chosen["function"].get("name")}
-    elif chosen in ("none", "required"):
-        choice = {"type": "none" if chosen == "none" else "any"}
-    else:
-        choice = {"type": "auto"}
-    if body.get("parallel_tool_calls") is False and choice["type"] != "none":
-        choice["disable_parallel_tool_use"] = True
-    return choice if chosen is not None or "disable_parallel_tool_use" in choice else None
 
 
 def _thinking(body: dict[str, Any], options: UpstreamOptions, out: dict[str, Any],

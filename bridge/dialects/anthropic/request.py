@@ -117,15 +117,19 @@ def _tool(chat_tool: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tool_choice(body: dict[str, Any], namer: ToolNamer) -> dict[str, Any] | None:
-    """Messages' tool_choice (required is ``any``), with ``disable_parallel_tool_use`` for parallel_tool_calls off."""
-    chosen = tool_choice(body.get("tool_choice"), namer)
-    if isinstance(chosen, dict):
-        choice: dict[str, Any] = {"type": "tool", "name": chosen["function"]["name"]}
+    """Messages' tool_choice for the tools as the Chat bridge names them."""
+    return messages_tool_choice(tool_choice(body.get("tool_choice"), namer), body.get("parallel_tool_calls"))
+
+
+def messages_tool_choice(chosen: Any, parallel: Any) -> dict[str, Any] | None:
+    """Messages' tool_choice for a Chat one (required is ``any``), ``disable_parallel_tool_use`` for parallel off."""
+    if isinstance(chosen, dict) and isinstance(chosen.get("function"), dict):
+        choice: dict[str, Any] = {"type": "tool", "name": chosen["function"].get("name")}
     elif chosen in ("none", "required"):
         choice = {"type": "none" if chosen == "none" else "any"}
     else:
         choice = {"type": "auto"}
-    if body.get("parallel_tool_calls") is False and choice["type"] != "none":
+    if parallel is False and choice["type"] != "none":
         choice["disable_parallel_tool_use"] = True
     return choice if chosen is not None or "disable_parallel_tool_use" in choice else None
 
