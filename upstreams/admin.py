@@ -231,7 +231,7 @@ def _label(name: str) -> str:
 class ClientKeyForm(forms.ModelForm):
     class Meta:
         model = ClientKey
-        fields = ["name", "active", "rate_limit"]
+        fields = ["name", "active", "rate_limit", "models", "expires"]
 
     def clean_rate_limit(self) -> str:
         text = self.cleaned_data.get("rate_limit", "").strip()

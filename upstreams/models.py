@@ -11,6 +11,7 @@ import hmac
 import re
 import secrets
 from collections.abc import Iterable
+from datetime import datetime
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.validators import MinValueValidator
@@ -307,8 +308,17 @@ class ClientKey(models.Model):
     rate_limit = models.CharField(
         max_length=32, blank=True, help_text="e.g. 600/m or 10/s; empty uses GATEWAY_RATE_LIMIT."
     )
+    # Scope: until when the key works, and (last) the models it may use; a model outside it is
+    # answered as one that does not exist.
+    expires = models.DateTimeField(
+        null=True, blank=True, help_text="From this moment (UTC) the key is refused as expired; empty: never.")
     created = models.DateTimeField(default=now)
     last_used = models.DateTimeField(null=True, blank=True, editable=False)
+    # Last: from here on the name ``models`` means this field, not django.db.models.
+    models = models.TextField(
+        "models", blank=True,
+        help_text="Model names or globs the key may use, separated by spaces, commas or lines (claude-* qwen3); "
+                  "empty: every model.")
 
     objects = ClientKeyManager()
 
@@ -318,3 +328,11 @@ class ClientKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
+
+    def allows(self, model: str) -> bool:
+        """Whether the key's scope takes ``model`` (the name the client asks for)."""
+        patterns = [p for p in _PATTERN_SPLIT.split(self.models.strip()) if p]
+        return not patterns or any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
+
+    def expired(self, at: datetime) -> bool:
+        return self.expires is not None and at >= self.expires

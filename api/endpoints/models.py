@@ -26,7 +26,7 @@ async def models(request: ApiRequest) -> HttpResponseBase:
         return await _codex_catalog(request)
     profiles = await listing.profiles()
     data = []
-    for model in await listing.served(request.upstreams, request.exchange.request_id):
+    for model in await _served(request):
         entry: dict[str, Any] = {"id": model.name, "object": "model", "created": 0, "owned_by": model.upstream.name}
         window = catalog.context_window(model, catalog.profile_for(model.name, profiles))
         if window:
@@ -42,5 +42,11 @@ async def codex_models(request: ApiRequest) -> HttpResponseBase:
 
 
 async def _codex_catalog(request: ApiRequest) -> JsonAnswer:
+    return JsonAnswer.of(catalog.codex_catalog(await _served(request), await listing.profiles()))
+
+
+async def _served(request: ApiRequest) -> list[catalog.ServedModel]:
+    """The models the upstreams serve that the request's key may use (its scope)."""
+    key = request.client_key
     served = await listing.served(request.upstreams, request.exchange.request_id)
-    return JsonAnswer.of(catalog.codex_catalog(served, await listing.profiles()))
+    return served if key is None else [model for model in served if key.allows(model.name)]

@@ -29,7 +29,7 @@ _last_used_written: dict[int, float] = {}
 
 
 class KeyRefused(AuthenticationError):
-    """No key, an unknown or a revoked one (401); ``key``: a revoked key, named on the row (who still uses it)."""
+    """No key, an unknown, a revoked or an expired one (401); ``key``: the revoked or expired key, named on the row."""
 
     def __init__(self, message: str, key: ClientKey | None = None) -> None:
         super().__init__(message)
@@ -60,6 +60,8 @@ async def authenticate(request: HttpRequest) -> tuple[ClientKey | None, list[Ups
             revoked = None
         # Never echo the secret back: error messages end up in client logs.
         raise KeyRefused("Incorrect or revoked client API key.", revoked)
+    if key is not None and key.expired(timezone.now()):
+        raise KeyRefused(f"This client API key expired on {key.expires:%Y-%m-%d %H:%M} UTC.", key)
     if key is not None:
         await _touch(key)
     return key, upstreams

@@ -99,6 +99,10 @@ async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Ro
     the endpoint its own dialect sends to (a Chat-only upstream's is chat/completions).
     """
     request.exchange.model = model
+    key = request.client_key
+    if key is not None and not key.allows(model):  # as the OpenAI API answers a model a key cannot use
+        raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
+                                 param="model")
     candidates = rank(request.upstreams, model)
     if not candidates and (fresh := await ROUTING.fresh_upstreams(request.upstreams)) is not None:
         request.upstreams = fresh  # an upstream added a moment ago, in another process
