@@ -79,7 +79,12 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
     the request's place, and the answer is stored before it ends. Either way the gateway's
     own compaction items become their summaries again (api/stored/sealed.py).
     """
-    routes = await choose_upstreams(request, body["model"], api)
+    key, model = request.client_key, body["model"]
+    if key is not None and not key.allows(model):  # as the OpenAI API answers a model a key cannot use
+        request.exchange.model = model
+        raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
+                                 param="model")
+    routes = await choose_upstreams(request, model, api)
     routed, keeper = body, None
     if api == "responses":
         keeps_state = routes[0].keeps_state
@@ -99,10 +104,6 @@ async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Ro
     the endpoint its own dialect sends to (a Chat-only upstream's is chat/completions).
     """
     request.exchange.model = model
-    key = request.client_key
-    if key is not None and not key.allows(model):  # as the OpenAI API answers a model a key cannot use
-        raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
-                                 param="model")
     candidates = rank(request.upstreams, model)
     if not candidates and (fresh := await ROUTING.fresh_upstreams(request.upstreams)) is not None:
         request.upstreams = fresh  # an upstream added a moment ago, in another process
