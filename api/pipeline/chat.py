@@ -50,12 +50,10 @@ async def answer_chat(request: ApiRequest, body: dict[str, Any], reply: Reply) -
 
 async def _chunks(translation: Translation, said: ChatChunks) -> AsyncGenerator[bytes]:
     """The Chat stream: every chunk the Responses events stand for, then [DONE] (not after an error)."""
-    failed = False
     async with aclosing(translation.events()) as events:
         async for batch in events:
             chunks = [chunk for event in batch for chunk in said.feed(event)]
-            failed = failed or any("error" in chunk for chunk in chunks)
             if chunks:
                 yield b"".join(encode_data(chunk) for chunk in chunks)
-    if not failed:
+    if not translation.failed:
         yield DONE

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -13,6 +13,7 @@ import orjson
 from api.pipeline.silence import SILENCE
 from bridge.dialects import protocol_headers
 from bridge.dialects.anthropic.answer import RATELIMIT_PREFIX, ratelimit_headers
+from bridge.dialects.base import ChunkReader
 from bridge.errors import (
     UpstreamError,
     UpstreamProtocolError,
@@ -145,9 +146,6 @@ async def status_error(response: httpx.Response, secret: str = "") -> UpstreamSt
 def is_event_stream(response: httpx.Response) -> bool:
     """Whether the upstream labelled its answer as server-sent events."""
     return response.headers.get("content-type", "").startswith("text/event-stream")
-
-
-ChunkReader = Callable[[Any], list[UpstreamEvent]]
 
 
 async def read_events(response: httpx.Response, read_chunk: ChunkReader,

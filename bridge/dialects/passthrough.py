@@ -17,13 +17,11 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
 
 def to_responses_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
     """Return the body renamed, without the Claude thinking blocks a conversation may carry from a Claude upstream."""
-    items = body.get("input")
+    request, items = to_request(body, options), body.get("input")
     if not isinstance(items, list):
-        return to_request(body, options)
+        return request
     kept, notes = without_thinking(items)
-    if not notes:
-        return to_request(body, options)
-    return UpstreamRequest(body={**body, "model": options.model or body["model"], "input": kept}, notes=notes)
+    return UpstreamRequest(body={**request.body, "input": kept}, notes=notes) if notes else request
 
 
 def to_chat_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:

@@ -32,6 +32,7 @@ from typing import Any
 
 import httpx
 
+from bridge.dialects import protocol_headers
 from bridge.sse import decode_values
 from plumbing.redact import redact_text
 from upstreams.models import Upstream
@@ -111,8 +112,8 @@ def responses_problems(events: list[dict[str, Any]]) -> list[str]:
 class _Asker:
     def __init__(self, upstream: Upstream, model: str) -> None:
         self.upstream, self.model = upstream, model
-        headers = {"authorization": f"Bearer {upstream.api_key}"} if upstream.api_key else {}
-        self.client = httpx.Client(timeout=TIMEOUT, trust_env=False, headers=headers)
+        self.client = httpx.Client(timeout=TIMEOUT, trust_env=False,
+                                   headers=protocol_headers(upstream.protocol, upstream.api_key))
 
     def chat(self, **fields: Any) -> httpx.Response:
         body = {"model": self.model, "messages": [{"role": "user", "content": "Say hi."}],

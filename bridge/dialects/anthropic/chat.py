@@ -15,11 +15,13 @@ from typing import Any
 from bridge.dialects.anthropic.messages import system_blocks, to_messages
 from bridge.dialects.anthropic.request import (
     JSON_OBJECT,
-    STRUCTURED_OUTPUTS_BETA,
     THINKING_BUDGETS,
     mark_cache,
     max_tokens,
+    messages_tool,
     messages_tool_choice,
+    structured_output,
+    thinking_for,
 )
 from bridge.dialects.base import UpstreamOptions, UpstreamRequest
 from bridge.errors import InvalidRequestError
@@ -56,7 +58,7 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     out: dict[str, Any] = {"model": options.model or model, "max_tokens": max_tokens({"max_output_tokens": _cap(body)},
                                                                                       options, model)}
     system = [str(m["content"]) for m in messages if m["role"] in ("system", "developer")]
-    said_system = system_blocks([{"role": "system", "content": "\n\n".join(system)}]) if system else []
+    said_system = system_blocks(["\n\n".join(system)])
     out |= {"system": said_system} if said_system else {}
     out["messages"] = to_messages([message for message in messages if message["role"] not in ("system", "developer")])
     out |= _tools(body)
@@ -75,7 +77,7 @@ def _cap(body: dict[str, Any]) -> Any:
 
 def _tools(body: dict[str, Any]) -> dict[str, Any]:
     declared: list[Any] = body["tools"] if isinstance(body.get("tools"), list) else []
-    tools = [_tool(tool) for tool in declared if isinstance(tool, dict) and tool.get("type") == "function"]
+    tools = [messages_tool(tool) for tool in declared if isinstance(tool, dict) and tool.get("type") == "function"]
     if not tools:
         return {}
     choice = messages_tool_choice(body.get("tool_choice"), body.get("parallel_tool_calls"))
@@ -106,24 +108,14 @@ def _message(message: dict[str, Any]) -> dict[str, Any]:
     return said
 
 
-def _tool(chat_tool: dict[str, Any]) -> dict[str, Any]:
-    function = chat_tool.get("function") or {}
-    parameters = function.get("parameters")
-    tool = {"name": function.get("name"),
-            "input_schema": parameters if isinstance(parameters, dict) and parameters else {"type": "object",
-                                                                                            "properties": {}}}
-    return tool | ({"description": function["description"]} if function.get("description") else {})
-
-
 def _thinking(body: dict[str, Any], options: UpstreamOptions, out: dict[str, Any],
               choice: dict[str, Any] | None) -> dict[str, Any]:
-    budget = THINKING_BUDGETS.get(str_of(body, "reasoning_effort"))
     pending = bool(out["messages"]) and any(block.get("type") == "tool_result"
                                             for block in out["messages"][-1]["content"])
-    forced = choice is not None and choice["type"] in ("any", "tool")
-    if budget is None or not options.send_reasoning_effort or pending or forced or out["max_tokens"] < 2048:
+    effort = str_of(body, "reasoning_effort")
+    if effort not in THINKING_BUDGETS or not options.send_reasoning_effort or pending:
         return {}
-    return {"thinking": {"type": "enabled", "budget_tokens": min(budget, out["max_tokens"] // 2)}}
+    return thinking_for(effort, out["max_tokens"], choice)
 
 
 def _format(body: dict[str, Any], out: dict[str, Any]) -> dict[str, str]:
@@ -131,8 +123,7 @@ def _format(body: dict[str, Any], out: dict[str, Any]) -> dict[str, str]:
     if not isinstance(fmt, dict):
         return {}
     if fmt.get("type") == "json_schema" and isinstance((fmt.get("json_schema") or {}).get("schema"), dict):
-        out["output_format"] = {"type": "json_schema", "schema": fmt["json_schema"]["schema"]}
-        return {"anthropic-beta": STRUCTURED_OUTPUTS_BETA}
+        return structured_output(fmt["json_schema"]["schema"], out)
     if fmt.get("type") == "json_object":
         out.setdefault("system", []).append({"type": "text", "text": JSON_OBJECT})
     return {}

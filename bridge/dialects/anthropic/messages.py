@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from bridge.dialects.anthropic import thinking
@@ -53,10 +54,9 @@ class MessagesHistory(ChatHistory):
         return super().append(message)
 
 
-def system_blocks(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Return the system text as Messages ``system`` blocks (a list: a cache breakpoint can mark it)."""
-    texts = [message["content"] for message in chat if message["role"] == "system" and message.get("content")]
-    return [{"type": "text", "text": text} for text in texts]
+def system_blocks(texts: Iterable[str]) -> list[dict[str, Any]]:
+    """Return the system texts as Messages ``system`` blocks (a list: a cache breakpoint can mark it)."""
+    return [{"type": "text", "text": text} for text in texts if text]
 
 
 def to_messages(chat: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -41,13 +41,14 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     """Return the Messages request for a Responses request (always streamed: the IO side reads the stream)."""
     model, items, declared = required(body)
     namer = ToolNamer()
-    tools = [_tool(tool) for raw in declared if isinstance(raw, dict) for tool in chat_tools(raw, namer)]
+    tools = [messages_tool(tool) for raw in declared if isinstance(raw, dict) for tool in chat_tools(raw, namer)]
     history = MessagesHistory(options, namer)
     history.system += [str_of(body, "instructions")] if str_of(body, "instructions") else []
     _check_thinking(items)
     chat = history.build(items)
     out: dict[str, Any] = {"model": options.model or model, "max_tokens": max_tokens(body, options, model)}
-    system = system_blocks(chat) + ([{"type": "text", "text": JSON_OBJECT}] if _wants_json_object(body) else [])
+    system = system_blocks(message["content"] for message in chat if message["role"] == "system")
+    system += [{"type": "text", "text": JSON_OBJECT}] if _wants_json_object(body) else []
     out |= {"system": system} if system else {}
     out["messages"] = to_messages(chat)
     out |= {"tools": tools} if tools else {}
@@ -92,8 +93,11 @@ def _output(body: dict[str, Any], out: dict[str, Any]) -> dict[str, str]:
     if user:
         out["metadata"] = {"user_id": user}
     schema = _schema(body)
-    if schema is None:
-        return {}
+    return structured_output(schema, out) if schema is not None else {}
+
+
+def structured_output(schema: dict[str, Any], out: dict[str, Any]) -> dict[str, str]:
+    """Ask ``out`` for an answer that follows ``schema``; return the beta header that needs."""
     out["output_format"] = {"type": "json_schema", "schema": schema}
     return {"anthropic-beta": STRUCTURED_OUTPUTS_BETA}
 
@@ -108,12 +112,14 @@ def max_tokens(body: dict[str, Any], options: UpstreamOptions, model: str) -> in
     return next((limit for prefix, limit in OUTPUT_LIMITS if name.startswith(prefix)), DEFAULT_MAX_TOKENS)
 
 
-def _tool(chat_tool: dict[str, Any]) -> dict[str, Any]:
-    function = chat_tool["function"]
-    tool = {"name": function["name"], "input_schema": function["parameters"]}
-    if function.get("description"):
-        tool["description"] = function["description"]
-    return tool
+def messages_tool(chat_tool: dict[str, Any]) -> dict[str, Any]:
+    """A Chat function tool as a Messages tool: its parameters as ``input_schema`` (an empty object if none)."""
+    function = chat_tool.get("function") or {}
+    parameters = function.get("parameters")
+    tool = {"name": function.get("name"),
+            "input_schema": parameters if isinstance(parameters, dict) and parameters else {"type": "object",
+                                                                                            "properties": {}}}
+    return tool | ({"description": function["description"]} if function.get("description") else {})
 
 
 def _tool_choice(body: dict[str, Any], namer: ToolNamer) -> dict[str, Any] | None:
@@ -142,17 +148,25 @@ def _thinking(body: dict[str, Any], options: UpstreamOptions, cap: int, choice: 
     otherwise the effort is not sent, and the Response says so (``unsent``).
     """
     effort = str_of(body["reasoning"], "effort") if isinstance(body.get("reasoning"), dict) else ""
-    budget = THINKING_BUDGETS.get(effort)
-    if budget is None:
+    if effort not in THINKING_BUDGETS:
         if effort and effort not in ("none", "minimal"):
             unsent.add("reasoning.effort")
         return {}
-    budget = min(budget, cap // 2)
-    forced = choice is not None and choice["type"] in ("any", "tool")
-    if not options.send_reasoning_effort or forced or budget < MIN_BUDGET:
+    fields = thinking_for(effort, cap, choice) if options.send_reasoning_effort else {}
+    if not fields:
         unsent.add("reasoning.effort")
-        return {}
-    return {"thinking": {"type": "enabled", "budget_tokens": budget}}
+    return fields
+
+
+def thinking_for(effort: str, cap: int, choice: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``thinking`` field for ``effort`` under ``max_tokens`` ``cap``, or {} where Messages cannot think.
+
+    Its budget is the effort's, at most half the cap; under Messages' minimum of 1,024, or
+    with a tool forced (``any``, ``tool``), there is none.
+    """
+    budget = min(THINKING_BUDGETS.get(effort, 0), cap // 2)
+    forced = choice is not None and choice["type"] in ("any", "tool")
+    return {} if forced or budget < MIN_BUDGET else {"thinking": {"type": "enabled", "budget_tokens": budget}}
 
 
 def _wants_json_object(body: dict[str, Any]) -> bool:

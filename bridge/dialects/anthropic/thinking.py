@@ -55,7 +55,10 @@ def without_thinking(items: list[Any]) -> tuple[list[Any], tuple[str, ...]]:
     Another server cannot read them (OpenAI's would refuse the request): they are left out,
     never sent as garbage, and the audit row's notes say how many.
     """
-    kept = [item for item in items if not (isinstance(item, dict) and item.get("type") == "reasoning"
-                                           and is_thinking(item.get("encrypted_content")))]
+    kept = [item for item in items if not _is_thinking_item(item)] if any(map(_is_thinking_item, items)) else items
     left = len(items) - len(kept)
     return kept, ((f"{left} Claude thinking block(s) left out: this upstream cannot read them",) if left else ())
+
+
+def _is_thinking_item(item: Any) -> bool:
+    return isinstance(item, dict) and item.get("type") == "reasoning" and is_thinking(item.get("encrypted_content"))
