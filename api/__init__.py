@@ -1,5 +1,6 @@
 """The OpenAI-compatible API: the IO around the pure protocol of bridge/.
 
+    budgets     budgets of tokens and dollars on keys and teams: checked and held before routing, settled at the end
     http        the HTTP surface: the ASGI app past Django's handler, the endpoint wrapper, keys and
                 limits, errors, the answers whose end settles a request's row
     endpoints   the views: responses and chat completions, stored responses, conversations, models, health

@@ -216,7 +216,12 @@ Upstream.objects.create(name="bench-responses", base_url=mock + "/v1", models=os
 if "api" in fields:
     Upstream.objects.create(name="bench-anthropic", base_url=mock, models=os.environ["BENCH_ANTHROPIC_MODEL"],
                             api="anthropic", prompt_caching=False)
-_, secret = ClientKey.objects.create_key("bench", rate_limit=os.environ["BENCH_RATE_LIMIT"])
+# BENCH_TOKEN_BUDGET (a --compare-env): the key has a budget never reached, so every request is checked,
+# held and settled (the budget A/B of issue 24); a tree from before budgets has none.
+budget = os.environ.get("BENCH_TOKEN_BUDGET")
+budgeted = budget and "token_budget" in {f.name for f in ClientKey._meta.get_fields()}
+keyed = {"token_budget": int(budget)} if budgeted else {}
+_, secret = ClientKey.objects.create_key("bench", rate_limit=os.environ["BENCH_RATE_LIMIT"], **keyed)
 print("BENCH_KEY=" + secret)
 """
 

@@ -4,6 +4,8 @@
     ├── InvalidRequestError          the client's fault (400 unless said otherwise)
     │   ├── AuthenticationError      401 invalid_api_key
     │   ├── RateLimitError           429 rate_limit_exceeded
+    │   ├── UsageLimitError          429 usage_limit_reached: a budget spent until its period resets (resets_at)
+    │   ├── QuotaExceededError       429 insufficient_quota: a total budget spent
     │   ├── RequestTooLargeError     413 request_too_large
     │   ├── ModelNotFoundError       404 model_not_found
     │   └── NotFoundError            404 not_found (a stored response the key does not have)
@@ -104,6 +106,35 @@ class RateLimitError(InvalidRequestError):
     status = 429
     type = "rate_limit_error"
     code = "rate_limit_exceeded"
+
+
+class UsageLimitError(InvalidRequestError):
+    """A key's or team's budget for this period is spent: no retry helps before ``resets_at`` (unix seconds).
+
+    The body's ``type`` is the code too, and ``resets_at`` an integer: Codex shows its usage-limit
+    message, with the time, only then; with ``Retry-After``, other clients wait as long.
+    """
+
+    status = 429
+    type = "usage_limit_reached"
+    code = "usage_limit_reached"
+
+    def __init__(self, message: str, *, resets_at: int, retry_after: int) -> None:
+        super().__init__(message, headers={"retry-after": str(max(retry_after, 1))})
+        self.resets_at = resets_at
+
+    def to_dict(self) -> ErrorBody:
+        body = super().to_dict()
+        body["error"]["resets_at"] = self.resets_at  # type: ignore[typeddict-unknown-key]
+        return body
+
+
+class QuotaExceededError(InvalidRequestError):
+    """A key's or team's total budget is spent: it never resets, so there is nothing to wait for."""
+
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
 
 
 class RequestTooLargeError(InvalidRequestError):

@@ -23,6 +23,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 from django.urls import path  # noqa: E402
 
 from api.background import run  # noqa: E402
+from api.budgets import admission as budgets  # noqa: E402
 from api.http.app import ApiApp, is_api  # noqa: E402
 from api.http.paths import api_path  # noqa: E402
 from api.http.refusals import record_refusal  # noqa: E402
@@ -77,12 +78,14 @@ BACKGROUND_WAIT = 2.0  # seconds; the flush as a whole has 10 (plumbing/shutdown
 
 
 async def flush() -> None:
-    """What a drain waits for once the requests are done: background responses, the audit rows, the recordings.
+    """What a drain waits for once the requests are done: background responses, budgets, audit rows, recordings.
 
     Background responses get a short while more (they ran through the grace too), then end
-    as failed (shutting_down), stored, so that no client polls one that never ends.
+    as failed (shutting_down), stored, so that no client polls one that never ends. The
+    budgets' last settles reach Redis before the process goes (api/budgets/admission.py).
     """
     await run.end_all(timeout=BACKGROUND_WAIT)
+    await budgets.settled()
     await writer.close()
     await recorder.wait_saved()
 

@@ -125,6 +125,17 @@ if GATEWAY_SHUTDOWN_GRACE < 0:
 GATEWAY_ROUTING_TTL = env.float("GATEWAY_ROUTING_TTL", default=1.0)
 if GATEWAY_ROUTING_TTL < 0:
     raise ImproperlyConfigured(f"GATEWAY_ROUTING_TTL must be >= 0 seconds, got {GATEWAY_ROUTING_TTL}")
+# Budgets (api/budgets/): the output tokens held for a request that sets no max_output_tokens
+# (a key may say otherwise), how long a hold outlives a process that died holding it, how
+# often a process re-reads the spent totals from the database while Redis is away, and the
+# clock periods are read by (a dotted path to a function returning unix seconds; tests set it).
+GATEWAY_BUDGET_RESERVE = env.int("GATEWAY_BUDGET_RESERVE", default=4096)
+GATEWAY_BUDGET_HOLD = env.float("GATEWAY_BUDGET_HOLD", default=900.0)
+GATEWAY_BUDGET_REFRESH = env.float("GATEWAY_BUDGET_REFRESH", default=5.0)
+GATEWAY_BUDGET_CLOCK = env.str("GATEWAY_BUDGET_CLOCK", default="time.time")
+if GATEWAY_BUDGET_RESERVE < 0 or GATEWAY_BUDGET_HOLD <= 0 or GATEWAY_BUDGET_REFRESH <= 0:
+    raise ImproperlyConfigured("GATEWAY_BUDGET_RESERVE must be >= 0, GATEWAY_BUDGET_HOLD and "
+                               "GATEWAY_BUDGET_REFRESH > 0 seconds")
 UPSTREAM_BASE_URL = env.str("UPSTREAM_BASE_URL", default="")
 # What the bootstrap upstream speaks: chat, responses or anthropic. UPSTREAM_SUPPORTS_RESPONSES=true,
 # the older switch, still means responses when UPSTREAM_API is not set.

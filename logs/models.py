@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Collection
 from datetime import datetime
+from decimal import Decimal
 from typing import Any, TypedDict
 
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, models, transaction
@@ -17,7 +19,7 @@ from django.urls import reverse
 from django.utils.timezone import now
 
 from plumbing.redact import redact_headers, redact_text
-from upstreams.models import VISIBLE_KEY_CHARS, ClientKey, Upstream
+from upstreams.models import VISIBLE_KEY_CHARS, ClientKey, Team, Upstream
 
 logger = logging.getLogger("gateway.audit")
 
@@ -174,6 +176,24 @@ def _no_nul(value: Any) -> Any:
 
 
 class RequestLogManager(models.Manager["RequestLog"]):
+    def spending(self, *, key_id: int | None = None, team_id: int | None = None, since: datetime | None = None,
+                 until: datetime | None = None, excluding: Collection[str] = ()) -> tuple[int, Decimal]:
+        """The tokens (input + output) and US dollars a key's or a team's requests spent in [since, until).
+
+        What budgets are rebuilt from (api/budgets/): the rows are the truth of spending.
+        ``excluding``: request ids the caller counts itself (rows on their way to the database).
+        """
+        rows = self.filter(client_key_id=key_id) if key_id is not None else self.filter(team_id=team_id or 0)
+        if excluding:
+            rows = rows.exclude(request_id__in=list(excluding))
+        if since is not None:
+            rows = rows.filter(started__gte=since)
+        if until is not None:
+            rows = rows.filter(started__lt=until)
+        spent = rows.aggregate(input=models.Sum("input_tokens"), output=models.Sum("output_tokens"),
+                               cost=models.Sum("cost"))
+        return (spent["input"] or 0) + (spent["output"] or 0), spent["cost"] or Decimal(0)
+
     def record_many(self, rows: list[dict[str, Any]], *, skip_present: bool = False) -> list[RequestLog]:
         """Write audit rows (``prepared()``, or raw fields, prepared here) in one statement when possible.
 
@@ -241,6 +261,8 @@ class RequestLog(models.Model):
     finished = models.DateTimeField(null=True, blank=True)
     client_key = models.ForeignKey(ClientKey, null=True, blank=True, on_delete=models.SET_NULL)
     key_name = models.CharField(max_length=100, blank=True)
+    # The key's team when the request came: its spending counts against the team's budget.
+    team = models.ForeignKey(Team, null=True, blank=True, on_delete=models.SET_NULL)
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     endpoint = models.CharField(max_length=64)
     model = models.CharField(max_length=200, blank=True)
@@ -264,6 +286,10 @@ class RequestLog(models.Model):
     output_tokens = models.IntegerField(null=True, blank=True)
     reasoning_tokens = models.IntegerField(null=True, blank=True)
     cached_tokens = models.IntegerField(null=True, blank=True)
+    # What the request cost in US dollars at its model's price when it ended (upstreams.models.Price);
+    # ``priced`` is False when no price applied, and the cost is then 0.
+    cost = models.DecimalField(max_digits=18, decimal_places=9, default=Decimal(0))
+    priced = models.BooleanField(default=False)
     tool_calls = models.IntegerField(default=0)
     request_bytes = models.IntegerField(default=0)
     response_bytes = models.IntegerField(default=0)
@@ -302,6 +328,7 @@ class RequestLog(models.Model):
             # The log list filtered by upstream or by key, and the per-key counts in the admin.
             models.Index(fields=["upstream_name", "-started"]),
             models.Index(fields=["client_key", "-started"]),
+            models.Index(fields=["team", "-started"]),  # a team's spending this period
             models.Index(fields=["session_id", "started"]),  # a session's page, its turns in order
         ]
 

@@ -22,6 +22,14 @@ active_streams = Gauge("gateway_active_streams", "Streams being relayed right no
 upstream_errors_total = Counter("gateway_upstream_errors_total", "Upstream failures, by kind (error code).",
                                 ["upstream", "kind"])
 tokens_total = Counter("gateway_tokens_total", "Tokens reported by upstreams.", ["upstream", "kind"])
+# Spending by client key and team (the key's name and team; "-" for none), and the refusals of spent budgets.
+spend_usd_total = Counter("gateway_spend_usd_total", "US dollars spent at the models' prices, by key, team and model.",
+                          ["key", "team", "model"])
+spend_tokens_total = Counter("gateway_spend_tokens_total", "Tokens (input + output) spent, by key, team and model.",
+                             ["key", "team", "model"])
+budget_refused_total = Counter("gateway_budget_refused_total",
+                               "Requests refused because a budget was used up, by key, team and whose budget.",
+                               ["key", "team", "budget"])
 background_running = Gauge("gateway_background_running", "Background responses this process is answering.",
                            multiprocess_mode="livesum")
 audit_pending = Gauge("gateway_audit_pending", "Audit rows scheduled but not yet written.",

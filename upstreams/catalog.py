@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from upstreams.models import ModelProfile, Upstream
+from upstreams.models import ModelProfile, Upstream, best_for
 
 INSTRUCTIONS = (Path(__file__).parent / "instructions.md").read_text()
 REASONING_LEVELS = ("low", "medium", "high")
@@ -61,8 +61,8 @@ def served(upstreams: list[Upstream], reported: dict[int, dict[str, int | None]]
 
 def profile_for(name: str, profiles: list[ModelProfile]) -> ModelProfile | None:
     """The profile that applies to ``name``: its own, else the longest glob that matches it."""
-    matching = [p for p in profiles if p.matches(name)]
-    return max(matching, key=lambda p: (not p.is_glob, len(p.pattern)), default=None)
+    profile: ModelProfile | None = best_for(name, profiles)
+    return profile
 
 
 def context_window(model: ServedModel, profile: ModelProfile | None) -> int | None:

@@ -1,4 +1,4 @@
-"""What every API request reads before it can be routed: the enabled upstreams and its client key.
+"""What every API request reads before it can be routed: the enabled upstreams, its client key, the prices.
 
 Reading them from the database on every request costs a trip to a database thread and
 two queries per request: with GATEWAY_ROUTING_TTL=0 a bridged stream takes 1.25x the
@@ -32,7 +32,7 @@ from django.db import DatabaseError
 from django.db.models.signals import post_delete, post_save
 
 from plumbing import dbthread
-from upstreams.models import ClientKey, Upstream, hash_secret
+from upstreams.models import ClientKey, Price, Team, Upstream, best_for, hash_secret
 
 T = TypeVar("T")
 MAX_UNKNOWN = 10_000
@@ -45,6 +45,7 @@ class Snapshot:
 
     upstreams: list[Upstream]
     loaded_at: float
+    prices: list[Price] = field(default_factory=list)
     keys: dict[str, ClientKey] = field(default_factory=dict)  # by hashed secret
     # Secrets looked up and found to be no active key's: asked again only with the next copy
     # (TTL), so a client retrying a bad key costs no query each time; the value is the revoked
@@ -60,6 +61,7 @@ class Routing:
         self.generation = 0  # bumped by every local edit; a load begun before one is not kept
         self._pending: dict[str, asyncio.Future[Any]] = {}  # reads under way: "upstreams" or a hashed secret
         self.failed_at = 0.0  # when reading the copy last failed (monotonic); 0: it did not
+        self.prices: list[Price] = []  # as last read, with the upstreams (GATEWAY_ROUTING_TTL=0: by each request)
 
     def invalidate(self, **_: Any) -> None:
         """Forget the copy (a signal receiver: called from whichever thread saved the row)."""
@@ -70,7 +72,8 @@ class Routing:
         """Return the active key ``secret`` belongs to (None if none) and the enabled upstreams."""
         ttl = settings.GATEWAY_ROUTING_TTL
         if ttl <= 0:
-            return await dbthread.run(_load_context, secret)
+            key, upstreams, self.prices = await dbthread.run(_load_context, secret)
+            return key, upstreams
         snapshot = self.snapshot
         now = time.monotonic()
         if snapshot is None or (now - snapshot.loaded_at >= ttl and now - self.failed_at >= ttl):
@@ -90,6 +93,11 @@ class Routing:
                     snapshot.unknown.clear()
                 snapshot.unknown[hashed] = found
         return key, snapshot.upstreams
+
+    def price(self, model: str) -> Price | None:
+        """The price of ``model`` (a name, else the longest glob matching it) as last read; None: unpriced."""
+        price: Price | None = best_for(model, self.prices)
+        return price
 
     async def revoked_key(self, secret: str) -> ClientKey | None:
         """Return the revoked key ``secret`` belongs to, if any: from the copy (no query), else the database."""
@@ -168,15 +176,15 @@ class Routing:
         generation = self.generation
         started = time.monotonic()
         seen = list(self.snapshot.keys) if self.snapshot is not None else []
-        upstreams, keys = await dbthread.run(_load_routing, seen)
-        snapshot = Snapshot(upstreams, loaded_at=started, keys=keys)
+        upstreams, keys, prices = await dbthread.run(_load_routing, seen)
+        snapshot = Snapshot(upstreams, loaded_at=started, keys=keys, prices=prices)
         if generation == self.generation:  # no edit landed while reading: keep it
-            self.snapshot = snapshot
+            self.snapshot, self.prices = snapshot, prices
         return snapshot
 
 
-def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream]]:
-    return ClientKey.objects.for_secret(secret) if secret else None, _load_upstreams()
+def _load_context(secret: str) -> tuple[ClientKey | None, list[Upstream], list[Price]]:
+    return ClientKey.objects.for_secret(secret) if secret else None, _load_upstreams(), list(Price.objects.all())
 
 
 def _load_key(secret: str) -> ClientKey | None:
@@ -188,10 +196,10 @@ def _load_upstreams() -> list[Upstream]:
     return list(Upstream.objects.filter(enabled=True))
 
 
-def _load_routing(seen: list[str]) -> tuple[list[Upstream], dict[str, ClientKey]]:
-    """Return the enabled upstreams, and those of the ``seen`` hashed secrets still active."""
-    keys = ClientKey.objects.filter(hashed__in=seen, active=True) if seen else []
-    return _load_upstreams(), {key.hashed: key for key in keys}
+def _load_routing(seen: list[str]) -> tuple[list[Upstream], dict[str, ClientKey], list[Price]]:
+    """Return the enabled upstreams, those of the ``seen`` hashed secrets still active (with teams), the prices."""
+    keys = ClientKey.objects.filter(hashed__in=seen, active=True).select_related("team") if seen else []
+    return _load_upstreams(), {key.hashed: key for key in keys}, list(Price.objects.all())
 
 
 ROUTING = Routing()
@@ -199,6 +207,6 @@ ROUTING = Routing()
 
 def connect_signals() -> None:
     """Drop the copy whenever this process saves or deletes an upstream or a key (AppConfig.ready)."""
-    for model in (Upstream, ClientKey):
+    for model in (Upstream, ClientKey, Team, Price):
         post_save.connect(ROUTING.invalidate, sender=model, dispatch_uid=f"routing-{model.__name__}-save")
         post_delete.connect(ROUTING.invalidate, sender=model, dispatch_uid=f"routing-{model.__name__}-delete")

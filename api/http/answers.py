@@ -17,6 +17,7 @@ from typing import Any
 from django.core.serializers.json import DjangoJSONEncoder
 from django.http import HttpResponse, StreamingHttpResponse
 
+from api.budgets import admission as budgets
 from logs.audit.exchange import Ending, Exchange
 from plumbing import metrics
 
@@ -42,6 +43,7 @@ class Answer:
         self.holders -= 1
         if self.holders <= 0:
             self.exchange.finish(self.ending)
+            budgets.settle(self.exchange)  # after the row is settled: what it spent is what its row says
 
 
 class JsonAnswer(HttpResponse):

@@ -16,6 +16,7 @@ import httpx
 import orjson
 from django.conf import settings
 
+from api.budgets import admission as budgets
 from api.http.endpoint import ApiRequest
 from api.pipeline import client
 from api.stored import sealed
@@ -80,10 +81,11 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
     own compaction items become their summaries again (api/stored/sealed.py).
     """
     key, model = request.client_key, body["model"]
+    request.exchange.model = model
     if key is not None and not key.allows(model):  # as the OpenAI API answers a model a key cannot use
-        request.exchange.model = model
         raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
                                  param="model")
+    await budgets.admit(request.exchange, key, body)  # before any upstream: a spent budget sends nothing
     routes = await choose_upstreams(request, model, api)
     routed, keeper = body, None
     if api == "responses":

@@ -13,6 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
@@ -25,6 +26,7 @@ from logs.models import Mode, Outcome, Transport, failed_over_names, prepared
 from logs.recording.recorder import Recorder
 from plumbing import metrics
 from upstreams.models import VISIBLE_KEY_CHARS, ClientKey, Upstream
+from upstreams.routing import ROUTING
 
 logger = logging.getLogger("gateway.audit")
 request_logger = logging.getLogger("gateway.requests")
@@ -129,6 +131,9 @@ class Exchange:
     connected: float | None = None  # the chosen upstream's answer headers arrived
     first_byte: float | None = None
     usage: UsageReported | None = None
+    cost: Decimal = Decimal(0)  # at the model's price (set when it is settled); priced: whether one applied
+    priced: bool = False
+    hold: Any = None  # what its budgets hold for it until it ends (api/budgets/), released with its answer
     tool_calls: int = 0
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
@@ -234,6 +239,7 @@ class Exchange:
         if error is not None:
             self.error_type = error.code or error.type
             self.error_message = error.message[:2000]
+        self._price()
         fields = self._fields()
         self._count(fields)
         self._log(fields)
@@ -243,6 +249,20 @@ class Exchange:
             logger.error("audit row for %s could not be scheduled", self.request_id)
         if self.recorder is not None:
             self.recorder.save(self.request_id, self.started, self.endpoint, self.status)
+
+    def _price(self) -> None:
+        """Cost the request at its model's price (the name asked, else the one sent); 0 and unpriced without one."""
+        price = ROUTING.price(self.model) or (ROUTING.price(self.upstream_model) if self.upstream_model else None)
+        self.priced = price is not None
+        usage = self.usage
+        if price is not None and usage is not None:
+            self.cost = price.cost(usage.input_tokens, usage.cached_tokens or 0, usage.output_tokens)
+
+    @property
+    def spent_tokens(self) -> int:
+        """The tokens its budgets count: input and output, as the upstream reported them."""
+        usage = self.usage
+        return usage.input_tokens + usage.output_tokens if usage is not None else 0
 
     def _log(self, fields: dict[str, Any]) -> None:
         """Write the request's one structured log line (JSON in the message, and as fields for LOG_FORMAT=json)."""
@@ -264,6 +284,12 @@ class Exchange:
             count = fields[f"{kind}_tokens"]
             if count:
                 metrics.tokens_total.labels(upstream=upstream, kind=kind).inc(count)
+        if self.key is not None and self.usage is not None:
+            spender = {"key": self.key.name, "team": self.key.team.name if self.key.team else "-",
+                       "model": self.model[:200] or "-"}
+            metrics.spend_tokens_total.labels(**spender).inc(self.spent_tokens)
+            if self.cost:
+                metrics.spend_usd_total.labels(**spender).inc(float(self.cost))
 
     def _fields(self) -> dict[str, Any]:
         now = time.perf_counter()
@@ -272,6 +298,7 @@ class Exchange:
             "request_id": self.request_id, "started": self.started,
             "finished": datetime.now(UTC),
             "client_key": self.key, "key_name": self.key.name if self.key else "",
+            "team_id": self.key.team_id if self.key else None,
             "client_ip": self.client_ip, "endpoint": self.endpoint, "model": self.model[:200],
             "upstream": self.upstream, "upstream_name": self.upstream.name if self.upstream else "",
             "upstream_model": self.upstream_model[:200], "mode": self.mode, "transport": self.transport,
@@ -285,6 +312,7 @@ class Exchange:
             "output_tokens": usage.output_tokens if usage else None,
             "reasoning_tokens": usage.reasoning_tokens if usage else None,
             "cached_tokens": usage.cached_tokens if usage else None,
+            "cost": str(self.cost), "priced": self.priced,
             "tool_calls": self.tool_calls, "request_bytes": self.request_bytes,
             "response_bytes": self.response_bytes, "passed_headers": self.passed_headers,
             "attempts": self.attempts,

@@ -68,6 +68,7 @@ class AuditWriter:
 
     def __init__(self) -> None:
         self.kept: deque[tuple[Position | None, dict[str, Any]]] = deque()  # rows to write, oldest first
+        self.writing: list[dict[str, Any]] = []  # the batch on its way to the database
         self.behind = False  # rows after ``kept`` are in the journal only: read back from ``cursor``
         self.journal: Journal | None = None
         self.cursor = Position(0, 0)  # the journal's finished records before this are written
@@ -83,6 +84,10 @@ class AuditWriter:
     @property
     def pending(self) -> int:
         return self.unwritten
+
+    def unwritten_rows(self) -> list[dict[str, Any]]:
+        """The rows in memory not yet in the database (budgets count them: api/budgets/admission.py)."""
+        return [*self.writing, *(fields for _, fields in self.kept)]
 
     def open_journal(self, root: Path) -> None:
         """Journal this process's rows under ``root``, then write the rows dead processes left there (at start)."""
@@ -163,6 +168,7 @@ class AuditWriter:
             batch, after, read_back = self._next_batch()
             if not batch:
                 continue
+            self.writing = batch
             try:
                 rows = await dbthread.run(_record, batch, retrying or read_back)
             except (OperationalError, InterfaceError) as exc:
@@ -177,6 +183,8 @@ class AuditWriter:
             except Exception:
                 logger.exception("could not write %d audit row(s)", len(batch))
                 rows = []
+            finally:
+                self.writing = []
             backoff, retrying = RETRY_FIRST, False
             self.unwritten -= len(batch)
             metrics.audit_pending.set(self.pending)

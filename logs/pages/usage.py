@@ -1,14 +1,17 @@
-"""Usage per client key: requests, upstream failures, refusals and tokens, per key and per model, over a window.
+"""Usage per client key and team: requests, failures, tokens and cost, per key and per model, over a window.
 
-What staff ask of a key (who uses the gateway, for what, and does it work for them) and what
-budgets are counted in. A key's page draws its tokens over time. Bad-key rows have no key
-name: they are one line, "(no key)", listed with ``key=-``.
+What staff ask of a key (who uses the gateway, for what, what it costs, and does it work for
+them) and what budgets are counted in (their part: spend.py). A key's page and a team's draw
+their tokens over time. Bad-key rows have no key name: they are one line, "(no key)", listed
+with ``key=-``. A cost is the sum of the rows' ``cost``: a row whose model had no price costs
+0 and is counted as ``unpriced`` (when it has tokens), so a cost is never silently low.
 """
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django.db.models import Count, Q, QuerySet, Sum
@@ -18,16 +21,35 @@ from logs.models import Outcome, RequestLog
 from logs.pages.stats import UNTOKENED, WINDOWS, Scope, Window, buckets_of
 
 NO_KEY = "-"  # the list's key filter for rows without a key (refused keys)
+# Tokens were counted but no price applied: the row's cost of 0 is not what it cost.
+UNPRICED = Q(priced=False) & (Q(input_tokens__isnull=False) | Q(output_tokens__isnull=False))
 SUMS = {"requests": Count("pk"), "upstream_failed": Count("pk", filter=Q(outcome=Outcome.UPSTREAM_ERROR)),
         "refused": Count("pk", filter=Q(outcome=Outcome.REJECTED)),
         "failed": Count("pk", filter=~Q(outcome=Outcome.OK)),
-        "untokened": Count("pk", filter=UNTOKENED), "input_tokens": Sum("input_tokens"),
-        "output_tokens": Sum("output_tokens"), "reasoning_tokens": Sum("reasoning_tokens")}
+        # Before the sums named like the token fields: a filter after them would read the sums.
+        "untokened": Count("pk", filter=UNTOKENED), "unpriced": Count("pk", filter=UNPRICED),
+        "input_tokens": Sum("input_tokens"), "output_tokens": Sum("output_tokens"),
+        "reasoning_tokens": Sum("reasoning_tokens"), "cost": Sum("cost")}
+
+
+def usd(amount: Decimal | int | None) -> str:
+    """US dollars as staff read them: ``$1,234.56``, ``$0.42``, a small amount to the millionth (``$0.000315``)."""
+    amount = Decimal(amount or 0)
+    if not amount:
+        return "$0"
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    text = f"{amount:.6f}".rstrip("0")
+    return f"${text}" if len(text.partition(".")[2]) >= 2 else f"${amount:.2f}"
 
 
 @dataclass(frozen=True)
 class KeyUsage:
-    """One key's (and, with ``model``, one model's) figures in a window, with the list links of their rows."""
+    """One key's (and, with ``model``, one model's) figures in a window, with the list links of their rows.
+
+    A team's figures have the same shape (``name``: the team's), without links: the list has
+    no team filter.
+    """
 
     name: str  # "": requests that presented no known key
     model: str
@@ -41,10 +63,16 @@ class KeyUsage:
     reasoning_tokens: int
     link: str
     failed_link: str
+    cost: Decimal = Decimal(0)  # US dollars
+    unpriced: int = 0  # requests with tokens and no price (their cost counted as 0)
 
     @property
     def tokens(self) -> int:
         return self.input_tokens + self.output_tokens
+
+    @property
+    def cost_text(self) -> str:
+        return usd(self.cost)
 
     @property
     def page(self) -> str:
@@ -52,15 +80,19 @@ class KeyUsage:
         return reverse("logs:key", args=[self.name]) if self.name else ""
 
 
-def _usage(scope: Scope, row: Mapping[str, Any], model: str | None = None) -> KeyUsage:
-    """One group's figures; ``model``: the model it is of ("" for rows without one), None for all of a key's."""
-    name = str(row["key_name"])
+def usage_of(scope: Scope, name: str, row: Mapping[str, Any], model: str | None = None, *,
+             linked: bool = True) -> KeyUsage:
+    """One group's figures (``row``: SUMS of it); ``model``: the one it is of ("" for rows without one), None for all.
+
+    ``linked``: the group is a key's (its rows have a list link); a team's is not.
+    """
     params = {"key": name or NO_KEY, "model": "" if model is None else model or NO_KEY}
-    return KeyUsage(name=name, model=model or "", requests=row["requests"], upstream_failed=row["upstream_failed"],
-                    refused=row["refused"], failed=row["failed"], untokened=row["untokened"],
-                    input_tokens=row["input_tokens"] or 0, output_tokens=row["output_tokens"] or 0,
-                    reasoning_tokens=row["reasoning_tokens"] or 0,
-                    link=scope.link(**params), failed_link=scope.link(**params, outcome="failed"))
+    sums: dict[str, Any] = {field: row[field] or 0 for field in SUMS}  # a Sum over no rows is None
+    sums["cost"] = Decimal(sums["cost"])
+    links: dict[str, Any] = {"link": "", "failed_link": ""}
+    if linked:
+        links = {"link": scope.link(**params), "failed_link": scope.link(**params, outcome="failed")}
+    return KeyUsage(name=name, model=model or "", **sums, **links)
 
 
 def _ranked(usages: list[KeyUsage]) -> list[KeyUsage]:
@@ -70,14 +102,21 @@ def _ranked(usages: list[KeyUsage]) -> list[KeyUsage]:
 def per_key(scope: Scope, logs: QuerySet[RequestLog] | None = None) -> list[KeyUsage]:
     """Each key's figures in ``scope``, most tokens first."""
     logs = scope.rows() if logs is None else logs
-    return _ranked([_usage(scope, row) for row in logs.values("key_name").annotate(**SUMS).order_by()])
+    rows = logs.values("key_name").annotate(**SUMS).order_by()
+    return _ranked([usage_of(scope, str(row["key_name"]), row) for row in rows])
 
 
 def per_key_model(scope: Scope, logs: QuerySet[RequestLog] | None = None) -> list[KeyUsage]:
     """Each key's figures per model asked for in ``scope``, most tokens first."""
     logs = scope.rows() if logs is None else logs
     rows = logs.values("key_name", "model").annotate(**SUMS).order_by()
-    return _ranked([_usage(scope, row, str(row["model"])) for row in rows])
+    return _ranked([usage_of(scope, str(row["key_name"]), row, str(row["model"])) for row in rows])
+
+
+def per_team(scope: Scope, names: Mapping[int, str]) -> dict[int, KeyUsage]:
+    """Each team's figures in ``scope`` (the rows that counted against it), by the team's id; ``names``: the teams'."""
+    rows = scope.rows().exclude(team=None).values("team_id").annotate(**SUMS).order_by()
+    return {row["team_id"]: usage_of(scope, names.get(row["team_id"], ""), row, linked=False) for row in rows}
 
 
 @dataclass(frozen=True)
@@ -89,7 +128,7 @@ class TokenBucket:
 
 @dataclass(frozen=True)
 class KeyPage:
-    """A key's page: its figures over each window, its tokens over the chosen one, its models."""
+    """A key's page (or a team's): its figures over each window, its tokens over the chosen one, its models."""
 
     name: str
     window: Window
@@ -98,19 +137,30 @@ class KeyPage:
     models: list[KeyUsage]
 
 
-def key_page(name: str, window: Window, now: datetime) -> KeyPage:
-    """Return everything a key's page shows, ``window`` chosen for its chart and model table."""
+def _page(name: str, mine: QuerySet[RequestLog], window: Window, now: datetime, *, linked: bool) -> KeyPage:
+    """The page of the rows ``mine`` (all of a key's or a team's), ``window`` chosen for its chart and model table."""
     spans = []
     for each in WINDOWS.values():
         scope = Scope.of(each, now)
-        found = per_key(scope, scope.rows().filter(key_name=name))
-        spans.append(found[0] if found else _usage(scope, {"key_name": name, **dict.fromkeys(SUMS, 0)}))
+        spans.append(usage_of(scope, name, mine.filter(started__gte=scope.since, started__lt=scope.until)
+                              .aggregate(**SUMS), linked=linked))
     scope = Scope.of(window, now)
-    mine = scope.rows().filter(key_name=name)
+    rows = mine.filter(started__gte=scope.since, started__lt=scope.until).values("model").annotate(**SUMS).order_by()
+    models = _ranked([usage_of(scope, name, row, str(row["model"]), linked=linked) for row in rows])
     since = window.chart_start(now)
-    charted = RequestLog.objects.filter(key_name=name, started__gte=since, started__lte=now)
+    charted = mine.filter(started__gte=since, started__lte=now)
     input_bars = buckets_of(window, charted, since, "input_tokens")
     output_bars = buckets_of(window, charted, since, "output_tokens")
     bars = [TokenBucket(start, tokens_in + tokens_out, failed)
             for (start, tokens_in, failed), (_, tokens_out, _) in zip(input_bars, output_bars, strict=True)]
-    return KeyPage(name=name, window=window, windows=spans, buckets=bars, models=per_key_model(scope, mine))
+    return KeyPage(name=name, window=window, windows=spans, buckets=bars, models=models)
+
+
+def key_page(name: str, window: Window, now: datetime) -> KeyPage:
+    """Return everything a key's page shows, ``window`` chosen for its chart and model table."""
+    return _page(name, RequestLog.objects.filter(key_name=name), window, now, linked=True)
+
+
+def team_page(team_id: int, name: str, window: Window, now: datetime) -> KeyPage:
+    """Return a team's figures as a key's page shows them: the rows that counted against the team."""
+    return _page(name, RequestLog.objects.filter(team_id=team_id), window, now, linked=False)

@@ -1,4 +1,4 @@
-"""The request log UI: the list with its filters and live tail, one request's detail, the overview, CSV.
+"""The request log UI: the list with its filters and live tail, one request's detail, the overview, CSV, usage.
 
 Staff only (issue 5): anonymous visitors go to the admin login, others get 403.
 """
@@ -17,15 +17,16 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseBase, JsonResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, render
+from django.utils.safestring import SafeString
 from django.utils.timezone import now as wall_now
 
 from logs.models import Fault, Recording, RequestLog, Transport
-from logs.pages import charts, overview, stats, usage
+from logs.pages import charts, overview, spend, stats, usage
 from logs.pages.curl import as_curl
 from logs.pages.filters import OUTCOME_CHOICES, LogFilter
 from logs.recording.fixtures import Recorded
 from state.models import StoredResponse
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import ClientKey, Team, Upstream
 
 PER_PAGE = 50
 SUMMARY_WINDOWS = ("hour", "day")  # the list's summary: the last hour and day
@@ -152,17 +153,71 @@ def log_stats(request: HttpRequest) -> HttpResponse:
 
 @staff_required
 def log_key(request: HttpRequest, name: str) -> HttpResponse:
-    """One client key's use: its figures over the last hour, day, 7 and 30 days, its tokens over time, its models."""
+    """One client key's use: its figures over each window, its cost and budget, its tokens over time, its models.
+
+    Served at /logs/keys/<name>/ and /logs/usage/keys/<name>/ alike.
+    """
     window = stats.window_named(request.GET.get("window") or "day")
-    page = usage.key_page(name, window, wall_now())
-    if not page.windows[-1].requests and not ClientKey.objects.filter(name=name).exists():
+    at = wall_now()
+    page = usage.key_page(name, window, at)
+    key = ClientKey.objects.filter(name=name).select_related("team").order_by("-pk").first()
+    if not page.windows[-1].requests and key is None:
         raise Http404("No key of this name, and no request from one in the last 30 days.")
-    bars = [stats.Bucket(bar.start, bar.tokens, bar.failed) for bar in page.buckets]
     return render(request, "logs/key.html", {
-        "page": page, "window": window, "windows": stats.WINDOWS.values(), "section": "stats",
-        "chart": charts.traffic(bars, unit="tokens"),
-        "key": ClientKey.objects.filter(name=name).first(),
+        "page": page, "window": window, "windows": stats.WINDOWS.values(), "section": "usage",
+        "chart": _token_chart(page), "key": key, "spend": spend.spend_of(key, at) if key else None,
     })
+
+
+def _token_chart(page: usage.KeyPage) -> SafeString:
+    return charts.traffic([stats.Bucket(bar.start, bar.tokens, bar.failed) for bar in page.buckets], unit="tokens")
+
+
+@staff_required
+def log_team(request: HttpRequest, name: str) -> HttpResponse:
+    """One team's use, as a key's page shows a key's (the rows that counted against the team), and its keys' spend."""
+    team = get_object_or_404(Team, name=name)
+    window = stats.window_named(request.GET.get("window") or "day")
+    at = wall_now()
+    page = usage.team_page(team.pk, team.name, window, at)
+    return render(request, "logs/team.html", {
+        "page": page, "window": window, "windows": stats.WINDOWS.values(), "section": "usage",
+        "chart": _token_chart(page), "team": team, "spend": spend.spend_of(team, at),
+        "keys": spend.key_spenders(stats.Scope.of(window, at), at, team),
+    })
+
+
+def _spenders(request: HttpRequest) -> tuple[stats.Window, stats.Scope, list[spend.Spender], list[spend.Spender]]:
+    """The usage page's (and its CSV's) window, and its keys and teams."""
+    window = stats.window_named(request.GET.get("window") or "month")
+    at = wall_now()
+    scope = stats.Scope.of(window, at)
+    return window, scope, spend.key_spenders(scope, at), spend.team_spenders(scope, at)
+
+
+@staff_required
+def log_usage(request: HttpRequest) -> HttpResponse:
+    """Every key's and team's requests, tokens and cost in a window, beside its budget this period."""
+    window, scope, keys, teams = _spenders(request)
+    total = usage.usage_of(scope, "", scope.rows().aggregate(**usage.SUMS), linked=False)
+    return render(request, "logs/usage.html", {
+        "window": window, "windows": stats.WINDOWS.values(), "scope": scope, "total": total, "keys": keys,
+        "teams": teams, "section": "usage",
+    })
+
+
+@staff_required
+def log_usage_csv(request: HttpRequest) -> HttpResponse:
+    """The usage page as CSV: a line per key, then per team (``kind``), the window's figures and this period's spend."""
+    window, _scope, keys, teams = _spenders(request)
+    name = f"usage-{window.name}-{wall_now():%Y%m%d-%H%M%S}.csv"
+    response = HttpResponse(content_type="text/csv; charset=utf-8",
+                            headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    writer = csv.writer(response)
+    writer.writerow(spend.CSV_FIELDS)
+    for spender in (*keys, *teams):
+        writer.writerow([_cell(value) for value in spend.csv_row(spender)])
+    return response
 
 
 class _Echo:

@@ -9,30 +9,16 @@ from __future__ import annotations
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import httpx
-import pytest
 
 from plumbing.sharedstate import BREAKER_SECONDS
 from tests import waiting
 from tests.conftest import wait_for_logs
-from tests.servers import Gateway, free_port
+from tests.servers import Gateway
 
 RATE_HEADER = "x-ratelimit-limit"
-
-
-@pytest.fixture
-def private_redis() -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = free_port()
-    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                               "--appendonly", "no"], stdout=subprocess.DEVNULL)
-    waiting.until(lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout.strip()
-                  == b"PONG", "redis-server to start", interval=0.05)
-    yield server, port
-    server.send_signal(signal.SIGCONT)
-    server.kill()
-    server.wait()
 
 
 def test_a_frozen_redis_is_skipped_after_one_short_timeout_and_used_again_when_it_answers(

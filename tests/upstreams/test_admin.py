@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from decimal import Decimal
 
 import pytest
 from django.test import Client
@@ -11,7 +12,7 @@ from django.utils.timezone import now
 
 from logs.models import RequestLog
 from tests.servers import MockUpstream
-from upstreams.models import ClientKey, Upstream
+from upstreams.models import ClientKey, Team, Upstream
 
 pytestmark = pytest.mark.django_db
 
@@ -43,11 +44,16 @@ def test_upstream_key_is_never_rendered_and_kept_when_left_blank(staff: Client) 
 
 
 def test_new_client_key_is_shown_once_and_stored_hashed(staff: Client) -> None:
-    response = staff.post("/admin/upstreams/clientkey/add/", {"name": "bob", "active": "on", "rate_limit": ""},
-                          follow=True)
+    """Everything the form says is kept with the new key: its scope, team and budget too."""
+    team = Team.objects.create(name="platform")
+    response = staff.post("/admin/upstreams/clientkey/add/", {
+        "name": "bob", "active": "on", "rate_limit": "", "models": "qwen3-*", "expires_0": "2027-01-31", "expires_1": "00:00:00",
+        "team": str(team.pk), "token_budget": "5000", "usd_budget": "2.50", "budget_period": "week"}, follow=True)
     [secret] = re.findall(r"sk-cgw-[A-Za-z0-9_-]{40,}", response.content.decode())
     key = ClientKey.objects.get(name="bob")
     assert ClientKey.objects.for_secret(secret) == key
+    assert (key.models, key.expires.isoformat(), key.team, key.token_budget, key.usd_budget, key.budget_period) == (
+        "qwen3-*", "2027-01-31T00:00:00+00:00", team, 5000, Decimal("2.50"), "week")
     again = staff.get(f"/admin/upstreams/clientkey/{key.pk}/change/").content.decode()
     assert secret not in again
 
@@ -155,7 +161,7 @@ def test_a_new_upstreams_key_field_says_what_it_is_not_what_it_keeps(admin_clien
 
 
 def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None) -> None:
-    """At 1280 px the right-hand columns were off-screen: enabled, health, cool-down and counts now come first."""
+    """At 1280 px the right-hand columns were off-screen: enabled, health, cool-down, spend and counts come first."""
     Upstream.objects.create(name="up", base_url="http://127.0.0.1:9/v1", models="a b c")
     ClientKey.objects.create_key("alice")
 
@@ -163,7 +169,7 @@ def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None)
         return list(dict.fromkeys(re.findall(r"column-([a-z_]+)", admin_client.get(path).content.decode())))
 
     assert columns("/admin/upstreams/upstream/")[:5] == ["name", "enabled", "health", "last_error", "mode"]
-    assert columns("/admin/upstreams/clientkey/")[:4] == ["name", "active", "requests_day", "tokens_day"]
+    assert columns("/admin/upstreams/clientkey/")[:5] == ["name", "active", "spend_period", "requests_day", "tokens_day"]
 
 
 def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None) -> None:
@@ -182,3 +188,21 @@ def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None
     neither = staff.post("/admin/upstreams/upstream/add/", {**UPSTREAM_FORM, "name": "none", "base_url": ""})
     assert neither.status_code == 200 and "or choose a preset" in neither.content.decode()
     assert 'name="preset"' not in staff.get(f"/admin/upstreams/upstream/{saved.pk}/change/").content.decode()
+
+
+def test_the_key_and_team_lists_show_what_each_spent_this_period(admin_client: Client, db: None) -> None:
+    """Each key's own period: a daily key counts today's rows only, a total key every row; its team sums its keys."""
+    team = Team.objects.create(name="agents", usd_budget=Decimal(5), budget_period="month")
+    daily, _ = ClientKey.objects.create_key("daily", token_budget=1000, budget_period="day", team=team)
+    forever, _ = ClientKey.objects.create_key("forever", budget_period="total", team=team)
+    long_ago = now() - timedelta(days=40)
+    for key, started in ((daily, now()), (daily, long_ago), (forever, now()), (forever, long_ago)):
+        RequestLog.objects.create(request_id=f"req_{key.name}_{started:%s}", endpoint="responses", outcome="ok",
+                                  client_key=key, team=team, started=started, input_tokens=100, output_tokens=50,
+                                  cost=Decimal("0.25"))
+    keys = admin_client.get("/admin/upstreams/clientkey/").content.decode()
+    assert "150 / 1,000 tokens · $0.25" in keys  # today's row only
+    assert "300 tokens · $0.50" in keys  # both rows, no limit set
+    teams = admin_client.get("/admin/upstreams/team/").content.decode()
+    assert "300 tokens · $0.50 / $5.00" in teams, re.findall(r"tokens[^<]*", teams)  # this month: two rows
+    assert "/logs/usage/teams/agents/" in teams

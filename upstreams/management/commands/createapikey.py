@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_date
 
 from plumbing.ratelimit import parse_rate
-from upstreams.models import ClientKey
+from upstreams.management.budgets import add_budget_arguments, budget_fields
+from upstreams.models import ClientKey, Team
 
 
 class Command(BaseCommand):
@@ -20,6 +21,9 @@ class Command(BaseCommand):
                                                         "default: every model")
         parser.add_argument("--expires", default="", help="YYYY-MM-DD: refused as expired from that day, "
                                                          "00:00 UTC; default: never")
+        parser.add_argument("--team", default="", help="the team it belongs to (created if there is none): its "
+                                                       "requests count against the team's budget too")
+        add_budget_arguments(parser)
 
     def handle(self, *args: Any, **options: Any) -> None:
         name = options["name"].strip()
@@ -38,7 +42,14 @@ class Command(BaseCommand):
             if day is None:
                 raise CommandError(f"--expires {options['expires']!r} is not a date like 2027-01-31")
             expires = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        budget = budget_fields(options)
+        team = None
+        if options["team"].strip():
+            team, created = Team.objects.get_or_create(name=options["team"].strip())
+            if created:
+                self.stderr.write(f"Created team {team} (no budget of its own: manage.py team {team} --help).")
         key, secret = ClientKey.objects.create_key(name, rate_limit=options["rate_limit"],
-                                                   models=options["models"].strip(), expires=expires)
+                                                   models=options["models"].strip(), expires=expires, team=team,
+                                                   **budget)
         self.stderr.write(f"Created client key {key}. Store it now: it is not shown again.")
         self.stdout.write(secret)

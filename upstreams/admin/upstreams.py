@@ -1,23 +1,18 @@
-"""Admin for upstreams (edited live, connection test) and client keys (shown once, with request counts)."""
+"""The admin of upstreams (edited live, connection test, the probe, the flight recorder) and model profiles."""
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Q, QuerySet, Sum
+from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import URLPattern, path, reverse
-from django.utils.html import format_html
-from django.utils.http import urlencode
-from django.utils.timezone import now
 
-from plumbing.ratelimit import parse_rate
 from upstreams import cooldown, presets
-from upstreams.models import ClientKey, ModelProfile, Upstream, UpstreamApi
+from upstreams.models import ModelProfile, Upstream, UpstreamApi
 from upstreams.probe.capabilities import Report, applied, probe_capabilities
 from upstreams.probe.reach import probe
 
@@ -226,68 +221,3 @@ class UpstreamAdmin(admin.ModelAdmin):
 def _label(name: str) -> str:
     """An upstream field's name as the form shows it."""
     return str(getattr(Upstream._meta.get_field(name), "verbose_name", name))
-
-
-class ClientKeyForm(forms.ModelForm):
-    class Meta:
-        model = ClientKey
-        fields = ["name", "active", "rate_limit", "models", "expires"]
-
-    def clean_rate_limit(self) -> str:
-        text = self.cleaned_data.get("rate_limit", "").strip()
-        try:
-            parse_rate(text)
-        except ValueError as exc:
-            raise forms.ValidationError(str(exc)) from None
-        return text
-
-
-@admin.register(ClientKey)
-class ClientKeyAdmin(admin.ModelAdmin):
-    form = ClientKeyForm
-    list_display = ["name", "active", "requests_day", "tokens_day", "requests_total", "last_used", "prefix",
-                    "rate_limit", "created"]
-
-    class Media:
-        css = {"all": ["upstreams/admin-lists.css"]}
-    list_filter = ["active"]
-    search_fields = ["name", "prefix"]
-    readonly_fields = ["prefix", "created", "last_used"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[ClientKey]:
-        # One grouped query for the page; the (client_key, -started) index serves the 24-hour count.
-        day_ago = now() - timedelta(days=1)
-        recent = Q(requestlog__started__gte=day_ago)
-        return super().get_queryset(request).annotate(
-            request_count=Count("requestlog"), request_count_day=Count("requestlog", filter=recent),
-            input_day=Sum("requestlog__input_tokens", filter=recent),
-            output_day=Sum("requestlog__output_tokens", filter=recent))
-
-    @admin.display(description="Tokens (24 h)", ordering="output_day")
-    def tokens_day(self, obj: ClientKey) -> str:
-        """Input and output tokens of the last day, linked to the key's use over time (/logs/keys/<name>/)."""
-        tokens_in, tokens_out = obj.input_day or 0, obj.output_day or 0  # type: ignore[attr-defined]
-        if not tokens_in and not tokens_out:
-            return "—"
-        return format_html('<a href="{}">{} in · {} out</a>', reverse("logs:key", args=[obj.name]),
-                           f"{tokens_in:,}", f"{tokens_out:,}")
-
-    @admin.display(description="Requests (24 h)", ordering="request_count_day")
-    def requests_day(self, obj: ClientKey) -> str:
-        url = reverse("logs:list") + "?" + urlencode({"key": obj.name, "since": "24h"})
-        return format_html('<a href="{}">{}</a>', url, obj.request_count_day)  # type: ignore[attr-defined]
-
-    @admin.display(description="Requests (all)", ordering="request_count")
-    def requests_total(self, obj: ClientKey) -> str:
-        url = reverse("logs:list") + "?" + urlencode({"key": obj.name})
-        return format_html('<a href="{}">{}</a>', url, obj.request_count)  # type: ignore[attr-defined]
-
-    def save_model(self, request: HttpRequest, obj: ClientKey, form: forms.Form, change: bool) -> None:
-        if change:
-            super().save_model(request, obj, form, change)
-            return
-        key, secret = ClientKey.objects.create_key(obj.name, active=obj.active, rate_limit=obj.rate_limit)
-        obj.pk, obj.prefix, obj.hashed, obj.created = key.pk, key.prefix, key.hashed, key.created
-        obj._state.adding = False
-        # Shown once, on the next page; only the hash is stored.
-        messages.warning(request, f"New key for {key.name}: {secret} — copy it now, it is not shown again.")

@@ -1,17 +1,14 @@
-"""What staff configure: the upstream servers and the client keys.
+"""The upstream servers staff configure, and what the Codex catalog says of their models beyond what they tell.
 
-The API reads them from the routing copy (``routing.py``), not per request: ``rank``
-orders the upstreams serving a model, ``ClientKey.objects.for_secret`` finds a key.
+``rank`` orders the upstreams serving a model (the API reads them from the routing copy,
+upstreams/routing.py, not per request).
 """
 from __future__ import annotations
 
 import fnmatch
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterable
-from datetime import datetime
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from django.core.validators import MinValueValidator
@@ -21,9 +18,7 @@ from django.utils.timezone import now
 from bridge.dialects import Protocol, UpstreamOptions
 from upstreams.fields import EncryptedTextField
 
-_PATTERN_SPLIT = re.compile(r"[\s,]+")
-KEY_PREFIX = "sk-cgw-"
-VISIBLE_KEY_CHARS = 12
+PATTERN_SPLIT = re.compile(r"[\s,]+")
 
 
 class MaxTokensField(models.TextChoices):
@@ -157,7 +152,7 @@ class Upstream(models.Model):
 
     @property
     def patterns(self) -> list[str]:
-        return [p for p in _PATTERN_SPLIT.split(self.models.strip()) if p]
+        return [p for p in PATTERN_SPLIT.split(self.models.strip()) if p]
 
     @property
     def named_models(self) -> list[str]:
@@ -226,7 +221,26 @@ class Upstream(models.Model):
         return f"{self.api_base}/{endpoint.lstrip('/')}"
 
 
-class ModelProfile(models.Model):
+class ByPattern:
+    """A row that applies to the models its ``pattern`` names: a model name, or a glob (qwen3-*)."""
+
+    pattern: str
+
+    @property
+    def is_glob(self) -> bool:
+        return any(c in self.pattern for c in GLOB_CHARS)
+
+    def matches(self, model: str) -> bool:
+        return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
+
+
+def best_for(model: str, rows: Iterable[ByPattern]) -> Any:
+    """The row of ``rows`` that applies to ``model``: its own name's, else the longest glob matching it."""
+    matching = [row for row in rows if row.matches(model)]
+    return max(matching, key=lambda row: (not row.is_glob, len(row.pattern)), default=None)
+
+
+class ModelProfile(ByPattern, models.Model):
     """What the Codex model catalog says of the models a name or glob matches, beyond what their upstream tells.
 
     Blank fields leave the catalog's own value (upstreams/catalog.py); ``extra`` is merged last,
@@ -259,80 +273,3 @@ class ModelProfile(models.Model):
 
     def __str__(self) -> str:
         return self.pattern
-
-    @property
-    def is_glob(self) -> bool:
-        return any(c in self.pattern for c in GLOB_CHARS)
-
-    def matches(self, model: str) -> bool:
-        return fnmatch.fnmatchcase(model, self.pattern) if self.is_glob else model == self.pattern
-
-
-class ClientKeyManager(models.Manager["ClientKey"]):
-    def create_key(self, name: str, **fields: object) -> tuple[ClientKey, str]:
-        """Create a key and return it with its secret, which is not stored and never shown again."""
-        secret = KEY_PREFIX + secrets.token_urlsafe(32)
-        key = self.create(name=name, prefix=secret[:VISIBLE_KEY_CHARS], hashed=hash_secret(secret), **fields)
-        return key, secret
-
-    def for_secret(self, secret: str) -> ClientKey | None:
-        return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=True), secret)
-
-    def any_for_secret(self, secret: str) -> ClientKey | None:
-        """The key ``secret`` belongs to, active or revoked."""
-        return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS]), secret)
-
-    def revoked_for_secret(self, secret: str) -> ClientKey | None:
-        """The revoked key ``secret`` belongs to, if any: its name goes on the refused request's audit row."""
-        return _match(self.filter(prefix=secret[:VISIBLE_KEY_CHARS], active=False), secret)
-
-
-def hash_secret(secret: str) -> str:
-    # Keys are 256 random bits: a fast hash is enough, no key stretching needed.
-    return hashlib.sha256(secret.encode()).hexdigest()
-
-
-def _match(candidates: models.QuerySet[ClientKey] | list[ClientKey], secret: str) -> ClientKey | None:
-    hashed = hash_secret(secret)
-    for key in candidates:
-        if hmac.compare_digest(key.hashed, hashed):
-            return key
-    return None
-
-
-class ClientKey(models.Model):
-    name = models.CharField(max_length=100)
-    prefix = models.CharField(max_length=VISIBLE_KEY_CHARS, editable=False)
-    hashed = models.CharField(max_length=64, unique=True, editable=False)
-    active = models.BooleanField(default=True)
-    rate_limit = models.CharField(
-        max_length=32, blank=True, help_text="e.g. 600/m or 10/s; empty uses GATEWAY_RATE_LIMIT."
-    )
-    # Scope: until when the key works, and (last) the models it may use; a model outside it is
-    # answered as one that does not exist.
-    expires = models.DateTimeField(
-        null=True, blank=True, help_text="From this moment (UTC) the key is refused as expired; empty: never.")
-    created = models.DateTimeField(default=now)
-    last_used = models.DateTimeField(null=True, blank=True, editable=False)
-    # Last: from here on the name ``models`` means this field, not django.db.models.
-    models = models.TextField(
-        "models", blank=True,
-        help_text="Model names or globs the key may use, separated by spaces, commas or lines (claude-* qwen3); "
-                  "empty: every model.")
-
-    objects = ClientKeyManager()
-
-    class Meta:
-        # The auth lookup: WHERE prefix = ? AND active.
-        indexes = [models.Index(fields=["prefix"])]
-
-    def __str__(self) -> str:
-        return f"{self.name} ({self.prefix}…)"
-
-    def allows(self, model: str) -> bool:
-        """Whether the key's scope takes ``model`` (the name the client asks for)."""
-        patterns = [p for p in _PATTERN_SPLIT.split(self.models.strip()) if p]
-        return not patterns or any(fnmatch.fnmatchcase(model, pattern) for pattern in patterns)
-
-    def expired(self, at: datetime) -> bool:
-        return self.expires is not None and at >= self.expires
