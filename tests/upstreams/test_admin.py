@@ -47,7 +47,8 @@ def test_new_client_key_is_shown_once_and_stored_hashed(staff: Client) -> None:
     """Everything the form says is kept with the new key: its scope, team and budget too."""
     team = Team.objects.create(name="platform")
     response = staff.post("/admin/upstreams/clientkey/add/", {
-        "name": "bob", "active": "on", "rate_limit": "", "models": "qwen3-*", "expires_0": "2027-01-31", "expires_1": "00:00:00",
+        "name": "bob", "active": "on", "rate_limit": "", "models": "qwen3-*",
+        "expires_0": "2027-01-31", "expires_1": "00:00:00",
         "team": str(team.pk), "token_budget": "5000", "usd_budget": "2.50", "budget_period": "week"}, follow=True)
     [secret] = re.findall(r"sk-cgw-[A-Za-z0-9_-]{40,}", response.content.decode())
     key = ClientKey.objects.get(name="bob")
@@ -169,7 +170,8 @@ def test_the_lists_put_what_staff_scan_for_first(admin_client: Client, db: None)
         return list(dict.fromkeys(re.findall(r"column-([a-z_]+)", admin_client.get(path).content.decode())))
 
     assert columns("/admin/upstreams/upstream/")[:5] == ["name", "enabled", "health", "last_error", "mode"]
-    assert columns("/admin/upstreams/clientkey/")[:5] == ["name", "active", "spend_period", "requests_day", "tokens_day"]
+    assert columns("/admin/upstreams/clientkey/")[:5] == ["name", "active", "spend_period", "requests_day",
+                                                          "tokens_day"]
 
 
 def test_a_preset_fills_in_a_new_upstream_for_its_server(staff: Client, db: None) -> None:
