@@ -38,7 +38,7 @@ from logs.audit.exchange import Exchange
 from logs.audit.writer import WRITER
 from logs.models import RequestLog
 from plumbing import dbthread, metrics
-from upstreams.models import Budgeted, ClientKey
+from upstreams.models import Budgeted, ClientKey, usd
 from upstreams.routing import ROUTING
 
 logger = logging.getLogger("gateway")
@@ -116,7 +116,7 @@ async def admit(exchange: Exchange, key: ClientKey | None, body: dict[str, Any])
 def _refusal(owner: Budgeted, account: Account, spent: Spent, at: datetime) -> BridgeError:
     """The 429 a spent budget answers: usage_limit_reached until its period resets, insufficient_quota for good."""
     whose = "This key" if account.kind == "key" else f"The team '{owner}'"
-    limit = f"{owner.token_budget:,} tokens" if spent.what == "tokens" else _dollars(owner.usd_budget)
+    limit = f"{owner.token_budget:,} tokens" if spent.what == "tokens" else usd(owner.usd_budget)
     period = account.period
     if spent.held:
         owner_name = "this key" if account.kind == "key" else f"the team '{owner}'"
@@ -130,11 +130,6 @@ def _refusal(owner: Budgeted, account: Account, spent: Spent, at: datetime) -> B
                            f"{period.end:%Y-%m-%d %H:%M} UTC.", resets_at=resets,
                            retry_after=math.ceil(period.end.timestamp() - at.timestamp()))
 
-
-def _dollars(amount: Decimal | None) -> str:
-    """``$5.00``, ``$1,200.00``; a budget below a cent as written (``$0.002``)."""
-    amount = Decimal(amount or 0)
-    return f"${amount:,.2f}" if amount == amount.quantize(Decimal("0.01")) else f"${amount.normalize():f}"
 
 
 async def _totals(accounts: list[Account]) -> list[tuple[int, int]]:

@@ -15,10 +15,9 @@ from django.urls import reverse
 
 from logs.models import RequestLog
 from logs.pages.stats import Scope
-from logs.pages.usage import SUMS, KeyUsage, per_key, per_team, usage_of, usd
-from upstreams.models import Budgeted, BudgetPeriod, ClientKey, Period, Team
+from logs.pages.usage import SUMS, KeyUsage, per_key, per_team, usage_of
+from upstreams.models import COST_PLACES, Budgeted, BudgetPeriod, ClientKey, Period, Team, usd
 
-COST_PLACES = Decimal("1e-9")  # a row's cost is kept to the billionth of a dollar
 PER_PERIOD: dict[str, str] = {BudgetPeriod.DAY: "/day", BudgetPeriod.WEEK: "/week", BudgetPeriod.MONTH: "/month",
               BudgetPeriod.TOTAL: " in total"}
 

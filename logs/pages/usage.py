@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from logs.models import Outcome, RequestLog
 from logs.pages.stats import UNTOKENED, WINDOWS, Scope, Window, buckets_of
+from upstreams.models import usd
 
 NO_KEY = "-"  # the list's key filter for rows without a key (refused keys)
 # Tokens were counted but no price applied: the row's cost of 0 is not what it cost.
@@ -31,16 +32,6 @@ SUMS = {"requests": Count("pk"), "upstream_failed": Count("pk", filter=Q(outcome
         "input_tokens": Sum("input_tokens"), "output_tokens": Sum("output_tokens"),
         "reasoning_tokens": Sum("reasoning_tokens"), "cost": Sum("cost")}
 
-
-def usd(amount: Decimal | int | None) -> str:
-    """US dollars as staff read them: ``$1,234.56``, ``$0.42``, a small amount to the millionth (``$0.000315``)."""
-    amount = Decimal(amount or 0)
-    if not amount:
-        return "$0"
-    if abs(amount) >= 1:
-        return f"${amount:,.2f}"
-    text = f"{amount:.6f}".rstrip("0")
-    return f"${text}" if len(text.partition(".")[2]) >= 2 else f"${amount:.2f}"
 
 
 @dataclass(frozen=True)

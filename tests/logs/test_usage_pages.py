@@ -18,8 +18,7 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from logs.models import RequestLog
-from logs.pages.usage import usd
-from upstreams.models import ClientKey, Team
+from upstreams.models import ClientKey, Team, usd
 
 pytestmark = pytest.mark.django_db
 

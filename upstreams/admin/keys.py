@@ -20,7 +20,7 @@ from django.utils.http import urlencode
 from django.utils.timezone import now
 
 from plumbing.ratelimit import parse_rate
-from upstreams.models import Budgeted, BudgetPeriod, ClientKey, Price, Team, period_at
+from upstreams.models import Budgeted, BudgetPeriod, ClientKey, Price, Team, period_at, usd
 
 BUDGET_FIELDS = ["token_budget", "usd_budget", "budget_period"]
 
@@ -46,7 +46,7 @@ def spend_text(owner: Budgeted) -> str:
     tokens = (getattr(owner, "input_period", None) or 0) + (getattr(owner, "output_period", None) or 0)
     cost: Decimal = getattr(owner, "cost_period", None) or Decimal(0)
     parts = [f"{tokens:,}" + (f" / {owner.token_budget:,}" if owner.token_budget is not None else "") + " tokens",
-             f"${cost:,.2f}" + (f" / ${owner.usd_budget:,.2f}" if owner.usd_budget is not None else "")]
+             usd(cost) + (f" / {usd(owner.usd_budget)}" if owner.usd_budget is not None else "")]
     return " · ".join(parts)
 
 

@@ -7,7 +7,7 @@
 The API reads them from the routing copy (upstreams/routing.py), not per request.
 """
 from upstreams.models.keys import KEY_PREFIX, VISIBLE_KEY_CHARS, ClientKey, ClientKeyManager, hash_secret
-from upstreams.models.spend import Budgeted, BudgetPeriod, Period, Price, Team, period_at
+from upstreams.models.spend import COST_PLACES, Budgeted, BudgetPeriod, Period, Price, Team, period_at, usd
 from upstreams.models.upstream import (
     GLOB_CHARS,
     PATTERN_SPLIT,
@@ -20,6 +20,6 @@ from upstreams.models.upstream import (
     rank,
 )
 
-__all__ = ["GLOB_CHARS", "KEY_PREFIX", "PATTERN_SPLIT", "VISIBLE_KEY_CHARS", "BudgetPeriod", "Budgeted", "ByPattern",
-           "ClientKey", "ClientKeyManager", "MaxTokensField", "ModelProfile", "Period", "Price", "Team", "Upstream",
-           "UpstreamApi", "best_for", "hash_secret", "period_at", "rank"]
+__all__ = ["COST_PLACES", "GLOB_CHARS", "KEY_PREFIX", "PATTERN_SPLIT", "VISIBLE_KEY_CHARS", "BudgetPeriod",
+           "Budgeted", "ByPattern", "ClientKey", "ClientKeyManager", "MaxTokensField", "ModelProfile", "Period",
+           "Price", "Team", "Upstream", "UpstreamApi", "best_for", "hash_secret", "period_at", "rank", "usd"]

@@ -20,6 +20,17 @@ MILLION = Decimal(1_000_000)
 COST_PLACES = Decimal("1e-9")  # a row's cost is kept to the billionth of a dollar (the ledger counts in those)
 
 
+def usd(amount: Decimal | int | None) -> str:
+    """US dollars as people read them: ``$1,234.56``, ``$0.42``, a small amount to the millionth (``$0.000315``)."""
+    amount = Decimal(amount or 0)
+    if not amount:
+        return "$0"
+    if abs(amount) >= 1:
+        return f"${amount:,.2f}"
+    text = f"{amount:.6f}".rstrip("0")
+    return f"${text}" if len(text.partition(".")[2]) >= 2 else f"${amount:.2f}"
+
+
 class BudgetPeriod(models.TextChoices):
     DAY = "day", "per day (from 00:00 UTC)"
     WEEK = "week", "per week (from Monday 00:00 UTC)"

@@ -11,8 +11,8 @@ from django.utils.timezone import now
 
 from logs.models import RequestLog
 from logs.pages.spend import spend_of
-from logs.pages.usage import SUMS, usd
-from upstreams.models import Budgeted, ClientKey, Team
+from logs.pages.usage import SUMS
+from upstreams.models import Budgeted, ClientKey, Team, usd
 
 COLUMNS = ["key", "team", "requests", "input tokens", "output tokens", "cost USD", "budget", "used this period",
            "left"]
