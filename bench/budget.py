@@ -42,7 +42,7 @@ def setup(redis_url: str) -> None:
         redis.Redis.from_url(redis_url).flushdb()
 
 
-async def measure(requests: int, rounds: int) -> dict[str, list[float]]:
+async def measure(requests: int, rounds: int) -> tuple[dict[str, list[float]], int]:
     from api.budgets import admission
     from bridge.events import UsageReported
     from logs.audit.exchange import Exchange
@@ -72,7 +72,19 @@ async def measure(requests: int, rounds: int) -> dict[str, list[float]]:
                 await one(key)
             await asyncio.gather(*admission._settling)  # the last settles, counted in the round
             per_request[name].append((time.process_time() - started) / requests * 1000)
-    return per_request
+    return per_request, await spent(keys["budget"].pk)
+
+
+async def spent(key_id: int) -> int:
+    """The budgeted key's tokens as the ledger has them (its period: a month): every request held and settled."""
+    from api.budgets.admission import now
+    from api.budgets.ledger import LEDGER
+    from upstreams.models import period_at
+
+    name = f"cgw:budget:k{key_id}:{period_at('month', now()).tag}"
+    if LEDGER.shared():
+        return int(await LEDGER.pipe.command("HGET", name, "t"))
+    return LEDGER.local.entries[name].spent_tokens
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     setup(args.redis)
-    per_request = asyncio.run(measure(args.requests, args.rounds))
+    per_request, settled = asyncio.run(measure(args.requests, args.rounds))
     result: dict[str, Any] = {"requests": args.requests, "rounds": args.rounds, "redis": bool(args.redis),
-                              "cpu_ms_per_request": per_request,
+                              "cpu_ms_per_request": per_request, "settled_tokens": settled,
                               "median_ms": {name: statistics.median(v) for name, v in per_request.items()}}
     result["budget_cost_ms"] = result["median_ms"]["budget"] - result["median_ms"]["none"]
     for name, values in per_request.items():

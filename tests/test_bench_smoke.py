@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from bench.plan import DEFAULT_MODES, QUICK_LEVELS
+from tests.conftest import REDIS_URL
 
 pytestmark = pytest.mark.processes  # each test starts servers or programs
 
@@ -97,3 +98,17 @@ def test_the_cache_bench_reads_each_turns_predecessor_from_the_cache(tmp_path: P
     totals = [t["input_tokens"] + t["cache_read_input_tokens"] + t["cache_creation_input_tokens"] for t in turns]
     assert [t["cache_read_input_tokens"] for t in turns] == [0, *totals[:-1]]
     assert result["none"]["cached_share"] == 0 and 0 < result["breakpoints"]["cached_share"] < 1
+
+
+@pytest.mark.parametrize("redis_url", ["", REDIS_URL])
+def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, redis_url: str) -> None:
+    """``python -m bench.budget``: each request of the budgeted key is held and settled (its total says so)."""
+    out = tmp_path / "budget.json"
+    done = subprocess.run([sys.executable, "-m", "bench.budget", "--requests", "20", "--rounds", "2",
+                           "--redis", redis_url, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert [len(result["cpu_ms_per_request"][name]) for name in ("budget", "none")] == [2, 2]
+    assert result["settled_tokens"] == 300 * (50 + 2 * 20)  # the warm-up's and both rounds' requests
+    assert "a budget costs" in done.stdout
