@@ -309,6 +309,9 @@ class RequestLog(models.Model):
     # The client's session: Codex's thread id (its session-id / thread-id headers, or the body's
     # client_metadata): /logs/ groups a session's turns by it.
     session_id = models.CharField(max_length=100, blank=True)
+    # Why its upstream served it, when it had peers (a pool: api/pipeline/pools.py): the session's
+    # member (affinity), the least loaded, or the next after a failure (failover); "" without peers.
+    routed_by = models.CharField(max_length=16, blank=True)
     # What the gateway did that the request does not show: a compaction's upstream calls and
     # summary, a compaction item from another server left out. One line each.
     notes = models.TextField(blank=True)

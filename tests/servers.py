@@ -194,7 +194,7 @@ def save_upstream_in_admin(admin: httpx.Client, pk: int, **fields: str) -> httpx
     """Submit an upstream's admin change form with ``fields`` over the defaults, as staff would."""
     form = admin.get(f"/admin/upstreams/upstream/{pk}/change/").text
     data = {"csrfmiddlewaretoken": csrf_token(form), "api": "chat", "models": "", "model_map": "", "priority": "0",
-            "enabled": "on", "connect_timeout": "10", "first_byte_timeout": "900", "read_timeout": "300",
+            "weight": "1", "enabled": "on", "connect_timeout": "10", "first_byte_timeout": "900", "read_timeout": "300",
             "max_tokens_field": "max_tokens", "send_stream_options": "on", **fields}
     return admin.post(f"/admin/upstreams/upstream/{pk}/change/", data=data)
 

@@ -62,6 +62,19 @@ class Routing:
         self._pending: dict[str, asyncio.Future[Any]] = {}  # reads under way: "upstreams" or a hashed secret
         self.failed_at = 0.0  # when reading the copy last failed (monotonic); 0: it did not
         self.prices: list[Price] = []  # as last read, with the upstreams (GATEWAY_ROUTING_TTL=0: by each request)
+        self.busy: dict[int, int] = {}  # requests in flight at each upstream (by pk), in this process
+
+    def take(self, pk: int) -> None:
+        """One more request in flight at upstream ``pk``."""
+        self.busy[pk] = self.busy.get(pk, 0) + 1
+
+    def idle(self, pk: int) -> None:
+        """One request fewer in flight at upstream ``pk``."""
+        left = self.busy.get(pk, 0) - 1
+        if left > 0:
+            self.busy[pk] = left
+        else:
+            self.busy.pop(pk, None)
 
     def invalidate(self, **_: Any) -> None:
         """Forget the copy (a signal receiver: called from whichever thread saved the row)."""

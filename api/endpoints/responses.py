@@ -18,7 +18,9 @@ from logs.audit import client
 
 @api_view("chat/completions")
 async def chat_completions(request: ApiRequest) -> HttpResponseBase:
-    return await answer(request, validate_chat(request.json), "chat/completions")
+    body = validate_chat(request.json)
+    request.exchange.session = request.exchange.session or client.session_in_body(body)
+    return await answer(request, body, "chat/completions")
 
 
 @api_view("responses")

@@ -18,7 +18,7 @@ from django.conf import settings
 
 from api.budgets import admission as budgets
 from api.http.endpoint import ApiRequest
-from api.pipeline import client
+from api.pipeline import client, pools
 from api.stored import sealed
 from api.stored.keeper import Keeper
 from api.stored.takein import take_in
@@ -86,7 +86,7 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
         raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
                                  param="model")
     await budgets.admit(request.exchange, key, body)  # before any upstream: a spent budget sends nothing
-    routes = await choose_upstreams(request, model, api)
+    routes = await choose_upstreams(request, model, api, pools.affinity_key(body, request.exchange.session))
     routed, keeper = body, None
     if api == "responses":
         keeps_state = routes[0].keeps_state
@@ -98,12 +98,14 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
     return Plan(routes, routed, keeper)
 
 
-async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Route]:
+async def choose_upstreams(request: ApiRequest, model: str, api: str, affinity: str = "") -> list[Route]:
     """Return the upstreams to try for ``model``, best first (upstreams/routing.py says how fresh they are).
 
-    Endpoints cooling down go last rather than away: when every upstream is failing,
-    trying one beats refusing the request outright. Each upstream's cool-down is that of
-    the endpoint its own dialect sends to (a Chat-only upstream's is chat/completions).
+    Within a pool (same priority) the members go in this request's order (pools.py: the
+    session's member for an ``affinity`` key, else the least loaded). Endpoints cooling down
+    go last rather than away: when every upstream is failing, trying one beats refusing the
+    request outright. Each upstream's cool-down is that of the endpoint its own dialect
+    sends to (a Chat-only upstream's is chat/completions).
     """
     request.exchange.model = model
     candidates = rank(request.upstreams, model)
@@ -112,6 +114,7 @@ async def choose_upstreams(request: ApiRequest, model: str, api: str) -> list[Ro
         candidates = rank(fresh, model)
     if not candidates:
         raise ModelNotFoundError(f"The model '{model}' is not served by any enabled upstream.", param="model")
+    candidates, request.exchange.routed_by = pools.ordered(candidates, affinity, ROUTING.busy)
     dialects = [dialect_for(api, upstream.protocol) for upstream in candidates]
     cooling, failing = await cooldown.health([(u, d.endpoint) for u, d in zip(candidates, dialects, strict=True)])
     routes = [Route(u, d, failing=u.pk in failing) for u, d in zip(candidates, dialects, strict=True)]

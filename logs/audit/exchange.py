@@ -138,6 +138,7 @@ class Exchange:
     response_bytes: int = 0
     passed_headers: dict[str, str] = field(default_factory=dict)
     attempts: list[dict[str, Any]] = field(default_factory=list)  # upstreams tried that failed (failover)
+    routed_by: str = ""  # why its upstream served it: affinity, least_loaded, failover (api/pipeline/pools.py)
     kind: str = ""  # the request's kind: Codex's request_kind, or compaction (logs/audit/client.py)
     session: str = ""  # the client's session (Codex's thread id)
     presented: str = ""  # the start of the key the client sent: on the row when no known key matched it
@@ -164,7 +165,15 @@ class Exchange:
                    presented=_presented_key(request.headers.get("authorization", "")))
 
     def route(self, upstream: Upstream, model: str, *, bridged: bool) -> None:
-        """Note the upstream being tried; what an earlier one answered is not this one's (failover)."""
+        """Note the upstream being tried; what an earlier one answered is not this one's (failover).
+
+        The upstream counts one more request in flight (``ROUTING.busy``) until the request
+        moves on or is settled: what least-loaded routing reads (api/pipeline/pools.py).
+        """
+        if self.upstream is not None:  # another was tried first
+            ROUTING.idle(self.upstream.pk)
+            self.routed_by = "failover"
+        ROUTING.take(upstream.pk)
         self.upstream, self.upstream_model = upstream, model
         self.upstream_status = self.connected = None
         self.mode = Mode.BRIDGE if bridged else Mode.PASSTHROUGH
@@ -235,6 +244,8 @@ class Exchange:
         if self.finished:
             return
         self.finished = True
+        if self.upstream is not None:
+            ROUTING.idle(self.upstream.pk)
         self.outcome = outcome or (outcome_of(error) if error is not None else Outcome.OK)
         if error is not None:
             self.error_type = error.code or error.type
@@ -318,7 +329,8 @@ class Exchange:
             "attempts": self.attempts,
             "failed_over": failed_over_names(self.attempts, self.upstream.name if self.upstream else ""),
             "presented_key": self.presented if self.key is None else "",
-            "request_kind": self.kind, "session_id": self.session, "notes": "\n".join(self.notes),
+            "request_kind": self.kind, "session_id": self.session, "routed_by": self.routed_by,
+            "notes": "\n".join(self.notes),
             "request_body": _body_text(self.request_body, self.request_bytes) if self.request_body else "",
             "response_body": _body_text(self.response_body, self.response_bytes) if self.response_body else "",
         }

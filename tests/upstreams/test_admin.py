@@ -18,7 +18,7 @@ pytestmark = pytest.mark.django_db
 
 UPSTREAM_FORM = {"name": "ds", "base_url": "http://127.0.0.1:9/v1", "api": "chat", "models": "deepseek-*",
                  "model_map": "",
-                 "priority": "0", "enabled": "on", "connect_timeout": "10", "first_byte_timeout": "900",
+                 "priority": "0", "weight": "1", "enabled": "on", "connect_timeout": "10", "first_byte_timeout": "900",
                  "read_timeout": "300", "max_tokens_field": "max_tokens", "send_stream_options": "on"}
 
 

@@ -90,7 +90,7 @@ class UpstreamAdmin(admin.ModelAdmin):
     form = UpstreamForm
     # What staff scan for first, left; the long URL and model lists last (they wrap, at 1280 px too:
     # static/upstreams/admin-lists.css). No filter panel: it took the room of those two columns.
-    list_display = ["name", "enabled", "cooling_down", "mode", "priority", "base_url", "models"]
+    list_display = ["name", "enabled", "cooling_down", "mode", "priority", "weight", "base_url", "models"]
     list_editable = ["enabled", "priority"]
     search_fields = ["name", "base_url", "models"]
     actions = ["test_connection", "test_and_apply", "record_next_exchanges"]
@@ -125,7 +125,7 @@ class UpstreamAdmin(admin.ModelAdmin):
 
     fieldsets = [
         (None, {"fields": ["name", "base_url", "api", "keeps_state", "api_key", "clear_api_key",
-                           "models", "model_map", "enabled", "priority"]}),
+                           "models", "model_map", "enabled", "priority", "weight"]}),
         ("Timeouts", {"fields": ["connect_timeout", "first_byte_timeout", "read_timeout"]}),
         ("Models (Codex's catalog; per model: Model profiles)", {"fields": ["accepts_images", "compaction_model"]}),
         ("Flight recorder", {"fields": ["record_next"]}),

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from upstreams.mock import anthropic
+from upstreams.mock.prefix import PrefixCache
 from upstreams.mock.scenarios import (
     DEMO,
     DEMO_MODELS,
@@ -46,6 +47,7 @@ class MockUpstream:
         self.lists_models = True  # false: GET /models answers 404, as some servers do
         self.listings = 0  # GET /models answered (GET /_mock/listings)
         self.cache = anthropic.PromptCache()  # what POST /v1/messages has written to its prompt cache
+        self.prefixes = PrefixCache()  # what Chat requests have computed, for steps with "prefix_cache"
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -68,6 +70,7 @@ class MockUpstream:
             script = json.loads(body)
             steps = SCENARIOS[script["scenario"]] if "scenario" in script else script["steps"]
             self.steps, self.calls, self.requests = list(steps), 0, []
+            self.prefixes = PrefixCache()
             self.release = asyncio.Event()
             self.lists_models = script.get("models", True)
             await _send_json(send, 200, {"ok": True})
@@ -114,6 +117,8 @@ class MockUpstream:
             step = self._messages_step(request, headers)
         else:
             step = self.next_step(request)
+            if step.get("prefix_cache") and isinstance(request, dict):
+                step = self.prefixes.step(step, request)
         if path.endswith("/responses"):
             problem = functions_only_problem(request) if step.get("functions_only") and isinstance(request, dict) \
                 else None

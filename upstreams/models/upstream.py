@@ -73,6 +73,9 @@ class Upstream(models.Model):
     )
     enabled = models.BooleanField(default=True)
     priority = models.IntegerField(default=0, help_text="Higher wins among upstreams serving the same model.")
+    weight = models.PositiveIntegerField(
+        default=1, help_text="Upstreams serving a model at the same priority are a pool: each takes new sessions in "
+                             "proportion to its weight (0: none), and a session stays on its member.")
     connect_timeout = models.FloatField(default=10.0, help_text="Seconds to open a connection.")
     first_byte_timeout = models.FloatField(
         default=900.0, validators=[MinValueValidator(0.1)],
