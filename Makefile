@@ -6,6 +6,8 @@ PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
 DEMO_PORT ?= 8001
+# make run WORKERS=N: N daphne processes sharing the port (one per core).
+WORKERS ?= 1
 # The Codex CLI versions the end-to-end tests run (tests/codex.py reads this line): the newest
 # first, and the one before it, kept green.
 CODEX_VERSIONS := 0.171.0 0.169.0
@@ -58,7 +60,7 @@ chromium:
 	command -v chromium >/dev/null || ($(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y chromium)
 
 run: venv
-	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo-port $(DEMO_PORT)
+	$(PY) manage.py serve --host $(HOST) --port $(PORT) --demo-port $(DEMO_PORT) --workers $(WORKERS)
 
 # The whole suite on SQLite, then the database-backed tests again on PostgreSQL when
 # TEST_POSTGRES_URL is set (.ci/run sets it). TEST_WORKERS pytest-xdist workers: most tests

@@ -1,7 +1,10 @@
 """``make run`` tells the truth (issue 13): a taken port, the upstream it serves, no catch-all demo."""
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -144,3 +147,74 @@ def test_a_configured_upstream_is_probed_at_start_and_the_demo_is_disabled(
     answer = httpx.post(f"http://127.0.0.1:{server.port}/v1/responses", json={"model": "demo-text", "input": "hi"},
                         headers=headers, timeout=30)
     assert answer.status_code == 200 and "no script posted" in answer.text  # the configured upstream, not the demo
+
+
+def _worker_pids(banner: str) -> list[int]:
+    line = next(line for line in banner.splitlines() if "Workers" in line)
+    return [int(pid) for pid in re.findall(r"\d+", line.split("pids", 1)[1].split(")")[0])]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").exists() and Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+@pytest.mark.processes
+def test_serve_workers_share_one_port_replace_a_dead_one_and_leave_nothing_behind(
+        serve_env: dict[str, str], served: list[Served], tmp_path: Path) -> None:
+    """Two daphne processes on one socket: both serve, a killed one is replaced, SIGTERM ends all of them."""
+    metrics = tmp_path / "metrics"
+    metrics.mkdir()
+    server = Served({**serve_env, "PROMETHEUS_MULTIPROC_DIR": str(metrics)}, "--workers", "2")
+    served.append(server)
+    banner = server.banner()
+    assert "Workers     2 daphne processes on one socket" in banner
+    first, second = _worker_pids(banner)
+    url, key = f"http://127.0.0.1:{server.port}", server.key()
+    body = {"model": "demo-text", "messages": [{"role": "user", "content": "hi"}]}
+    answered: list[int] = []
+
+    def serving_pids() -> set[int]:  # the workers that counted a request in the shared metrics
+        return {int(path.stem.rsplit("_", 1)[1]) for path in metrics.glob("counter_*.db")}
+
+    async def burst() -> None:  # 20 at once, each on a new connection
+        async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_keepalive_connections=0)) as client:
+            answers = await asyncio.gather(*(client.post(f"{url}/v1/chat/completions", json=body,
+                                                         headers={"authorization": f"Bearer {key}"})
+                                             for _ in range(20)))
+        answered.extend(answer.status_code for answer in answers)
+
+    def served_by(*pids: int) -> bool:
+        asyncio.run(burst())
+        return set(pids) <= serving_pids()
+
+    waiting.until(lambda: served_by(first, second), "both workers to serve", 60, interval=0)
+    os.kill(first, signal.SIGKILL)
+    replacement = int(waiting.until(lambda: _replaced(server, first), "the dead worker's replacement", 30))
+    waiting.until(lambda: served_by(second, replacement), "the replacement to serve", 60, interval=0)
+    journal = Path(serve_env["GATEWAY_JOURNAL_DIR"])  # the dead worker's journal, taken in by its replacement
+    assert not [path for path in journal.iterdir() if f"-{first}-" in path.name]
+    assert len([path for path in journal.iterdir() if not path.name.startswith(".")]) == 2
+    assert set(answered) == {200}  # no request lost to the kill: it was idle between bursts
+    text = httpx.get(f"{url}/metrics").text  # one view of every worker's counters, the dead one's too
+    counted = re.search(r'gateway_requests_total\{endpoint="chat/completions",mode="passthrough",status="200",'
+                        r'upstream="demo"\} (\d+)', text)
+    assert counted and int(float(counted[1])) == len(answered)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(60) == 0
+    assert not any(_alive(pid) for pid in (second, replacement))
+    assert server.still_listening() == []
+    with socket.socket() as again:  # the port is free
+        again.bind(("127.0.0.1", server.port))
+
+
+def _replaced(server: Served, dead: int) -> str | None:
+    """The pid that replaced worker ``dead``, once the server says so."""
+    stdout = server.process.stdout
+    assert stdout is not None
+    server.output += stdout.readline()
+    found = re.search(rf"\(pid {dead}\) exited with code -9; replaced by pid (\d+)", server.output)
+    return found[1] if found else None
