@@ -122,8 +122,11 @@ class Bench:
         ``wait=False`` returns before it is ready (the caller then calls ``wait_ready``).
         """
         if tree is not None:
-            return self.servers.start(f"gateway-{tree.label}", [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p",
-                                                                "{port}", "gatewaysite.asgi:application"],
+            # BENCH_WORKERS=N (a --compare-env): that tree serves as N daphne workers on one socket.
+            workers = tree.spec.env.get("BENCH_WORKERS")
+            command = ([PYTHON, "-m", "plumbing.listen", "--workers", workers, "--port", "{port}"] if workers else
+                       [PYTHON, "-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "gatewaysite.asgi:application"])
+            return self.servers.start(f"gateway-{tree.label}", command,
                                       self.tree_env(tree), ready_path="/healthz", kind=Gateway, cwd=tree.spec.path,
                                       wait=wait)
         if server == "daphne":

@@ -40,6 +40,17 @@ class HarnessError(RuntimeError):
     """The harness itself failed (a server did not start, a child died): no figures."""
 
 
+def _cpu_of(pid: int, ps: psutil.Process) -> float:
+    try:
+        return time.clock_gettime(((~pid) << 3) | 2)  # CPUCLOCK_SCHED of the whole process
+    except (OSError, OverflowError, AttributeError):
+        try:
+            times = ps.cpu_times()
+        except psutil.Error:  # gone since it was listed
+            return 0.0
+        return times.user + times.system
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -100,11 +111,10 @@ class Server:
         psutil's figure moves in 10 ms clock ticks, too coarse for a few hundred requests;
         the process CPU clock (clock_getcpuclockid) is exact and counts exited threads too.
         """
-        try:
-            return time.clock_gettime(((~self.process.pid) << 3) | 2)  # CPUCLOCK_SCHED of the whole process
-        except (OSError, OverflowError, AttributeError):
-            times = self.ps.cpu_times()
-            return times.user + times.system
+        total = _cpu_of(self.process.pid, self.ps)
+        for child in self.ps.children(recursive=True):  # the workers of `python -m plumbing.listen`
+            total += _cpu_of(child.pid, child)
+        return total
 
     def rss_mb(self) -> float:
         return self.ps.memory_info().rss / 2**20

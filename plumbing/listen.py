@@ -15,16 +15,23 @@ parent drains every worker (plumbing/shutdown.py) and waits for them before it e
 """
 from __future__ import annotations
 
+import argparse
 import logging
+import os
+import shutil
 import signal
 import socket
 import subprocess
+import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from prometheus_client import multiprocess
 
 BACKLOG = 2048
+APP = "gatewaysite.asgi:application"
 logger = logging.getLogger("gateway")
 
 
@@ -107,3 +114,50 @@ class Workers:
 def drop_dead_gauges(pid: int, directory: str) -> None:
     """Forget a dead worker's live gauges in the shared metrics ``directory`` (its counters stay, as they should)."""
     multiprocess.mark_process_dead(pid, directory)
+
+
+@contextmanager
+def workers_on(host: str, port: int, count: int, grace: float, app: str = APP) -> Iterator[Workers]:
+    """``count`` daphne processes serving ``app`` on one socket at ``host:port``, stopped (drained) on the way out.
+
+    They share their metrics through PROMETHEUS_MULTIPROC_DIR: the one set, else a directory
+    of their own, removed at the end. A SIGTERM while they drain is ignored (the drain is
+    already under way); SIGTERM before it raises SystemExit, which ends the block.
+    """
+    env = os.environ.copy()
+    made = "" if env.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="cgw-metrics-")
+    if made:
+        env["PROMETHEUS_MULTIPROC_DIR"] = made
+    directory = env["PROMETHEUS_MULTIPROC_DIR"]
+    sock = listening_socket(host, port)
+    workers = Workers([sys.executable, "-m", "daphne", "-e", adopted(sock), app], count, sock, env,
+                      on_death=lambda pid: drop_dead_gauges(pid, directory))
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    try:
+        workers.start()
+        yield workers
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        workers.stop(grace)
+        signal.signal(signal.SIGTERM, previous)
+        if made:
+            shutil.rmtree(made, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m plumbing.listen --workers N --port P``: the gateway's workers alone (the bench starts them so)."""
+    parser = argparse.ArgumentParser(prog="python -m plumbing.listen", description=main.__doc__)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--grace", type=float, default=30.0)
+    parser.add_argument("app", nargs="?", default=APP)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    with workers_on(args.host, args.port, args.workers, args.grace, args.app) as workers:
+        workers.watch()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -100,10 +100,10 @@ def test_the_cache_bench_reads_each_turns_predecessor_from_the_cache(tmp_path: P
     assert result["none"]["cached_share"] == 0 and 0 < result["breakpoints"]["cached_share"] < 1
 
 
-@pytest.mark.parametrize("redis_url", ["", REDIS_URL])
-def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, redis_url: str) -> None:
+@pytest.mark.parametrize("redis", [False, True], ids=["no Redis", "Redis"])
+def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, redis: bool) -> None:
     """``python -m bench.budget``: each request of the budgeted key is held and settled (its total says so)."""
-    out = tmp_path / "budget.json"
+    out, redis_url = tmp_path / "budget.json", REDIS_URL if redis else ""
     done = subprocess.run([sys.executable, "-m", "bench.budget", "--requests", "20", "--rounds", "2",
                            "--redis", redis_url, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
@@ -112,3 +112,15 @@ def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, r
     assert [len(result["cpu_ms_per_request"][name]) for name in ("budget", "none")] == [2, 2]
     assert result["settled_tokens"] == 300 * (50 + 2 * 20)  # the warm-up's and both rounds' requests
     assert "a budget costs" in done.stdout
+
+
+def test_the_pools_bench_times_each_turn_with_and_without_affinity(tmp_path: Path) -> None:
+    """``python -m bench.pools``: three mock members, a first-token time per turn for each way of routing."""
+    out = tmp_path / "pools.json"
+    done = subprocess.run([sys.executable, "-m", "bench.pools", "--sessions", "2", "--turns", "3",
+                           "--prefill-ms-per-kb", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stdout + done.stderr
+    result = json.loads(out.read_text())
+    assert [len(result[label]["median_ttft_s"]) for label in ("affinity", "no affinity")] == [3, 3]
+    assert all(t > 0 for label in ("affinity", "no affinity") for t in result[label]["median_ttft_s"])

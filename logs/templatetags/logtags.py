@@ -4,10 +4,12 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import timedelta
+from decimal import Decimal
 
 from django import template
 
 from logs.models import Outcome
+from upstreams.models import usd as dollars
 
 register = template.Library()
 
@@ -88,3 +90,9 @@ def bar_size(span: timedelta) -> str:
 def names(failed_over: str) -> str:
     """Return a row's ``failed_over`` (``,a,b,``) as ``a, b``."""
     return ", ".join(name for name in failed_over.split(",") if name)
+
+
+@register.filter
+def usd(amount: object) -> str:
+    """US dollars as the pages write them (upstreams.models.usd)."""
+    return dollars(amount if isinstance(amount, int | Decimal) else None)

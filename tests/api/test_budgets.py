@@ -21,7 +21,7 @@ from logs.models import RequestLog
 from tests import waiting
 from tests.api.test_sockets import create, socket
 from tests.conftest import wait_for_log, wait_for_logs
-from tests.servers import Gateway, MockUpstream
+from tests.servers import Gateway, MockUpstream, admin_session
 from upstreams.models import ClientKey, Price, Team, Upstream
 
 USED = {"prompt_tokens": 200, "completion_tokens": 100, "total_tokens": 300}
@@ -127,6 +127,9 @@ def test_an_unpriced_model_costs_nothing_and_its_row_says_so(gateway: Gateway, s
     priced = wait_for_log(post(gateway, secret, "priced").headers["x-request-id"])
     assert (unpriced.cost, unpriced.priced) == (Decimal(0), False)
     assert (priced.cost, priced.priced) == (Decimal("0.00025"), True)  # 200 x 0.5 + 100 x 1.5, per million
+    staff = admin_session(gateway)
+    assert '<dd id="cost">$0 <span class="muted">(unpriced' in staff.get(f"/logs/{unpriced.request_id}/").text
+    assert '<dd id="cost">$0.00025</dd>' in staff.get(f"/logs/{priced.request_id}/").text
 
 
 def test_150_concurrent_requests_on_two_processes_overshoot_by_less_than_one_request(

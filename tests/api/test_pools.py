@@ -18,7 +18,7 @@ import pytest
 
 from logs.models import RequestLog
 from tests.conftest import wait_for_logs
-from tests.servers import Gateway, MockUpstream
+from tests.servers import Gateway, MockUpstream, admin_session
 from upstreams.models import ClientKey, Upstream
 
 pytestmark = pytest.mark.processes  # three mock members of its own
@@ -85,6 +85,8 @@ def test_30_sessions_of_4_turns_each_stay_on_one_member_and_read_its_cache(
         assert [row.routed_by for row in turns] == ["affinity"] * TURNS
         assert turns[0].cached_tokens == 0 and all(row.cached_tokens > 0 for row in turns[1:])  # its prefix
     assert {turns[0].upstream_name for turns in sessions.values()} == {"member-0", "member-1", "member-2"}
+    page = admin_session(gateway).get(f"/logs/{turns[1].request_id}/").text
+    assert '<dd id="routed-by">affinity <span class="muted">(its session\'s member of the pool)' in page
 
 
 def test_requests_without_a_session_are_spread_by_requests_in_flight(gateway: Gateway,

@@ -2,12 +2,10 @@ from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -54,8 +52,6 @@ class Command(BaseCommand):
         username, password = self.admin_user()
         secret = self.demo_key()
         children: list[subprocess.Popen[bytes]] = []
-        workers: listen.Workers | None = None
-        self.metrics_dir = ""  # made for this run's workers: removed at the end
         # From here a SIGTERM at any moment (a test that stops us right after the banner)
         # still stops the children: the handler raises SystemExit inside the try below.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -78,49 +74,34 @@ class Command(BaseCommand):
                 assert upstream is not None
                 upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
             if options["workers"] > 1:
-                workers = self.start_workers(host, port, options["workers"])
-                upstream_line += (f"\n  Workers     {options['workers']} daphne processes on one socket (pids "
-                                  f"{', '.join(map(str, workers.pids))}); a dead one is replaced")
-                first = workers.processes[0]
+                try:
+                    with listen.workers_on(host, port, options["workers"], settings.GATEWAY_SHUTDOWN_GRACE) as workers:
+                        _wait_for_port(host, port, workers.processes[0])
+                        upstream_line += (f"\n  Workers     {options['workers']} daphne processes on one socket "
+                                          f"(pids {', '.join(map(str, workers.pids))}); a dead one is replaced")
+                        self.say_banner(host, port, username, password, secret, demo, upstream_line)
+                        workers.watch()
+                except ValueError as exc:  # an IPv6 host
+                    raise CommandError(f"--workers: {exc} (use 0.0.0.0 or an interface's IPv4 address)") from None
             else:
                 children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
                                                   "gatewaysite.asgi:application"], env=os.environ.copy()))
-                first = children[-1]
-            _wait_for_port(host, port, first)
-            self.stdout.write(banner(host, port, username, password, secret, demo=demo, upstream_line=upstream_line))
-            self.stdout.flush()
-            if workers is not None:
-                workers.watch()
-            else:
-                first.wait()
+                _wait_for_port(host, port, children[-1])
+                self.say_banner(host, port, username, password, secret, demo, upstream_line)
+                children[-1].wait()
         except KeyboardInterrupt:
             pass
         finally:
             signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM must not cut the drain short
-            if workers is not None:
-                workers.stop(settings.GATEWAY_SHUTDOWN_GRACE)
-                if self.metrics_dir:
-                    shutil.rmtree(self.metrics_dir, ignore_errors=True)
             for child in children:
                 child.terminate()
             for child in children:
                 child.wait(timeout=15)
 
-    def start_workers(self, host: str, port: int, count: int) -> listen.Workers:
-        """``count`` daphne processes on one socket, sharing their metrics (a directory of this run's own)."""
-        env = os.environ.copy()
-        if not env.get("PROMETHEUS_MULTIPROC_DIR"):
-            self.metrics_dir = env["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="cgw-metrics-")
-        directory = env["PROMETHEUS_MULTIPROC_DIR"]
-        try:
-            sock = listen.listening_socket(host, port)
-        except ValueError as exc:
-            raise CommandError(f"--workers: {exc} (use 0.0.0.0 or an interface's IPv4 address)") from None
-        workers = listen.Workers([sys.executable, "-m", "daphne", "-e", listen.adopted(sock),
-                                  "gatewaysite.asgi:application"], count, sock, env,
-                                 on_death=lambda pid: listen.drop_dead_gauges(pid, directory))
-        workers.start()
-        return workers
+    def say_banner(self, host: str, port: int, username: str, password: str, secret: str, demo: bool,
+                   upstream_line: str) -> None:
+        self.stdout.write(banner(host, port, username, password, secret, demo=demo, upstream_line=upstream_line))
+        self.stdout.flush()
 
     def admin_user(self) -> tuple[str, str]:
         """Create the admin user on the first run; later runs read the stored credentials."""
