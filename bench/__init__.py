@@ -12,7 +12,7 @@ imported by the gateway, and ``make test`` only runs a smoke run (tests/test_ben
     python -m bench --soak-only                  # 20,000 bridged requests at 50, RSS every 1,000
     python -m bench --compare old=../baseline --levels 1,50 --rounds 5   # A/B against another tree
     python -m bench.codex.compaction --history-kb 400  # the gateway's remote compaction of a long Codex history
-    python -m bench.budget --requests 3000 --rounds 5   # the CPU a budget costs a request (check, hold, settle)
-    python -m bench.pools --sessions 6 --turns 10       # first token per turn in a pool, with and without affinity
+    python -m bench.parts.budget --requests 3000 --rounds 5   # the CPU a budget costs a request (check, hold, settle)
+    python -m bench.parts.pools --sessions 6 --turns 10       # first token per turn in a pool, affinity or not
     python -m bench --compare two=. --compare-env two:BENCH_WORKERS=2 --levels 50   # two workers against one
 """

@@ -102,9 +102,9 @@ def test_the_cache_bench_reads_each_turns_predecessor_from_the_cache(tmp_path: P
 
 @pytest.mark.parametrize("redis", [False, True], ids=["no Redis", "Redis"])
 def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, redis: bool) -> None:
-    """``python -m bench.budget``: each request of the budgeted key is held and settled (its total says so)."""
+    """``python -m bench.parts.budget``: each request of the budgeted key is held and settled (its total says so)."""
     out, redis_url = tmp_path / "budget.json", REDIS_URL if redis else ""
-    done = subprocess.run([sys.executable, "-m", "bench.budget", "--requests", "20", "--rounds", "2",
+    done = subprocess.run([sys.executable, "-m", "bench.parts.budget", "--requests", "20", "--rounds", "2",
                            "--redis", redis_url, "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -115,9 +115,9 @@ def test_the_budget_bench_holds_and_settles_through_the_ledger(tmp_path: Path, r
 
 
 def test_the_pools_bench_times_each_turn_with_and_without_affinity(tmp_path: Path) -> None:
-    """``python -m bench.pools``: three mock members, a first-token time per turn for each way of routing."""
+    """``python -m bench.parts.pools``: three mock members, a first-token time per turn for each way of routing."""
     out = tmp_path / "pools.json"
-    done = subprocess.run([sys.executable, "-m", "bench.pools", "--sessions", "2", "--turns", "3",
+    done = subprocess.run([sys.executable, "-m", "bench.parts.pools", "--sessions", "2", "--turns", "3",
                            "--prefill-ms-per-kb", "1", "--out", str(out)], cwd=ROOT, capture_output=True, text=True,
                           timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr

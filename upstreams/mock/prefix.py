@@ -1,7 +1,7 @@
 """An automatic prefix cache, as vLLM, SGLang and llama.cpp keep one: what a Chat request finds already computed.
 
 Each member of a pool is its own mock process with its own cache, so a turn is fast only on
-the member that served the session's earlier turns (the pools' tests, bench.pools). A step
+the member that served the session's earlier turns (the pools' tests, bench.parts.pools). A step
 with ``"prefix_cache": {"prefill_per_kb": seconds}`` is answered after the prefill of what
 the cache did not hold, with the cached tokens in its usage (``prompt_tokens_details``, as
 vLLM and OpenAI report them); tokens are bytes / 4.

@@ -1,6 +1,6 @@
 """Time to first token per turn in a pool: sessions that stick to their member against sessions that do not.
 
-``python -m bench.pools --sessions 6 --turns 10``. Three mock members of one model, each
+``python -m bench.parts.pools --sessions 6 --turns 10``. Three mock members of one model, each
 with its own prefix cache (upstreams/mock/prefix.py: a turn pays ``--prefill-ms-per-kb`` for
 each KB of its prompt the member has not computed before), behind the gateway under daphne.
 Each session is a Codex-like conversation, its prompt growing by ``--turn-kb`` a turn, sent
@@ -75,7 +75,7 @@ async def run_sessions(url: str, key: str, args: argparse.Namespace, affinity: b
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.pools", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.parts.pools", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--sessions", type=int, default=6)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--turn-kb", type=int, default=4, help="what each turn adds to the prompt (default 4 KB)")

@@ -1,6 +1,6 @@
 """The CPU a budget costs a request: its check and hold before routing, and its settle at the end.
 
-``python -m bench.budget --requests 5000 --redis redis://127.0.0.1:6379/14``. In one process, on
+``python -m bench.parts.budget --requests 5000 --redis redis://127.0.0.1:6379/14``. In one process, on
 a fresh SQLite database and the given Redis, requests of a key with a token budget (never
 reached) and of one without are admitted and settled through ``api/budgets/`` exactly as the
 gateway does (``admit``, then ``settle`` once the row is settled), interleaved in rounds;
@@ -88,7 +88,7 @@ async def spent(key_id: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.budget", description=__doc__.split("\n", 1)[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.parts.budget", description=__doc__.split("\n", 1)[0])
     parser.add_argument("--requests", type=int, default=5000, help="requests per round and key (default 5000)")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14", help="'' for no Redis")
