@@ -28,7 +28,7 @@ PRESETS: dict[str, tuple[str, dict[str, Any]]] = {
                                        "send_stream_options": True}),
     "openai": ("OpenAI (hosted; Responses passed through)", {
         "base_url": "https://api.openai.com/v1", "api": "responses", "accepts_developer_role": True,
-        "max_tokens_field": "max_completion_tokens", "send_reasoning_effort": True}),
+        "max_tokens_field": "max_completion_tokens", "send_reasoning_effort": True, "send_prompt_cache_key": True}),
     # Anthropic Messages: Claude, and the Anthropic-compatible endpoints of other providers (their
     # documented base URLs; /v1/messages is added).
     "anthropic": ("Anthropic (Claude, Messages API)", {

@@ -21,6 +21,7 @@ class UpstreamOptions:
     max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
     send_stream_options: bool = True
     send_reasoning_effort: bool = False
+    send_prompt_cache_key: bool = False  # a Chat server that routes by it (OpenAI's Chat Completions)
     # A Responses upstream's tool and item types (the probe finds them); one it does not take is
     # rewritten by bridge/dialects/repaired.py.
     accepts_custom_tools: bool = True  # custom (freeform) and local_shell tools, and their calls

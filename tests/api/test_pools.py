@@ -134,3 +134,19 @@ def test_a_member_killed_mid_run_moves_only_its_own_sessions_which_stay_on_their
             # Tried at member-1 first and failed over, or member-1 already cooling down (tried last):
             assert (turns[2].routed_by, bool(turns[2].attempts)) in {("failover", True), ("affinity", False)}
     assert any(row.routed_by == "failover" for row in RequestLog.objects.all())
+
+
+def test_the_cache_key_reaches_upstreams_that_take_it(gateway: Gateway, scripted: MockUpstream) -> None:
+    """A Responses upstream gets it as sent; a Chat one only with its switch on (OpenAI's); none gets a 400."""
+    scripted.script({"chunks": [{"text": "ok"}, {"finish": "stop"}]})
+    _, secret = ClientKey.objects.create_key("hints")
+    Upstream.objects.create(name="responses", base_url=scripted.base_url, api="responses", models="r")
+    Upstream.objects.create(name="chat-openai", base_url=scripted.base_url, models="o", send_prompt_cache_key=True)
+    Upstream.objects.create(name="chat-vllm", base_url=scripted.base_url, models="v")
+    for model in ("r", "o", "v"):
+        answer = httpx.post(f"{gateway.url}/v1/responses", headers={"authorization": f"Bearer {secret}"},
+                            json={"model": model, "input": "hi", "prompt_cache_key": "thread-9"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+    sent = [request["body"].get("prompt_cache_key") for request in scripted.requests()]
+    assert sent == ["thread-9", "thread-9", None]
+    assert [row.session_id for row in wait_for_logs(3)] == ["thread-9"] * 3  # the key names the session

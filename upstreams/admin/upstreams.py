@@ -135,7 +135,7 @@ class UpstreamAdmin(admin.ModelAdmin):
         }),
         ("Chat Completions compatibility (bridge)", {
             "fields": ["accepts_developer_role", "replay_reasoning", "max_tokens_field",
-                       "send_stream_options", "send_reasoning_effort"],
+                       "send_stream_options", "send_reasoning_effort", "send_prompt_cache_key"],
         }),
         ("Anthropic Messages (bridge; reasoning effort is the switch above)", {
             "fields": ["max_output_tokens", "prompt_caching"],

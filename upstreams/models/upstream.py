@@ -104,6 +104,9 @@ class Upstream(models.Model):
         default=False, help_text="Forward reasoning.effort: as reasoning_effort (Chat), as extended thinking with "
                                  "a budget per level (Anthropic)."
     )
+    send_prompt_cache_key = models.BooleanField(
+        default=False, help_text="Forward prompt_cache_key and prompt_cache_retention (OpenAI routes by them); vLLM, "
+                                 "SGLang, llama.cpp and Ollama cache prefixes without a key.")
     # Anthropic Messages, used when bridging to an Anthropic upstream.
     max_output_tokens = models.PositiveIntegerField(
         null=True, blank=True, verbose_name="max output tokens",
@@ -194,6 +197,7 @@ class Upstream(models.Model):
             model=model, accepts_developer_role=self.accepts_developer_role, replay_reasoning=self.replay_reasoning,
             max_tokens_field=self.max_tokens_field,  # type: ignore[arg-type]  # a MaxTokensField choice
             send_stream_options=self.send_stream_options, send_reasoning_effort=self.send_reasoning_effort,
+            send_prompt_cache_key=self.send_prompt_cache_key,
             accepts_custom_tools=self.accepts_custom_tools, accepts_namespace_tools=self.accepts_namespace_tools,
             accepts_hosted_tools=self.accepts_hosted_tools,
             accepts_encrypted_reasoning=self.accepts_encrypted_reasoning,

@@ -22,7 +22,9 @@ NO_EFFECT = frozenset({
     # Asks for extras: the text's log probabilities are asked of the upstream (wants_logprobs); the
     # others (encrypted reasoning, search sources...) a Chat answer does not have.
     "include",
-    "prompt_cache_key", "prompt_cache_retention",  # OpenAI's prompt-cache routing hints
+    # OpenAI's prompt-cache routing hints: sent on to a server that takes them (its upstream's
+    # switch, send_prompt_cache_key); the gateway's own pools route by the key either way.
+    "prompt_cache_key", "prompt_cache_retention",
     "safety_identifier", "service_tier",  # OpenAI's abuse monitoring and processing tiers
     "truncation",  # the bridge never drops items: "disabled", whatever was asked
     "client_metadata",  # Codex's own metadata for its provider

@@ -12,6 +12,7 @@ from bridge.values import is_int, is_number, str_of
 
 # Sampling settings Chat has under the same names; the Response object echoes them (bridge/response.py).
 SAMPLING = ("temperature", "top_p", "presence_penalty", "frequency_penalty")
+CACHE_HINTS = ("prompt_cache_key", "prompt_cache_retention")  # OpenAI's, under the same names in Chat
 
 
 def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamRequest:
@@ -29,12 +30,8 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     if tools:
         chat |= _tool_fields(body, tools, namer)
     chat |= _sampling(body, options)
-    # The `reasoning` object itself is never forwarded: Chat servers reject it (docs/responses-bridge.md §5).
-    effort = str_of(body["reasoning"], "effort") if isinstance(body.get("reasoning"), dict) else ""
-    if options.send_reasoning_effort and effort:
-        chat["reasoning_effort"] = effort
-    unsent = frozenset({"reasoning.effort"} if effort and "reasoning_effort" not in chat else ())
-    chat |= _output(body)
+    extras, unsent = _switched(body, options)
+    chat |= extras | _output(body)
     chat["stream"] = True
     if options.send_stream_options:
         chat["stream_options"] = {"include_usage": True}
@@ -42,6 +39,22 @@ def to_request(body: dict[str, Any], options: UpstreamOptions) -> UpstreamReques
     notes = (f"the encrypted content of {history.opaque_reasoning} reasoning item(s) left out: a Chat upstream "
              "cannot read it",) if history.opaque_reasoning else ()
     return UpstreamRequest(body=chat, tools=namer.tools, unsent=unsent, notes=notes)
+
+
+def _switched(body: dict[str, Any], options: UpstreamOptions) -> tuple[dict[str, Any], frozenset[str]]:
+    """What is sent only to servers that take it (the upstream's switches), and what was asked but not sent.
+
+    The `reasoning` object itself is never forwarded: Chat servers reject it (docs/responses-bridge.md
+    §5); its effort goes as `reasoning_effort` where the upstream takes it. The cache hints go to a
+    server that routes by them (OpenAI); every other server caches prefixes by itself.
+    """
+    extras: dict[str, Any] = {}
+    effort = str_of(body["reasoning"], "effort") if isinstance(body.get("reasoning"), dict) else ""
+    if options.send_reasoning_effort and effort:
+        extras["reasoning_effort"] = effort
+    if options.send_prompt_cache_key:
+        extras |= {name: body[name] for name in CACHE_HINTS if isinstance(body.get(name), str)}
+    return extras, frozenset({"reasoning.effort"} if effort and "reasoning_effort" not in extras else ())
 
 
 def required(body: dict[str, Any]) -> tuple[str, list[dict[str, Any]], list[Any]]:
