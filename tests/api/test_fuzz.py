@@ -190,7 +190,8 @@ def test_fuzzed_responses_bodies_never_make_the_gateway_fail(post: Poster, lenie
         check_answer(post("/v1/responses", sent), sent)
 
     run()
-    assert post.answered["200"] >= 15, post.answered  # enough bodies got through to the bridge
+    # Enough bodies got through to the bridge: 11 to 54 of the 150 in the runs seen (hypothesis draws anew each run).
+    assert post.answered["200"] >= 5, post.answered
 
 
 def test_fuzzed_chat_bodies_never_make_the_gateway_fail(post: Poster, chat_upstream: Upstream) -> None:
