@@ -12,7 +12,7 @@ import secrets
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from django.conf import settings
@@ -40,6 +40,14 @@ class ResponseToStore:
     inputs: list[dict[str, Any]]
     request_id: str
     events: list[dict[str, Any]] | None = None  # a background response's stream, for clients that resume it
+
+
+class Chain(NamedTuple):
+    """A stored response, the items of its whole history, and the id of the chain's first response (its session)."""
+
+    head: StoredResponse
+    items: list[dict[str, Any]]
+    root: str
 
 
 class StoredResponseManager(models.Manager["StoredResponse"]):
@@ -116,8 +124,8 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
                 lost.append(stored.pk)
         return lost
 
-    def chain(self, response_id: str, key: ClientKey | None) -> tuple[StoredResponse, list[dict[str, Any]]] | None:
-        """Return the stored response ``response_id`` and every item of its history, oldest first.
+    def chain(self, response_id: str, key: ClientKey | None) -> Chain | None:
+        """Return the stored response ``response_id``, its whole history (oldest first), its chain's first id.
 
         The history is the input and output of each response of the chain, from the first
         one to ``response_id`` itself. None when the response is not this key's, or when a
@@ -138,7 +146,8 @@ class StoredResponseManager(models.Manager["StoredResponse"]):
         if depths != set(range(head.depth + 1)):
             return None
         keys = settings.GATEWAY_ENCRYPTION_KEYS
-        return head, [orjson.loads(crypto.decrypt(body, keys)) for _, _, body in rows if body is not None]
+        root = next(str(pk) for pk, depth, _ in rows if depth == 0)
+        return Chain(head, [orjson.loads(crypto.decrypt(body, keys)) for _, _, body in rows if body is not None], root)
 
     def lineage(self, response_id: str) -> list[tuple[str, str, int]]:
         """Return ``(id, request_id, depth)`` of the response and of those it continued, newest first (staff's view)."""

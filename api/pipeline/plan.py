@@ -86,7 +86,8 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
         raise ModelNotFoundError(f"The model '{model}' does not exist or you do not have access to it.",
                                  param="model")
     await budgets.admit(request.exchange, key, body)  # before any upstream: a spent budget sends nothing
-    routes = await choose_upstreams(request, model, api, pools.affinity_key(body, request.exchange.session))
+    affinity = pools.affinity_key(body, request.exchange.session)
+    routes = await choose_upstreams(request, model, api, affinity)
     routed, keeper = body, None
     if api == "responses":
         keeps_state = routes[0].keeps_state
@@ -94,6 +95,8 @@ async def prepare(request: ApiRequest, body: dict[str, Any], api: str) -> Plan:
             routes = [route for route in routes if route.keeps_state]
         else:
             routed, keeper = await take_in(request, body)
+            if not affinity and request.exchange.session:  # the chain it continues is its session (take_in)
+                routes = await choose_upstreams(request, model, api, request.exchange.session)
         routed = sealed.taken_in(routed, request.client_key, foreign_kept=keeps_state, notes=request.exchange.notes)
     return Plan(routes, routed, keeper)
 

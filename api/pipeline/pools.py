@@ -4,7 +4,8 @@ A session sticks to one member, so that the member's prefix cache stays warm: ea
 an agent resends a longer prompt, and a member that served the last turn reads its prefix
 from cache instead of computing it again. The affinity key is the request's
 ``prompt_cache_key`` (Codex sends its thread id there), else the client's session (Codex's
-``session-id`` header), else its ``conversation``. A request with one goes to the member
+``session-id`` header; a chain of ``previous_response_id``s, named by its first response:
+api/stored/takein.py), else its ``conversation``. A request with one goes to the member
 whose weighted rendezvous score for the key is highest (``weight / -ln(h)``, ``h`` a hash of
 the key and the member's id in (0, 1)): the same member from every process and host, and a
 member added or removed moves only its own share of the sessions. A request without one

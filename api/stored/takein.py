@@ -75,6 +75,8 @@ async def take_in(request: ApiRequest, body: dict[str, Any]) -> tuple[dict[str, 
     # The socket's latest response: no trip to the database.
     remembered = memory.earlier(asked.previous_id) if memory is not None and asked.previous_id is not None else None
     read = await _read_for(request, asked, remembered)
+    # A chain of previous_response_ids is a session: its rows are grouped by it, a pool keeps it on one member.
+    request.exchange.session = request.exchange.session or read.root
     if read.looked_up:
         own = history.resolve(own, read.found)
     routed = {key: value for key, value in body.items() if key not in STATE_FIELDS}
@@ -118,6 +120,7 @@ class Read:
     """What the database holds for a request: what it continues, the history before it, the items it references."""
 
     previous: StoredResponse | None = None
+    root: str = ""  # the first response of the chain it continues: the chain's session
     conversation: Conversation | None = None
     earlier: list[dict[str, Any]] = field(default_factory=list)
     found: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -131,7 +134,7 @@ def _read(previous_id: str | None, conversation_id: str | None, wanted: list[str
     if previous_id is not None:
         chain = StoredResponse.objects.chain(previous_id, key)
         if chain is not None:
-            read.previous, read.earlier = chain
+            read.previous, read.earlier, read.root = chain
     if conversation_id is not None:
         read.conversation = Conversation.objects.for_key(conversation_id, key)
         if read.conversation is not None:

@@ -150,3 +150,28 @@ def test_the_cache_key_reaches_upstreams_that_take_it(gateway: Gateway, scripted
     sent = [request["body"].get("prompt_cache_key") for request in scripted.requests()]
     assert sent == ["thread-9", "thread-9", None]
     assert [row.session_id for row in wait_for_logs(3)] == ["thread-9"] * 3  # the key names the session
+
+
+def test_a_chain_of_previous_response_ids_is_a_session_that_sticks_from_its_second_turn(
+        gateway: Gateway, members: list[MockUpstream]) -> None:
+    """Without a key or a session header, a stored chain's first response names its session."""
+    _, secret = ClientKey.objects.create_key("sdk")
+    headers = {"authorization": f"Bearer {secret}"}
+    roots = []
+    for chain in range(6):
+        previous = None
+        for turn in range(4):
+            body = {"model": "pool-model", "input": f"chain {chain} turn {turn}",
+                    **({"previous_response_id": previous} if previous else {})}
+            answer = httpx.post(f"{gateway.url}/v1/responses", headers=headers, json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            previous = answer.json()["id"]
+            if turn == 0:
+                roots.append(previous)
+    rows = wait_for_logs(24)
+    for n, root in enumerate(roots):
+        first, *later = rows[4 * n: 4 * n + 4]
+        assert (first.session_id, first.routed_by) == ("", "least_loaded")
+        assert [(row.session_id, row.routed_by) for row in later] == [(root, "affinity")] * 3
+        assert len({row.upstream_name for row in later}) == 1
+    assert len({rows[4 * n + 1].upstream_name for n in range(6)}) > 1  # the chains are spread over the members

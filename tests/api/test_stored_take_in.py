@@ -16,7 +16,7 @@ FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 
 
 def take_in(body: dict[str, Any]) -> tuple[dict[str, Any], keeping.Keeper | None]:
-    request = SimpleNamespace(client_key=None, exchange=SimpleNamespace(request_id="req_1"))
+    request = SimpleNamespace(client_key=None, exchange=SimpleNamespace(request_id="req_1", session=""))
     return asyncio.run(takein.take_in(request, body))  # type: ignore[arg-type]
 
 

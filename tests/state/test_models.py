@@ -45,7 +45,7 @@ def test_a_hundred_turn_chain_is_read_in_two_queries_oldest_first(django_assert_
     key, _ = ClientKey.objects.create_key("alice")
     responses = chain_of(100, key)
     with django_assert_max_num_queries(2):
-        head, items = StoredResponse.objects.chain(responses[-1].pk, key)  # type: ignore[misc]
+        head, items, _ = StoredResponse.objects.chain(responses[-1].pk, key)  # type: ignore[misc]
     assert head.pk == "resp_99"
     assert [item["id"] for item in items[:4]] == ["msg_in_0", "msg_out_0", "msg_in_1", "msg_out_1"]
     assert len(items) == 200 and items[-1]["content"][0]["text"] == "answer 99"
@@ -110,7 +110,7 @@ def test_rotatekeys_reencrypts_stored_responses_and_conversations_so_the_old_key
         call_command("rotatekeys", stdout=out)
     assert "8 stored response and conversation row(s)" in out.getvalue()  # 2 responses, 4 items, 1 + 1
     with override_settings(GATEWAY_ENCRYPTION_KEYS=[NEW]):
-        head, items = StoredResponse.objects.chain("resp_1", key)  # type: ignore[misc]
+        head, items, _ = StoredResponse.objects.chain("resp_1", key)  # type: ignore[misc]
         again = Conversation.objects.get(pk=conversation.pk)
         assert again.to_dict()["metadata"] == {"topic": "keys"}
         assert [item["id"] for item in again.history()] == ["msg_c"]
@@ -155,7 +155,8 @@ def test_a_chain_keeps_reasoning_calls_and_outputs_in_the_order_they_happened() 
         {"id": "resp_b", "object": "response", "status": "completed", "model": "m",
          "output": [message("msg_2", "assistant", "Sunny, 21 C.")]},
         key=key, previous=first, inputs=[output], request_id="req_b")
-    head, items = StoredResponse.objects.chain("resp_b", key)  # type: ignore[misc]
+    head, items, root = StoredResponse.objects.chain("resp_b", key)  # type: ignore[misc]
+    assert (head.pk, root) == ("resp_b", "resp_a")  # the chain's first response: its session
     assert [item["id"] for item in items] == ["msg_1", "rs_1", "fc_1", "fco_1", "msg_2"]
     assert items[1] == reasoning and items[2] == call and items[3] == output
 
@@ -173,5 +174,6 @@ def test_responses_stored_together_take_one_transaction_and_keep_their_chains(
                          key, first, [message(f"msg_q{n}", "user", f"question {n}")], f"req_t{n}") for n in range(5)]
     with django_assert_max_num_queries(4):  # begin, two inserts, commit
         StoredResponse.objects.store_many(finished)
-    head, items = StoredResponse.objects.chain("resp_t3", key)  # type: ignore[misc]
+    head, items, root = StoredResponse.objects.chain("resp_t3", key)  # type: ignore[misc]
+    assert root == first.pk
     assert [item["id"] for item in items] == ["msg_in_0", "msg_out_0", "msg_q3", "msg_t3"]

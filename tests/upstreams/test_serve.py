@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -27,25 +28,33 @@ def serve_env(tmp_path: Path) -> dict[str, str]:
 
 
 class Served:
+    """``manage.py serve`` in a child process; its output read as it comes, so that its pipe never fills.
+
+    (A full pipe blocks every process writing to it: the workers log each request.)
+    """
+
     def __init__(self, env: dict[str, str], *args: str) -> None:
         self.port, self.demo_port = free_port(), free_port()
         self.process = subprocess.Popen([sys.executable, "manage.py", "serve", "--port", str(self.port),
                                          "--demo-port", str(self.demo_port), *args], cwd=ROOT, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.output = ""
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output += line
 
     def banner(self, timeout: float = 60.0) -> str:
-        """Read the output up to the end of the banner ("Stop with Ctrl-C.")."""
-        stdout = self.process.stdout
-        assert stdout is not None
+        """The output up to the end of the banner ("Stop with Ctrl-C."), once it is there."""
 
-        def read_on() -> bool:
-            assert self.process.poll() is None, self.output
-            self.output += stdout.readline()
+        def shown() -> bool:
+            assert self.process.poll() is None or "Stop with Ctrl-C." in self.output, self.output
             return "Stop with Ctrl-C." in self.output
 
-        if "Stop with Ctrl-C." not in self.output:
-            waiting.until(read_on, "the banner", timeout, interval=0)
+        waiting.until(shown, "the banner", timeout, interval=0.05)
         return self.output
 
     def key(self) -> str:
@@ -213,8 +222,5 @@ def test_serve_workers_share_one_port_replace_a_dead_one_and_leave_nothing_behin
 
 def _replaced(server: Served, dead: int) -> str | None:
     """The pid that replaced worker ``dead``, once the server says so."""
-    stdout = server.process.stdout
-    assert stdout is not None
-    server.output += stdout.readline()
     found = re.search(rf"\(pid {dead}\) exited with code -9; replaced by pid (\d+)", server.output)
     return found[1] if found else None
