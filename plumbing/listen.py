@@ -40,14 +40,19 @@ def endpoint(host: str, port: int, backlog: int = BACKLOG) -> str:
     return f"tcp:port={port}:interface={host.replace(':', chr(92) + ':')}:backlog={backlog}"
 
 
-def listening_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
-    """A socket bound to ``host:port`` (IPv4) and listening, that child processes inherit.
+def check_shareable(host: str) -> None:
+    """Raise ValueError unless workers can share a socket on ``host``.
 
     IPv4 only: Twisted's ``fd:`` endpoint adopts an AF_INET socket (its string form cannot
     name another family).
     """
     if ":" in host:
         raise ValueError(f"workers share an IPv4 socket; {host} is not an IPv4 address")
+
+
+def listening_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A socket bound to ``host:port`` (IPv4: ``check_shareable``) and listening, that child processes inherit."""
+    check_shareable(host)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
@@ -111,11 +116,6 @@ class Workers:
         self.sock.close()
 
 
-def drop_dead_gauges(pid: int, directory: str) -> None:
-    """Forget a dead worker's live gauges in the shared metrics ``directory`` (its counters stay, as they should)."""
-    multiprocess.mark_process_dead(pid, directory)
-
-
 @contextmanager
 def workers_on(host: str, port: int, count: int, grace: float, app: str = APP) -> Iterator[Workers]:
     """``count`` daphne processes serving ``app`` on one socket at ``host:port``, stopped (drained) on the way out.
@@ -124,14 +124,15 @@ def workers_on(host: str, port: int, count: int, grace: float, app: str = APP) -
     of their own, removed at the end. A SIGTERM while they drain is ignored (the drain is
     already under way); SIGTERM before it raises SystemExit, which ends the block.
     """
+    sock = listening_socket(host, port)
     env = os.environ.copy()
     made = "" if env.get("PROMETHEUS_MULTIPROC_DIR") else tempfile.mkdtemp(prefix="cgw-metrics-")
     if made:
         env["PROMETHEUS_MULTIPROC_DIR"] = made
     directory = env["PROMETHEUS_MULTIPROC_DIR"]
-    sock = listening_socket(host, port)
+    # A dead worker's live gauges go with it (its counters stay, as they should).
     workers = Workers([sys.executable, "-m", "daphne", "-e", adopted(sock), app], count, sock, env,
-                      on_death=lambda pid: drop_dead_gauges(pid, directory))
+                      on_death=lambda pid: multiprocess.mark_process_dead(pid, directory))
     previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         workers.start()

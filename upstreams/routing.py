@@ -45,7 +45,6 @@ class Snapshot:
 
     upstreams: list[Upstream]
     loaded_at: float
-    prices: list[Price] = field(default_factory=list)
     keys: dict[str, ClientKey] = field(default_factory=dict)  # by hashed secret
     # Secrets looked up and found to be no active key's: asked again only with the next copy
     # (TTL), so a client retrying a bad key costs no query each time; the value is the revoked
@@ -190,7 +189,7 @@ class Routing:
         started = time.monotonic()
         seen = list(self.snapshot.keys) if self.snapshot is not None else []
         upstreams, keys, prices = await dbthread.run(_load_routing, seen)
-        snapshot = Snapshot(upstreams, loaded_at=started, keys=keys, prices=prices)
+        snapshot = Snapshot(upstreams, loaded_at=started, keys=keys)
         if generation == self.generation:  # no edit landed while reading: keep it
             self.snapshot, self.prices = snapshot, prices
         return snapshot

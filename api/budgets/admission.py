@@ -108,20 +108,19 @@ async def admit(exchange: Exchange, key: ClientKey | None, body: dict[str, Any])
         await asyncio.sleep(pause)  # a request that just ended may not have settled yet
     assert isinstance(verdict, Spent)
     owner, account = found[verdict.account]
-    metrics.budget_refused_total.labels(key=key.name, team=key.team.name if key.team_id and key.team else "-",
-                                        budget=account.kind).inc()
+    metrics.budget_refused_total.labels(key=key.name, team=key.team_name or "-", budget=account.kind).inc()
     raise _refusal(owner, account, verdict, at)
 
 
 def _refusal(owner: Budgeted, account: Account, spent: Spent, at: datetime) -> BridgeError:
     """The 429 a spent budget answers: usage_limit_reached until its period resets, insufficient_quota for good."""
-    whose = "This key" if account.kind == "key" else f"The team '{owner}'"
+    whose = "this key" if account.kind == "key" else f"the team '{owner}'"
     limit = f"{owner.token_budget:,} tokens" if spent.what == "tokens" else usd(owner.usd_budget)
     period = account.period
     if spent.held:
-        owner_name = "this key" if account.kind == "key" else f"the team '{owner}'"
-        return RateLimitError(f"The rest of the budget of {owner_name} ({limit}) is held by requests in flight; "
+        return RateLimitError(f"The rest of the budget of {whose} ({limit}) is held by requests in flight; "
                               "retry in a moment.", code="budget_held", headers={"retry-after": str(HELD_RETRY)})
+    whose = whose[0].upper() + whose[1:]
     if period.end is None:
         return QuotaExceededError(f"{whose} has used its total budget of {limit}; ask the gateway's "
                                   f"administrators for more.")
@@ -129,7 +128,6 @@ def _refusal(owner: Budgeted, account: Account, spent: Spent, at: datetime) -> B
     return UsageLimitError(f"{whose} has used its {ADJECTIVES[period.kind]} budget of {limit}; it resets at "
                            f"{period.end:%Y-%m-%d %H:%M} UTC.", resets_at=resets,
                            retry_after=math.ceil(period.end.timestamp() - at.timestamp()))
-
 
 
 async def _totals(accounts: list[Account]) -> list[tuple[int, int]]:
@@ -147,8 +145,9 @@ def _spent_in_rows(accounts: list[Account], unwritten: list[dict[str, Any]]) -> 
     totals = []
     excluding = {str(row["request_id"]) for row in unwritten}
     for account in accounts:
-        field, start, end = ("client_key_id" if account.kind == "key" else "team_id"), *_bounds(account)
-        owner = {"key_id": account.pk} if account.kind == "key" else {"team_id": account.pk}
+        start, end = account.period.start, account.period.end
+        field, owner = ("client_key_id", {"key_id": account.pk}) if account.kind == "key" else \
+            ("team_id", {"team_id": account.pk})
         tokens, dollars = RequestLog.objects.spending(**owner, since=start, until=end, excluding=excluding)
         for row in unwritten:
             if row.get(field) == account.pk and (start is None or start <= row["started"]) and (
@@ -157,10 +156,6 @@ def _spent_in_rows(accounts: list[Account], unwritten: list[dict[str, Any]]) -> 
                 dollars += Decimal(row.get("cost") or 0)
         totals.append((tokens, int(dollars * NANOS)))
     return totals
-
-
-def _bounds(account: Account) -> tuple[datetime | None, datetime | None]:
-    return account.period.start, account.period.end
 
 
 def settle(exchange: Exchange) -> None:

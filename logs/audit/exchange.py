@@ -296,7 +296,7 @@ class Exchange:
             if count:
                 metrics.tokens_total.labels(upstream=upstream, kind=kind).inc(count)
         if self.key is not None and self.usage is not None:
-            spender = {"key": self.key.name, "team": self.key.team.name if self.key.team else "-",
+            spender = {"key": self.key.name, "team": self.key.team_name or "-",
                        "model": self.model[:200] or "-"}
             metrics.spend_tokens_total.labels(**spender).inc(self.spent_tokens)
             if self.cost:

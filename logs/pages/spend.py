@@ -176,8 +176,8 @@ def key_spenders(scope: Scope, at: datetime, team: Team | None = None) -> list[S
     spenders = []
     for name in set(figures) | set(configured):
         key = configured.get(name)
-        team_name = key.team.name if key is not None and key.team is not None else ""
-        spenders.append(Spender("key", name, team_name, figures.get(name) or _empty(scope, name, linked=True), key,
+        usage = figures.get(name) or _empty(scope, name, linked=True)
+        spenders.append(Spender("key", name, key.team_name if key is not None else "", usage, key,
                                 spend_of(key, at) if key is not None else None))
     return _ranked(spenders)
 

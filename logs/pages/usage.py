@@ -97,12 +97,6 @@ def per_key(scope: Scope, logs: QuerySet[RequestLog] | None = None) -> list[KeyU
     return _ranked([usage_of(scope, str(row["key_name"]), row) for row in rows])
 
 
-def per_key_model(scope: Scope, logs: QuerySet[RequestLog] | None = None) -> list[KeyUsage]:
-    """Each key's figures per model asked for in ``scope``, most tokens first."""
-    logs = scope.rows() if logs is None else logs
-    rows = logs.values("key_name", "model").annotate(**SUMS).order_by()
-    return _ranked([usage_of(scope, str(row["key_name"]), row, str(row["model"])) for row in rows])
-
 
 def per_team(scope: Scope, names: Mapping[int, str]) -> dict[int, KeyUsage]:
     """Each team's figures in ``scope`` (the rows that counted against it), by the team's id; ``names``: the teams'."""

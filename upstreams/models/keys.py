@@ -95,6 +95,11 @@ class ClientKey(Budgeted):
     def __str__(self) -> str:
         return f"{self.name} ({self.prefix}…)"
 
+    @property
+    def team_name(self) -> str:
+        """Its team's name, "" for none (no query without a team; keys are read with theirs)."""
+        return self.team.name if self.team_id is not None and self.team is not None else ""
+
     def allows(self, model: str) -> bool:
         """Whether the key's scope takes ``model`` (the name the client asks for)."""
         patterns = [p for p in PATTERN_SPLIT.split(self.models.strip()) if p]

@@ -78,7 +78,7 @@ def _line(owner: Budgeted, row: dict[str, Any], at: datetime) -> list[str]:
         key, team = "(team)", owner.name
     else:
         assert isinstance(owner, ClientKey)
-        key, team = owner.name, owner.team.name if owner.team else "-"
+        key, team = owner.name, owner.team_name or "-"
     spent = spend_of(owner, at)
     return [key, team, f"{row.get('requests') or 0:,}", f"{row.get('input_tokens') or 0:,}",
             f"{row.get('output_tokens') or 0:,}", cost, spent.limit_text, spent.used_text(), spent.left_text()]

@@ -45,6 +45,11 @@ class Command(BaseCommand):
         # Before anything is printed: another server on the port (vLLM's default is 8000)
         # used to answer our readiness check, and the banner went out for a gateway that had exited.
         _require_free(host, port, "the gateway", "PORT")
+        if options["workers"] > 1:
+            try:
+                listen.check_shareable(host)
+            except ValueError as exc:
+                raise CommandError(f"--workers: {exc} (use 0.0.0.0 or an interface's IPv4 address)") from None
         if demo:
             _require_free("127.0.0.1", options["demo_port"], "the demo upstream", "DEMO_PORT")
         call_command("migrate", verbosity=0, interactive=False)
@@ -74,15 +79,12 @@ class Command(BaseCommand):
                 assert upstream is not None
                 upstream_line = f"Upstream    {upstream.base_url}\n              {probe(upstream)}"
             if options["workers"] > 1:
-                try:
-                    with listen.workers_on(host, port, options["workers"], settings.GATEWAY_SHUTDOWN_GRACE) as workers:
-                        _wait_for_port(host, port, workers.processes[0])
-                        upstream_line += (f"\n  Workers     {options['workers']} daphne processes on one socket "
-                                          f"(pids {', '.join(map(str, workers.pids))}); a dead one is replaced")
-                        self.say_banner(host, port, username, password, secret, demo, upstream_line)
-                        workers.watch()
-                except ValueError as exc:  # an IPv6 host
-                    raise CommandError(f"--workers: {exc} (use 0.0.0.0 or an interface's IPv4 address)") from None
+                with listen.workers_on(host, port, options["workers"], settings.GATEWAY_SHUTDOWN_GRACE) as workers:
+                    _wait_for_port(host, port, workers.processes[0])
+                    upstream_line += (f"\n  Workers     {options['workers']} daphne processes on one socket "
+                                      f"(pids {', '.join(map(str, workers.pids))}); a dead one is replaced")
+                    self.say_banner(host, port, username, password, secret, demo, upstream_line)
+                    workers.watch()
             else:
                 children.append(subprocess.Popen([sys.executable, "-m", "daphne", "-e", listen.endpoint(host, port),
                                                   "gatewaysite.asgi:application"], env=os.environ.copy()))
