@@ -221,7 +221,8 @@ class Ledger:
     def __init__(self) -> None:
         self.local = LocalLedger(refresh=None)
         self.fallback = LocalLedger(refresh=settings.GATEWAY_BUDGET_REFRESH)
-        self.dirty: set[str] = set()  # accounts Redis missed a settle of: dropped from it when it answers again
+        # The Redis keys of accounts Redis missed a settle of (hash and holds): dropped when it answers again.
+        self.dirty: set[str] = set()
         self._pipe: Pipe | None = None
         self.numbers = itertools.count()
 
@@ -245,7 +246,7 @@ class Ledger:
             except Exception as exc:  # Redis is away: the fallback, loud once (the breaker's log)
                 if not isinstance(exc, sharedstate.SharedStateUnavailable):
                     logger.warning("budgets kept by this process, Redis failed: %s", type(exc).__name__)
-                self.dirty.update(a.name for a in accounts)
+                self.dirty.update(_keys(accounts))
                 return await self._reserve_local(self.fallback, hold, lapses, totals)
         return await self._reserve_local(self.local, hold, lapses, totals)
 
@@ -259,8 +260,9 @@ class Ledger:
 
     async def _reserve_shared(self, hold: Hold, lapses: float, totals: Totals) -> Hold | Spent:
         if self.dirty:  # accounts Redis missed settles of while it was away: rebuilt from the rows
-            dropped, self.dirty = self.dirty, set()
-            await self.pipe.command("DEL", *dropped, *(f"{name}:holds" for name in dropped))
+            dropped = list(self.dirty)
+            await self.pipe.command("DEL", *dropped)  # forgotten only once Redis has dropped them
+            self.dirty.difference_update(dropped)
         limits = [-1 if limit is None else limit for a in hold.accounts for limit in (a.tokens, a.nanos)]
         args = [repr(time.time()), repr(lapses), hold.member, hold.tokens, hold.nanos, *limits]
         for _ in range(3):  # each round loads what another process had not loaded yet
@@ -281,7 +283,7 @@ class Ledger:
         if hold.local:
             (self.fallback if self.shared() else self.local).settle(hold, tokens, nanos)
             if self.shared():
-                self.dirty.update(a.name for a in hold.accounts)
+                self.dirty.update(_keys(hold.accounts))
             return None
         return self._settle_shared(hold, tokens, nanos)
 
@@ -290,7 +292,7 @@ class Ledger:
             await self.pipe.run(_SETTLE, _keys(hold.accounts), [hold.member, tokens, nanos, hold.tokens, hold.nanos],
                                 soon=False)
         except Exception as exc:
-            self.dirty.update(a.name for a in hold.accounts)
+            self.dirty.update(_keys(hold.accounts))
             if not isinstance(exc, sharedstate.SharedStateUnavailable):
                 logger.warning("a budget settle missed Redis (%s); its accounts are rebuilt from the rows",
                                type(exc).__name__)

@@ -83,33 +83,36 @@ class Pipe:
 
     async def run(self, script: Script, keys: list[str], args: list[Any], *, soon: bool = True) -> Any:
         """Run ``script`` and return its reply; ``soon``: sent this loop turn (else within SETTLE_DELAY)."""
+        return await self._ask(script.command(keys, args), script, [keys, args], soon=soon)
+
+    async def command(self, *args: str | bytes | int) -> Any:
+        """A plain command (DEL...), sent this loop turn."""
+        return await self._ask(encode(*args), None, [], soon=True)
+
+    async def _ask(self, data: bytes, script: Script | None, call: list[Any], *, soon: bool) -> Any:
+        """Send one command through the shared cache's breaker: refused at once while it is open."""
         if not BREAKER.allow():
             raise SharedStateUnavailable("Redis failed a moment ago")
         if self.transport is None:
             await self._connect()
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self.queued.append((script.command(keys, args), future, script, [keys, args]))
-        if soon or self.flush_handle is None:
-            if self.flush_handle is not None:
-                self.flush_handle.cancel()
-            self.flush_handle = (loop.call_soon(self._flush) if soon else loop.call_later(SETTLE_DELAY, self._flush))
         try:
-            reply = await future
+            reply = await self._queue(data, script, call, soon=soon)
         except (ConnectionError, TimeoutError, OSError) as exc:
             BREAKER.failed(exc)
             raise
         BREAKER.succeeded()
         return reply
 
-    async def command(self, *args: str | bytes | int) -> Any:
-        """A plain command (DEL...), sent this loop turn."""
-        if self.transport is None:
-            await self._connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.queued.append((encode(*args), future, None, []))
-        self._flush()
-        return await future
+    def _queue(self, data: bytes, script: Script | None, call: list[Any], *, soon: bool) -> asyncio.Future[Any]:
+        """Queue a command for the next write (this loop turn, or within SETTLE_DELAY); its reply's future."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self.queued.append((data, future, script, call))
+        if soon or self.flush_handle is None:
+            if self.flush_handle is not None:
+                self.flush_handle.cancel()
+            self.flush_handle = (loop.call_soon(self._flush) if soon else loop.call_later(SETTLE_DELAY, self._flush))
+        return future
 
     def _flush(self) -> None:
         self.flush_handle = None
@@ -190,5 +193,6 @@ class Pipe:
         database = parts.path.strip("/")
         if database and database != "0":
             hello.append(("SELECT", database))
-        for command in hello:
-            await asyncio.wait_for(self.command(*command), settings.GATEWAY_REDIS_TIMEOUT * 10)
+        for command in hello:  # past the breaker: this is the call it let through, connecting
+            said = self._queue(encode(*command), None, [], soon=True)
+            await asyncio.wait_for(said, settings.GATEWAY_REDIS_TIMEOUT * 10)
